@@ -1,0 +1,479 @@
+//! Plugin configuration: the JSON in the Envoy `configuration` (or Istio `pluginConfig`),
+//! checked field by field into a typed [`Config`] once per configuration load.
+//!
+//! Every error names the field it is about (`loggers.main.cluster: must not be empty`), so
+//! Envoy's log says exactly what to fix when it refuses the configuration. Unknown fields
+//! are errors: a misspelt option must not silently fall back to a default.
+
+use crate::connection_string::{ConnectionString, ConnectionStringError};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Envoy cluster the ingestion callouts go to, unless a logger names another.
+pub const DEFAULT_CLUSTER: &str = "appinsights";
+/// How often a partly filled batch is sent.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
+/// Items per batch before it is sent early.
+pub const DEFAULT_MAX_BATCH_ITEMS: u64 = 1_000;
+/// Bytes per batch (uncompressed) before it is sent early.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 512 * 1024;
+/// Memory per worker and logger for telemetry waiting to be sent or in flight.
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+/// Batches in flight at once per worker and logger.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4;
+/// Timeout of one ingestion callout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub loggers: Vec<Logger>,
+    pub diagnostic: Diagnostic,
+    /// `ai.cloud.role`; `None` means "ask Envoy" (node cluster), then a fixed default.
+    pub cloud_role: Option<String>,
+    /// `ai.cloud.roleInstance`; `None` means "ask Envoy" (node id), then a fixed default.
+    pub cloud_role_instance: Option<String>,
+    pub delivery: Delivery,
+}
+
+/// Where telemetry goes: an Application Insights resource and the Envoy cluster that reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logger {
+    pub id: String,
+    pub connection: ConnectionString,
+    pub cluster: String,
+}
+
+/// What is logged, and to which loggers (APIM's "diagnostic" for all APIs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Indexes into [`Config::loggers`].
+    pub loggers: Vec<usize>,
+    /// Put the client's IP address in `ai.location.ip` (off by default, as in APIM).
+    pub log_client_ip: bool,
+}
+
+/// Batching and callout settings, per worker thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub flush_interval_ms: u64,
+    pub max_batch_items: u64,
+    pub max_batch_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub max_in_flight: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
+            max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// A configuration error: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    NotJson(String),
+    WrongType { expected: &'static str },
+    UnknownField { allowed: &'static [&'static str] },
+    Missing,
+    Empty,
+    OutOfRange { min: u64, max: u64 },
+    TooLong { max: usize },
+    InvalidName,
+    ConnectionString(ConnectionStringError),
+    BothCredentials,
+    NoCredentials,
+    NoLoggers,
+    UnknownLogger,
+    DuplicateLogger,
+    BufferSmallerThanBatch,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NotJson(e) => write!(f, "is not valid JSON ({e})"),
+            Problem::WrongType { expected } => write!(f, "must be {expected}"),
+            Problem::UnknownField { allowed } => {
+                write!(f, "unknown field; allowed here: {}", allowed.join(", "))
+            }
+            Problem::Missing => write!(f, "is required"),
+            Problem::Empty => write!(f, "must not be empty"),
+            Problem::OutOfRange { min, max } => write!(f, "must be between {min} and {max}"),
+            Problem::TooLong { max } => write!(f, "must be at most {max} characters"),
+            Problem::InvalidName => {
+                write!(f, "may contain only letters, digits, '_', '-', '.', '|' and ':'")
+            }
+            Problem::ConnectionString(e) => write!(f, "{e}"),
+            Problem::BothCredentials => {
+                write!(f, "set either connection_string or instrumentation_key, not both")
+            }
+            Problem::NoCredentials => write!(f, "needs connection_string or instrumentation_key"),
+            Problem::NoLoggers => write!(f, "at least one logger is required"),
+            Problem::UnknownLogger => write!(f, "names a logger that is not defined in loggers"),
+            Problem::DuplicateLogger => write!(f, "lists the same logger twice"),
+            Problem::BufferSmallerThanBatch => {
+                write!(f, "must be at least delivery.max_batch_bytes")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: impl Into<String>, problem: Problem) -> ConfigError {
+    ConfigError { field: field.into(), problem }
+}
+
+const TOP_FIELDS: &[&str] = &["loggers", "diagnostic", "cloud_role", "cloud_role_instance", "delivery"];
+const LOGGER_FIELDS: &[&str] = &["connection_string", "instrumentation_key", "cluster"];
+const DIAGNOSTIC_FIELDS: &[&str] = &["loggers", "log_client_ip"];
+const DELIVERY_FIELDS: &[&str] = &[
+    "flush_interval_ms",
+    "max_batch_items",
+    "max_batch_bytes",
+    "max_buffer_bytes",
+    "max_in_flight",
+    "timeout_ms",
+];
+
+/// Longest `ai.cloud.role` / `ai.cloud.roleInstance` the schema allows.
+const MAX_ROLE_LEN: usize = 256;
+
+impl Config {
+    /// Parses and validates the plugin configuration bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| err("configuration", Problem::NotJson(e.to_string())))?;
+        Config::from_value(&value)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        let top = Fields::of(value, "configuration", "", TOP_FIELDS)?;
+        let loggers = parse_loggers(&top)?;
+        let diagnostic = match top.object("diagnostic", DIAGNOSTIC_FIELDS)? {
+            Some(d) => parse_diagnostic(&d, &loggers)?,
+            None => Diagnostic { loggers: (0..loggers.len()).collect(), log_client_ip: false },
+        };
+        let delivery = match top.object("delivery", DELIVERY_FIELDS)? {
+            Some(d) => parse_delivery(&d)?,
+            None => Delivery::default(),
+        };
+        Ok(Config {
+            loggers,
+            diagnostic,
+            cloud_role: top.bounded_string("cloud_role", MAX_ROLE_LEN)?,
+            cloud_role_instance: top.bounded_string("cloud_role_instance", MAX_ROLE_LEN)?,
+            delivery,
+        })
+    }
+}
+
+fn parse_loggers(top: &Fields<'_>) -> Result<Vec<Logger>, ConfigError> {
+    let Some(value) = top.get("loggers") else {
+        return Err(err("loggers", Problem::NoLoggers));
+    };
+    let map = value
+        .as_object()
+        .ok_or_else(|| err("loggers", Problem::WrongType { expected: "an object of named loggers" }))?;
+    if map.is_empty() {
+        return Err(err("loggers", Problem::NoLoggers));
+    }
+    map.iter().map(|(id, v)| parse_logger(id, v)).collect()
+}
+
+fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
+    let path = format!("loggers.{id}");
+    if !is_name(id) {
+        return Err(err(path, Problem::InvalidName));
+    }
+    let f = Fields::of(value, &path, &path, LOGGER_FIELDS)?;
+    let connection = match (f.string("connection_string")?, f.string("instrumentation_key")?) {
+        (Some(_), Some(_)) => return Err(err(path, Problem::BothCredentials)),
+        (None, None) => return Err(err(path, Problem::NoCredentials)),
+        (Some(cs), None) => ConnectionString::parse(cs)
+            .map_err(|e| err(f.path("connection_string"), Problem::ConnectionString(e)))?,
+        (None, Some(ikey)) => ConnectionString::from_instrumentation_key(ikey)
+            .map_err(|e| err(f.path("instrumentation_key"), Problem::ConnectionString(e)))?,
+    };
+    let cluster = match f.string("cluster")? {
+        None => DEFAULT_CLUSTER.to_string(),
+        Some("") => return Err(err(f.path("cluster"), Problem::Empty)),
+        Some(c) if !is_name(c) => return Err(err(f.path("cluster"), Problem::InvalidName)),
+        Some(c) => c.to_string(),
+    };
+    Ok(Logger { id: id.to_string(), connection, cluster })
+}
+
+fn parse_diagnostic(f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
+    let selected = match f.get("loggers") {
+        None => (0..loggers.len()).collect(),
+        Some(v) => select_loggers(v, &f.path("loggers"), loggers)?,
+    };
+    Ok(Diagnostic { loggers: selected, log_client_ip: f.bool("log_client_ip")?.unwrap_or(false) })
+}
+
+fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
+    let names = v
+        .as_array()
+        .ok_or_else(|| err(path, Problem::WrongType { expected: "a list of logger names" }))?;
+    if names.is_empty() {
+        return Err(err(path, Problem::Empty));
+    }
+    let mut selected = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        let name = name.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        let index = loggers
+            .iter()
+            .position(|l| l.id == name)
+            .ok_or_else(|| err(&item, Problem::UnknownLogger))?;
+        if selected.contains(&index) {
+            return Err(err(item, Problem::DuplicateLogger));
+        }
+        selected.push(index);
+    }
+    Ok(selected)
+}
+
+fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
+    let d = Delivery::default();
+    let delivery = Delivery {
+        flush_interval_ms: f.uint("flush_interval_ms", 10, 60_000)?.unwrap_or(d.flush_interval_ms),
+        max_batch_items: f.uint("max_batch_items", 1, 64_000)?.unwrap_or(d.max_batch_items),
+        max_batch_bytes: f.uint("max_batch_bytes", 1024, 16 << 20)?.unwrap_or(d.max_batch_bytes),
+        max_buffer_bytes: f.uint("max_buffer_bytes", 64 * 1024, 1 << 30)?.unwrap_or(d.max_buffer_bytes),
+        max_in_flight: f.uint("max_in_flight", 1, 64)?.unwrap_or(d.max_in_flight),
+        timeout_ms: f.uint("timeout_ms", 100, 300_000)?.unwrap_or(d.timeout_ms),
+    };
+    if delivery.max_buffer_bytes < delivery.max_batch_bytes {
+        return Err(err(f.path("max_buffer_bytes"), Problem::BufferSmallerThanBatch));
+    }
+    Ok(delivery)
+}
+
+/// Names of loggers and clusters: what Envoy and Istio accept in a cluster name, minus
+/// anything that would need quoting in logs or YAML.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '|' | ':'))
+}
+
+/// The fields of one JSON object, with the path used in error messages.
+struct Fields<'a> {
+    prefix: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    /// `value` must be an object whose keys are all in `allowed`.
+    fn of(
+        value: &'a Value,
+        name: &str,
+        prefix: &str,
+        allowed: &'static [&'static str],
+    ) -> Result<Fields<'a>, ConfigError> {
+        let map = value.as_object().ok_or_else(|| err(name, Problem::WrongType { expected: "an object" }))?;
+        let fields = Fields { prefix: prefix.to_string(), map };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(err(fields.path(unknown), Problem::UnknownField { allowed }));
+        }
+        Ok(fields)
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// The value of `key`; JSON `null` counts as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn object(&self, key: &str, allowed: &'static [&'static str]) -> Result<Option<Fields<'a>>, ConfigError> {
+        self.get(key).map(|v| Fields::of(v, &self.path(key), &self.path(key), allowed)).transpose()
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "a string" })))
+            .transpose()
+    }
+
+    fn bounded_string(&self, key: &str, max: usize) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Err(err(self.path(key), Problem::Empty)),
+            Some(s) if s.chars().count() > max => Err(err(self.path(key), Problem::TooLong { max })),
+            Some(s) => Ok(Some(s.to_string())),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "true or false" })))
+            .transpose()
+    }
+
+    fn uint(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CS: &str = "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9001/";
+
+    fn parse(v: Value) -> Result<Config, ConfigError> {
+        Config::from_value(&v)
+    }
+
+    fn error_of(v: Value) -> String {
+        parse(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_configuration_gets_documented_defaults() {
+        let c = parse(json!({"loggers": {"main": {"connection_string": CS}}})).unwrap();
+        assert_eq!(c.loggers.len(), 1);
+        assert_eq!(c.loggers[0].cluster, DEFAULT_CLUSTER);
+        assert_eq!(c.loggers[0].connection.ingestion_endpoint.port, 9001);
+        assert_eq!(c.diagnostic, Diagnostic { loggers: vec![0], log_client_ip: false });
+        assert_eq!(c.delivery, Delivery::default());
+        assert_eq!(c.cloud_role, None);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let c = parse(json!({
+            "loggers": {
+                "a": {"connection_string": CS, "cluster": "ingest_a"},
+                "b": {"instrumentation_key": "k-1", "cluster": "outbound|443||dc.services.visualstudio.com"}
+            },
+            "diagnostic": {"loggers": ["b"], "log_client_ip": true},
+            "cloud_role": "edge", "cloud_role_instance": "edge-1",
+            "delivery": {"flush_interval_ms": 250, "max_batch_items": 10, "max_batch_bytes": 2048,
+                         "max_buffer_bytes": 65536, "max_in_flight": 2, "timeout_ms": 500}
+        }))
+        .unwrap();
+        assert_eq!(c.loggers[1].cluster, "outbound|443||dc.services.visualstudio.com");
+        assert_eq!(c.diagnostic, Diagnostic { loggers: vec![1], log_client_ip: true });
+        assert_eq!(c.cloud_role.as_deref(), Some("edge"));
+        assert_eq!(c.delivery.flush_interval_ms, 250);
+        assert_eq!(c.delivery.max_in_flight, 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(error_of(json!([])), "configuration: must be an object");
+        assert_eq!(error_of(json!({})), "loggers: at least one logger is required");
+        assert_eq!(error_of(json!({"loggers": {}})), "loggers: at least one logger is required");
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"conection_string": CS}}})),
+            "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": "nonsense"}}})),
+            "loggers.main.connection_string: entry 1 is not of the form key=value"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": CS, "cluster": ""}}})),
+            "loggers.main.cluster: must not be empty"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {}}})),
+            "loggers.main: needs connection_string or instrumentation_key"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": CS, "instrumentation_key": "k"}}})),
+            "loggers.main: set either connection_string or instrumentation_key, not both"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": 5}}})),
+            "loggers.main.connection_string: must be a string"
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
+            "sampling: unknown field; allowed here: loggers, diagnostic, cloud_role, cloud_role_instance, delivery"
+        );
+    }
+
+    #[test]
+    fn diagnostic_and_delivery_values_are_range_checked() {
+        let base = |extra: Value| {
+            let mut v = json!({"loggers": {"main": {"connection_string": CS}}});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            error_of(v)
+        };
+        assert_eq!(base(json!({"diagnostic": {"loggers": ["other"]}})), "diagnostic.loggers[0]: names a logger that is not defined in loggers");
+        assert_eq!(base(json!({"diagnostic": {"loggers": ["main", "main"]}})), "diagnostic.loggers[1]: lists the same logger twice");
+        assert_eq!(base(json!({"diagnostic": {"loggers": []}})), "diagnostic.loggers: must not be empty");
+        assert_eq!(base(json!({"diagnostic": {"log_client_ip": "yes"}})), "diagnostic.log_client_ip: must be true or false");
+        assert_eq!(base(json!({"delivery": {"flush_interval_ms": 0}})), "delivery.flush_interval_ms: must be between 10 and 60000");
+        assert_eq!(base(json!({"delivery": {"max_batch_items": -1}})), "delivery.max_batch_items: must be between 1 and 64000");
+        assert_eq!(base(json!({"delivery": {"timeout_ms": 1.5}})), "delivery.timeout_ms: must be between 100 and 300000");
+        assert_eq!(
+            base(json!({"delivery": {"max_batch_bytes": 1048576, "max_buffer_bytes": 65536}})),
+            "delivery.max_buffer_bytes: must be at least delivery.max_batch_bytes"
+        );
+        assert_eq!(base(json!({"cloud_role": " "})), "cloud_role: must not be empty");
+        assert_eq!(base(json!({"cloud_role": "r".repeat(257)})), "cloud_role: must be at most 256 characters");
+    }
+
+    #[test]
+    fn invalid_json_and_names_are_reported() {
+        let e = Config::from_json(b"{not json").unwrap_err();
+        assert!(e.to_string().starts_with("configuration: is not valid JSON"), "{e}");
+        assert_eq!(
+            error_of(json!({"loggers": {"bad name": {"connection_string": CS}}})),
+            "loggers.bad name: may contain only letters, digits, '_', '-', '.', '|' and ':'"
+        );
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let c = parse(json!({"loggers": {"main": {"connection_string": CS, "cluster": null}}, "diagnostic": null})).unwrap();
+        assert_eq!(c.loggers[0].cluster, DEFAULT_CLUSTER);
+    }
+
+    #[test]
+    fn errors_never_contain_the_instrumentation_key() {
+        let key = "0123456789abcdef0123456789abcdef0123456789";
+        let e = error_of(json!({"loggers": {"main": {"instrumentation_key": key}}}));
+        assert!(!e.contains(key), "{e}");
+    }
+}

@@ -1,0 +1,470 @@
+//! Application Insights connection strings and ingestion endpoints.
+//!
+//! Parsed the way the official SDKs do (.NET `ConfigStringParser` + `EndpointProvider`):
+//! `key=value` pairs separated by `;`, keys case-insensitive, empty entries ignored, an entry
+//! that is not exactly `key=value` or a repeated key is an error, 4096 characters at most.
+//! The ingestion endpoint is, in order of precedence: `IngestionEndpoint`; else
+//! `https://[Location.]dc.<EndpointSuffix>/`; else the global default endpoint.
+//!
+//! Telemetry goes to `<endpoint>/v2.1/track` (the path that also accepts Entra ID tokens).
+
+use std::fmt;
+
+/// Longest connection string the SDKs accept.
+pub const MAX_LEN: usize = 4096;
+/// Longest instrumentation key the envelope's `iKey` field holds.
+pub const MAX_IKEY_LEN: usize = 40;
+/// Where telemetry goes when a connection string names no endpoint.
+pub const DEFAULT_INGESTION_ENDPOINT: &str = "https://dc.services.visualstudio.com/";
+
+/// What a connection string says about where and how to send telemetry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    pub instrumentation_key: String,
+    pub ingestion_endpoint: Endpoint,
+    /// `AADAudience`, for Entra ID tokens in sovereign clouds.
+    pub aad_audience: Option<String>,
+}
+
+/// Why a connection string was refused. Never contains the instrumentation key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionStringError {
+    Empty,
+    TooLong { len: usize },
+    /// Entry number (1-based) is not `key=value`.
+    MalformedEntry { entry: usize },
+    EmptyKey { entry: usize },
+    DuplicateKey { key: String },
+    MissingInstrumentationKey,
+    InvalidInstrumentationKey { reason: &'static str },
+    UnsupportedAuthorization,
+    InvalidLocation,
+    InvalidEndpoint { key: &'static str, error: EndpointError },
+}
+
+impl fmt::Display for ConnectionStringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "is empty"),
+            Self::TooLong { len } => write!(f, "is {len} characters long; at most {MAX_LEN} are allowed"),
+            Self::MalformedEntry { entry } => write!(f, "entry {entry} is not of the form key=value"),
+            Self::EmptyKey { entry } => write!(f, "entry {entry} has an empty key"),
+            Self::DuplicateKey { key } => write!(f, "key {key} appears more than once"),
+            Self::MissingInstrumentationKey => write!(f, "has no InstrumentationKey"),
+            Self::InvalidInstrumentationKey { reason } => write!(f, "InstrumentationKey {reason}"),
+            Self::UnsupportedAuthorization => write!(f, "Authorization must be ikey (the only supported value)"),
+            Self::InvalidLocation => write!(f, "Location must contain only letters and digits"),
+            Self::InvalidEndpoint { key, error } => write!(f, "{key} {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionStringError {}
+
+impl ConnectionString {
+    /// Parses a connection string, applying the SDKs' endpoint precedence.
+    pub fn parse(input: &str) -> Result<Self, ConnectionStringError> {
+        let len = input.chars().count();
+        if len > MAX_LEN {
+            return Err(ConnectionStringError::TooLong { len });
+        }
+        if input.trim().is_empty() {
+            return Err(ConnectionStringError::Empty);
+        }
+        let pairs = split_pairs(input)?;
+        if pairs.is_empty() {
+            return Err(ConnectionStringError::Empty);
+        }
+        let get = |key: &str| {
+            pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v)
+        };
+        if let Some(auth) = get("Authorization") {
+            if !auth.eq_ignore_ascii_case("ikey") {
+                return Err(ConnectionStringError::UnsupportedAuthorization);
+            }
+        }
+        let ikey = match get("InstrumentationKey") {
+            Some(v) if !v.is_empty() => v,
+            _ => return Err(ConnectionStringError::MissingInstrumentationKey),
+        };
+        validate_instrumentation_key(ikey)?;
+        Ok(ConnectionString {
+            instrumentation_key: ikey.to_string(),
+            ingestion_endpoint: ingestion_endpoint(
+                get("IngestionEndpoint"),
+                get("EndpointSuffix"),
+                get("Location"),
+            )?,
+            aad_audience: get("AADAudience").filter(|v| !v.is_empty()).map(str::to_string),
+        })
+    }
+
+    /// A bare instrumentation key, sent to the default endpoint.
+    pub fn from_instrumentation_key(ikey: &str) -> Result<Self, ConnectionStringError> {
+        let ikey = ikey.trim();
+        if ikey.is_empty() {
+            return Err(ConnectionStringError::MissingInstrumentationKey);
+        }
+        validate_instrumentation_key(ikey)?;
+        Ok(ConnectionString {
+            instrumentation_key: ikey.to_string(),
+            ingestion_endpoint: default_endpoint(),
+            aad_audience: None,
+        })
+    }
+}
+
+/// Splits `k1=v1;k2=v2` into trimmed pairs, rejecting malformed and repeated keys.
+fn split_pairs(input: &str) -> Result<Vec<(&str, &str)>, ConnectionStringError> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (n, entry) in input.split(';').filter(|e| !e.trim().is_empty()).enumerate() {
+        let entry_no = n + 1;
+        let mut parts = entry.split('=');
+        let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ConnectionStringError::MalformedEntry { entry: entry_no });
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(ConnectionStringError::EmptyKey { entry: entry_no });
+        }
+        if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(ConnectionStringError::DuplicateKey { key: key.to_string() });
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn validate_instrumentation_key(ikey: &str) -> Result<(), ConnectionStringError> {
+    if ikey.chars().count() > MAX_IKEY_LEN {
+        return Err(ConnectionStringError::InvalidInstrumentationKey {
+            reason: "is longer than 40 characters",
+        });
+    }
+    if !ikey.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+        return Err(ConnectionStringError::InvalidInstrumentationKey {
+            reason: "may contain only printable ASCII characters",
+        });
+    }
+    Ok(())
+}
+
+fn ingestion_endpoint(
+    explicit: Option<&str>,
+    suffix: Option<&str>,
+    location: Option<&str>,
+) -> Result<Endpoint, ConnectionStringError> {
+    if let Some(url) = explicit.filter(|v| !v.is_empty()) {
+        return Endpoint::parse(url)
+            .map_err(|error| ConnectionStringError::InvalidEndpoint { key: "IngestionEndpoint", error });
+    }
+    let Some(suffix) = suffix.map(|s| s.trim().trim_start_matches('.')).filter(|s| !s.is_empty())
+    else {
+        return Ok(default_endpoint());
+    };
+    let location = location.map(|l| l.trim().trim_end_matches('.')).unwrap_or("");
+    if !location.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ConnectionStringError::InvalidLocation);
+    }
+    let url = if location.is_empty() {
+        format!("https://dc.{suffix}/")
+    } else {
+        format!("https://{location}.dc.{suffix}/")
+    };
+    Endpoint::parse(&url)
+        .map_err(|error| ConnectionStringError::InvalidEndpoint { key: "EndpointSuffix", error })
+}
+
+fn default_endpoint() -> Endpoint {
+    Endpoint {
+        scheme: Scheme::Https,
+        host: "dc.services.visualstudio.com".to_string(),
+        port: 443,
+        base_path: String::new(),
+    }
+}
+
+/// URL scheme of an ingestion endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// An ingestion endpoint: where the Envoy cluster for telemetry must point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    /// Host name or IP address; IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (usually empty).
+    pub base_path: String,
+}
+
+/// Why an endpoint URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    UnsupportedScheme,
+    MissingHost,
+    InvalidHost,
+    InvalidPort,
+    HasUserInfo,
+    HasQueryOrFragment,
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnsupportedScheme => "must be an absolute http:// or https:// URL",
+            Self::MissingHost => "has no host",
+            Self::InvalidHost => "has an invalid host",
+            Self::InvalidPort => "has an invalid port",
+            Self::HasUserInfo => "must not contain user information",
+            Self::HasQueryOrFragment => "must not contain a query or fragment",
+        })
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+impl Endpoint {
+    /// Parses an absolute `http(s)://host[:port][/path]` URL.
+    pub fn parse(url: &str) -> Result<Endpoint, EndpointError> {
+        let url = url.trim();
+        let (scheme, rest) = if let Some(rest) = strip_prefix_ci(url, "https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = strip_prefix_ci(url, "http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(EndpointError::UnsupportedScheme);
+        };
+        if rest.contains(['?', '#']) {
+            return Err(EndpointError::HasQueryOrFragment);
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(EndpointError::HasUserInfo);
+        }
+        let (host, port) = split_host_port(authority, scheme)?;
+        Ok(Endpoint {
+            scheme,
+            host,
+            port,
+            base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The `:authority` to send: the host, with the port only when it is not the default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == self.scheme.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The path telemetry is posted to.
+    pub fn track_path(&self) -> String {
+        format!("{}/v2.1/track", self.base_path)
+    }
+
+    /// The endpoint as a URL, for logs and docs.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}/", self.scheme.as_str(), self.authority(), self.base_path)
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+fn split_host_port(authority: &str, scheme: Scheme) -> Result<(String, u16), EndpointError> {
+    if authority.is_empty() {
+        return Err(EndpointError::MissingHost);
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(EndpointError::InvalidHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(EndpointError::InvalidPort)?),
+        };
+        if host.is_empty() || !host.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return Err(EndpointError::InvalidHost);
+        }
+        (host, port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if host.is_empty() || !host.chars().all(valid) {
+            return Err(EndpointError::InvalidHost);
+        }
+        (host, port)
+    };
+    let port = match port {
+        None => scheme.default_port(),
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port != 0 => port,
+            _ => return Err(EndpointError::InvalidPort),
+        },
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "00000000-0000-0000-0000-000000000001";
+
+    fn endpoint_of(cs: &str) -> String {
+        ConnectionString::parse(cs).unwrap().ingestion_endpoint.url()
+    }
+
+    #[test]
+    fn explicit_ingestion_endpoint_wins_over_suffix_and_location() {
+        let cs = format!(
+            "InstrumentationKey={KEY};IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;EndpointSuffix=applicationinsights.azure.cn;Location=chinaeast2"
+        );
+        assert_eq!(endpoint_of(&cs), "https://westeurope-5.in.applicationinsights.azure.com/");
+    }
+
+    #[test]
+    fn endpoint_suffix_with_location_builds_the_regional_dc_host() {
+        let cs = format!("InstrumentationKey={KEY};EndpointSuffix=.applicationinsights.azure.cn;Location= chinaeast2.");
+        assert_eq!(endpoint_of(&cs), "https://chinaeast2.dc.applicationinsights.azure.cn/");
+        let cs = format!("InstrumentationKey={KEY};EndpointSuffix=applicationinsights.us");
+        assert_eq!(endpoint_of(&cs), "https://dc.applicationinsights.us/");
+    }
+
+    #[test]
+    fn no_endpoint_means_the_global_default() {
+        let cs = ConnectionString::parse(&format!("InstrumentationKey={KEY}")).unwrap();
+        assert_eq!(cs.ingestion_endpoint.url(), DEFAULT_INGESTION_ENDPOINT);
+        assert_eq!(cs.instrumentation_key, KEY);
+        assert_eq!(cs.ingestion_endpoint.track_path(), "/v2.1/track");
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_whitespace_and_empty_entries_are_ignored() {
+        let cs = ConnectionString::parse(&format!(
+            " instrumentationkey = {KEY} ;; INGESTIONENDPOINT=http://127.0.0.1:9001/;aadaudience=https://monitor.azure.us;"
+        ))
+        .unwrap();
+        assert_eq!(cs.instrumentation_key, KEY);
+        assert_eq!(cs.ingestion_endpoint.scheme, Scheme::Http);
+        assert_eq!(cs.ingestion_endpoint.host, "127.0.0.1");
+        assert_eq!(cs.ingestion_endpoint.port, 9001);
+        assert_eq!(cs.ingestion_endpoint.authority(), "127.0.0.1:9001");
+        assert_eq!(cs.aad_audience.as_deref(), Some("https://monitor.azure.us"));
+    }
+
+    #[test]
+    fn malformed_duplicate_and_missing_entries_are_errors() {
+        use ConnectionStringError as E;
+        assert_eq!(ConnectionString::parse(""), Err(E::Empty));
+        assert_eq!(ConnectionString::parse(" ; "), Err(E::Empty));
+        assert_eq!(ConnectionString::parse("InstrumentationKey"), Err(E::MalformedEntry { entry: 1 }));
+        assert_eq!(
+            ConnectionString::parse(&format!("InstrumentationKey={KEY};a=b=c")),
+            Err(E::MalformedEntry { entry: 2 })
+        );
+        assert_eq!(ConnectionString::parse("=x"), Err(E::EmptyKey { entry: 1 }));
+        assert_eq!(
+            ConnectionString::parse(&format!("InstrumentationKey={KEY};instrumentationKEY={KEY}")),
+            Err(E::DuplicateKey { key: "instrumentationKEY".into() })
+        );
+        assert_eq!(ConnectionString::parse("IngestionEndpoint=https://x/"), Err(E::MissingInstrumentationKey));
+        assert_eq!(ConnectionString::parse("InstrumentationKey="), Err(E::MissingInstrumentationKey));
+    }
+
+    #[test]
+    fn length_is_capped_at_4096_characters() {
+        let base = format!("InstrumentationKey={KEY};X=");
+        let ok = format!("{base}{}", "a".repeat(MAX_LEN - base.len()));
+        assert!(ConnectionString::parse(&ok).is_ok());
+        let long = format!("{ok}a");
+        assert_eq!(ConnectionString::parse(&long), Err(ConnectionStringError::TooLong { len: MAX_LEN + 1 }));
+    }
+
+    #[test]
+    fn authorization_other_than_ikey_and_bad_location_are_rejected() {
+        assert_eq!(
+            ConnectionString::parse(&format!("InstrumentationKey={KEY};Authorization=aad")),
+            Err(ConnectionStringError::UnsupportedAuthorization)
+        );
+        assert!(ConnectionString::parse(&format!("InstrumentationKey={KEY};Authorization=IKey")).is_ok());
+        assert_eq!(
+            ConnectionString::parse(&format!("InstrumentationKey={KEY};EndpointSuffix=x.com;Location=a/b")),
+            Err(ConnectionStringError::InvalidLocation)
+        );
+    }
+
+    #[test]
+    fn invalid_endpoints_name_the_key_and_the_reason() {
+        let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=ftp://x/"))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "IngestionEndpoint must be an absolute http:// or https:// URL");
+        let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=http://h:99999/"))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "IngestionEndpoint has an invalid port");
+    }
+
+    #[test]
+    fn errors_never_echo_the_instrumentation_key() {
+        let secret = "SECRET-KEY-0123456789-0123456789-012345678";
+        let err = ConnectionString::parse(&format!("InstrumentationKey={secret}")).unwrap_err();
+        assert!(!err.to_string().contains(secret));
+    }
+
+    #[test]
+    fn endpoints_keep_path_prefix_ipv6_and_non_default_ports() {
+        let e = Endpoint::parse("HTTPS://Ingest.Example.com:8443/prefix/").unwrap();
+        assert_eq!(e.host, "ingest.example.com");
+        assert_eq!(e.track_path(), "/prefix/v2.1/track");
+        assert_eq!(e.authority(), "ingest.example.com:8443");
+        let e = Endpoint::parse("http://[::1]:9001").unwrap();
+        assert_eq!(e.host, "::1");
+        assert_eq!(e.authority(), "[::1]:9001");
+        assert_eq!(Endpoint::parse("https://u@h/"), Err(EndpointError::HasUserInfo));
+        assert_eq!(Endpoint::parse("https://h/?a=b"), Err(EndpointError::HasQueryOrFragment));
+        assert_eq!(Endpoint::parse("https:///x"), Err(EndpointError::MissingHost));
+        assert_eq!(Endpoint::parse("https://h:0/"), Err(EndpointError::InvalidPort));
+    }
+
+    #[test]
+    fn bare_instrumentation_key_uses_the_default_endpoint() {
+        let cs = ConnectionString::from_instrumentation_key(KEY).unwrap();
+        assert_eq!(cs.ingestion_endpoint.url(), DEFAULT_INGESTION_ENDPOINT);
+        assert!(ConnectionString::from_instrumentation_key(&"k".repeat(41)).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The filter's calls into Envoy that return data, made directly on the proxy-wasm ABI.
+//!
+//! The SDK's wrappers panic on statuses they do not expect and decode header names with
+//! `String::from_utf8(..).unwrap()`; a panic would kill the worker's VM. These wrappers
+//! return `Option` for every failure, and hand back Envoy's buffers as they came (header
+//! maps are parsed lazily by [`crate::headers::HeaderMap`]).
+
+use crate::headers::HeaderMap;
+use proxy_wasm::types::{BufferType, MapType};
+use std::ptr::null_mut;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+}
+
+const STATUS_OK: u32 = 0;
+
+/// Takes ownership of a buffer Envoy allocated in our memory (through the SDK's
+/// `proxy_on_memory_allocate`, which allocates exactly `size` bytes).
+fn take_returned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: Envoy filled `data` with `size` bytes it allocated through
+    // `proxy_on_memory_allocate`, i.e. a `Vec<u8>` of capacity `size` that was forgotten.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Reads an attribute; `path` is the segments joined with NUL (`b"response\0code"`).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the pointers are valid for the call; Envoy writes a buffer address and size.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    let value = take_returned(data, size);
+    if status == STATUS_OK {
+        value
+    } else {
+        None
+    }
+}
+
+/// Reads an integer, timestamp or duration attribute (8 bytes, little-endian).
+pub fn property_u64(path: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = property(path)?.as_slice().try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// Reads a whole header map in one call; an unavailable map reads as empty.
+pub fn header_map(map: MapType) -> HeaderMap {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `property`.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    match take_returned(data, size) {
+        Some(buf) if status == STATUS_OK => HeaderMap::from_serialized(buf),
+        _ => HeaderMap::default(),
+    }
+}
+
+/// Reads up to `max` bytes of a buffer (plugin configuration, callout response body, …).
+pub fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `property`.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, 0, max, &mut data, &mut size) };
+    let value = take_returned(data, size);
+    if status == STATUS_OK {
+        value
+    } else {
+        None
+    }
+}
+
+/// Wall-clock time, unix nanoseconds.
+pub fn now_nanos() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// 32 bytes of entropy from the host (WASI `random_get`), mixed with the clock should
+/// that fail.
+pub fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if getrandom::fill(&mut seed).is_err() {
+        log::warn!("appinsights: no entropy from the host; ids are seeded from the clock");
+    }
+    for (b, t) in seed.iter_mut().zip(now_nanos().to_le_bytes().iter().cycle()) {
+        *b ^= t;
+    }
+    seed
+}
