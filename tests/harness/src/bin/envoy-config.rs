@@ -1,0 +1,74 @@
+//! `envoy-config`: prints the Envoy configuration that runs the filter in front of a
+//! backend (what `scripts/gateway.sh` runs). Driven by environment variables:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BACKEND` | (required) | `host:port` of the plain-HTTP backend |
+//! | `APPLICATIONINSIGHTS_CONNECTION_STRING` | | fills the logger when `PLUGIN_CONFIG` has none |
+//! | `PLUGIN_CONFIG` | | path to a JSON file with the filter configuration |
+//! | `LISTEN_ADDRESS` / `LISTEN_PORT` | `0.0.0.0` / `10000` | where the gateway listens |
+//! | `ADMIN_ADDRESS` / `ADMIN_PORT` | `127.0.0.1` / `9901` | Envoy's admin interface |
+//! | `WASM` | `dist/envoy_appinsights.wasm` | the module's path as Envoy sees it |
+//! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter) or `none` |
+//! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
+
+use harness::envoy_config::{render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE};
+use std::process::ExitCode;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn port(name: &str, default: u16) -> Result<u16, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("{name} must be a port number, got {v:?}")),
+    }
+}
+
+fn settings() -> Result<Settings, String> {
+    let backend = var("BACKEND").ok_or("BACKEND (host:port of the backend) is required")?;
+    let plugin_config = match var("PLUGIN_CONFIG") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("PLUGIN_CONFIG {path}: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("PLUGIN_CONFIG {path}: not valid JSON: {e}"))?
+        }
+        None => serde_json::json!({}),
+    };
+    let filter = match var("FILTER").as_deref() {
+        None | Some("appinsights") => FilterKind::AppInsights,
+        Some("noop") => FilterKind::Noop,
+        Some("none") => FilterKind::None,
+        Some(other) => return Err(format!("FILTER must be appinsights, noop or none, got {other:?}")),
+    };
+    let plugin_config = match filter {
+        FilterKind::AppInsights => {
+            with_connection_string(plugin_config, var("APPLICATIONINSIGHTS_CONNECTION_STRING").as_deref())?
+        }
+        _ => plugin_config,
+    };
+    Ok(Settings {
+        listen_address: var("LISTEN_ADDRESS").unwrap_or_else(|| "0.0.0.0".into()),
+        listen_port: port("LISTEN_PORT", 10000)?,
+        admin_address: var("ADMIN_ADDRESS").unwrap_or_else(|| "127.0.0.1".into()),
+        admin_port: port("ADMIN_PORT", 9901)?,
+        backend,
+        wasm_path: var("WASM").unwrap_or_else(|| "dist/envoy_appinsights.wasm".into()),
+        filter,
+        plugin_config,
+        ca_bundle: var("CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.into()),
+    })
+}
+
+fn main() -> ExitCode {
+    match settings().and_then(|s| render(&s)) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("envoy-config: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

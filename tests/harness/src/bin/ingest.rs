@@ -1,0 +1,51 @@
+//! `ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N]`
+//!
+//! Runs the local Application Insights ingestion endpoint in the foreground. Prints
+//! `listening on <addr>` when ready; stops on SIGTERM/SIGINT (stored lines are
+//! written and flushed per request, so nothing is lost). `--keep N` bounds what stays in
+//! memory for long runs (counters keep counting). See `harness::ingest`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use harness::cli;
+use harness::ingest::{IngestConfig, IngestServer};
+
+const USAGE: &str = "usage: ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match cli::parse_flags(&args, &["listen", "ikey", "store", "keep"]) {
+        Ok(flags) => flags,
+        Err(msg) => return usage_error(&msg),
+    };
+    let cfg = IngestConfig {
+        bind: cli::flag(&flags, "listen").unwrap_or("127.0.0.1:9001").to_string(),
+        expected_ikey: cli::flag(&flags, "ikey").map(str::to_string),
+        store_path: cli::flag(&flags, "store").map(PathBuf::from),
+        keep: match cli::flag(&flags, "keep").map(str::parse::<usize>) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => return usage_error("--keep needs a number"),
+        },
+    };
+    match IngestServer::start(cfg) {
+        Ok(server) => {
+            cli::announce(server.addr());
+            cli::serve_forever()
+        }
+        Err(e) => {
+            eprintln!("ingest: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    if msg.is_empty() {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("ingest: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}

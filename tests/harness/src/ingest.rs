@@ -1,0 +1,293 @@
+//! A local Application Insights ingestion endpoint for tests and the demo.
+//!
+//! It speaks the `track` protocol of reference §1–§4 on `POST /v2/track` and
+//! `POST /v2.1/track`: JSON-array or NDJSON bodies, optionally gzip-compressed; each
+//! item strictly validated by [`crate::schema`]; 200/206/400 answers with a
+//! `TrackResponse`. Everything is recorded (accepted items, rejection messages and
+//! every raw request) so tests can assert on exactly what the filter sent.
+//! Faults ([`Fault`]) make it answer errors, slowly, garbled or not at all.
+//!
+//! The same port serves a control API for other processes (see `control.rs`):
+//! `GET /_items`, `GET /_stats`, `GET /_requests`, `DELETE /_items`, `POST /_fault`,
+//! `GET /_health`.
+//!
+//! Layout: this file holds the server and the recorded state; `payload.rs` judges a
+//! request; `fault.rs` defines faults; `control.rs` routes requests.
+
+// Server code paths handle untrusted network input: no panics (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+mod control;
+mod fault;
+mod payload;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::http::{self, Server};
+pub use fault::{Fault, FAULT_MESSAGE};
+use payload::Outcome;
+
+/// How to start an [`IngestServer`].
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Listen address; port 0 picks a free port.
+    pub bind: String,
+    /// When set, every item's `iKey` must equal it (case-insensitively).
+    pub expected_ikey: Option<String>,
+    /// When set, accepted items are appended to this file as NDJSON (flushed per request).
+    pub store_path: Option<PathBuf>,
+    /// When set, only the newest `keep` items and requests stay in memory (counters go on):
+    /// for long runs such as the benchmark. `None` keeps everything (tests).
+    pub keep: Option<usize>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig { bind: "127.0.0.1:0".to_string(), expected_ikey: None, store_path: None, keep: None }
+    }
+}
+
+/// Counters over all `track` requests since start (or the last [`IngestServer::clear`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestStats {
+    /// `track` requests received (control API requests are not counted).
+    pub requests: u64,
+    /// Items in those requests (0 for an undecodable payload).
+    pub items_received: u64,
+    /// Items accepted and stored.
+    pub items_accepted: u64,
+    /// Items that failed validation (schema, size, iKey): a filter bug unless a test
+    /// sent them on purpose.
+    pub items_rejected: u64,
+    /// Valid items refused by an injected fault (not stored).
+    pub items_faulted: u64,
+    /// The validation messages of rejected items (and of rejected payloads).
+    pub rejections: Vec<String>,
+    /// Headers of the last `track` request.
+    pub last_request_headers: Vec<(String, String)>,
+}
+
+/// One `track` request as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceivedRequest {
+    /// Request target, e.g. `/v2.1/track`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body after gzip decoding (the raw body if it could not be decoded).
+    pub body: Vec<u8>,
+    /// The status answered; 0 when the connection was dropped on purpose.
+    pub status_answered: u16,
+}
+
+/// Everything the endpoint remembers.
+#[derive(Default)]
+struct Recorded {
+    items: Vec<Value>,
+    stats: IngestStats,
+    requests: Vec<ReceivedRequest>,
+    fault: Fault,
+    /// Requests the current fault still applies to (`None`: until changed).
+    fault_left: Option<u32>,
+    store: Option<File>,
+}
+
+/// State shared by the request handler and the test-facing API.
+struct Shared {
+    expected_ikey: Option<String>,
+    keep: Option<usize>,
+    recorded: Mutex<Recorded>,
+    items_changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running ingestion endpoint; dropping it stops it.
+pub struct IngestServer {
+    shared: Arc<Shared>,
+    server: Server,
+}
+
+impl IngestServer {
+    /// Starts the endpoint (opening `store_path` for appending first).
+    pub fn start(cfg: IngestConfig) -> io::Result<IngestServer> {
+        let store = match &cfg.store_path {
+            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            expected_ikey: cfg.expected_ikey,
+            keep: cfg.keep,
+            recorded: Mutex::new(Recorded { store, ..Recorded::default() }),
+            items_changed: Condvar::new(),
+        });
+        let handler_state = shared.clone();
+        let handler: http::Handler = Arc::new(move |req| control::route(&handler_state, req));
+        let server = Server::start(&cfg.bind, handler)?;
+        Ok(IngestServer { shared, server })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `http://<addr>`, handy for building connection strings.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// A connection string that sends to this endpoint:
+    /// `InstrumentationKey=<ikey>;IngestionEndpoint=http://<addr>/`.
+    pub fn connection_string(&self, ikey: &str) -> String {
+        format!("InstrumentationKey={ikey};IngestionEndpoint={}/", self.url())
+    }
+
+    /// Accepted items, in arrival order.
+    pub fn items(&self) -> Vec<Value> {
+        self.shared.lock().items.clone()
+    }
+
+    /// Waits until at least `n` items are stored or `timeout` passes; returns what is stored.
+    pub fn wait_for_items(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut rec = self.shared.lock();
+        while rec.items.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            rec = match self.shared.items_changed.wait_timeout(rec, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        rec.items.clone()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> IngestStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Every `track` request received, in order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Forgets items, requests and counters (the fault and the store file are kept).
+    pub fn clear(&self) {
+        clear(&self.shared);
+    }
+
+    /// Sets a fault until changed.
+    pub fn set_fault(&self, fault: Fault) {
+        self.set_fault_for(fault, None);
+    }
+
+    /// Sets a fault for the next `count` `track` requests (`None`: until changed),
+    /// after which the endpoint behaves normally again.
+    pub fn set_fault_for(&self, fault: Fault, count: Option<u32>) {
+        set_fault(&self.shared, fault, count);
+    }
+
+    /// The current fault.
+    pub fn fault(&self) -> Fault {
+        self.shared.lock().fault.clone()
+    }
+}
+
+fn clear(shared: &Shared) {
+    let mut rec = shared.lock();
+    rec.items.clear();
+    rec.requests.clear();
+    rec.stats = IngestStats::default();
+}
+
+fn set_fault(shared: &Shared, fault: Fault, count: Option<u32>) {
+    let mut rec = shared.lock();
+    rec.fault = if count == Some(0) { Fault::None } else { fault };
+    rec.fault_left = count;
+}
+
+/// Takes the fault for one request, counting down a limited fault.
+fn take_fault(shared: &Shared) -> Fault {
+    let mut rec = shared.lock();
+    let fault = rec.fault.clone();
+    if let Some(left) = rec.fault_left {
+        let left = left.saturating_sub(1);
+        rec.fault_left = Some(left);
+        if left == 0 {
+            rec.fault = Fault::None;
+            rec.fault_left = None;
+        }
+    }
+    fault
+}
+
+/// Records one judged `track` request: counters, request log, items, store file.
+fn record(shared: &Shared, request: ReceivedRequest, outcome: &Outcome, store: bool) {
+    let mut rec = shared.lock();
+    let rec = &mut *rec;
+    let stats = &mut rec.stats;
+    stats.requests += 1;
+    stats.items_received += outcome.verdicts.len() as u64;
+    for verdict in &outcome.verdicts {
+        match verdict {
+            payload::Verdict::Accepted(_) if !store => stats.items_faulted += 1,
+            payload::Verdict::Accepted(_) => stats.items_accepted += 1,
+            payload::Verdict::Invalid(msg) => {
+                stats.items_rejected += 1;
+                stats.rejections.push(msg.clone());
+            }
+            payload::Verdict::Faulted(..) => stats.items_faulted += 1,
+        }
+    }
+    stats.rejections.extend(outcome.payload_error.iter().cloned());
+    stats.last_request_headers = request.headers.clone();
+    rec.requests.push(request);
+    if store {
+        let accepted: Vec<Value> = outcome.accepted().cloned().collect();
+        append_to_store(rec.store.as_mut(), &accepted);
+        rec.items.extend(accepted);
+        shared.items_changed.notify_all();
+    }
+    if let Some(keep) = shared.keep {
+        trim_front(&mut rec.items, keep);
+        trim_front(&mut rec.requests, keep);
+    }
+    trim_front(&mut rec.stats.rejections, MAX_REJECTIONS_KEPT);
+}
+
+/// Rejection messages kept (the counter counts them all).
+const MAX_REJECTIONS_KEPT: usize = 1000;
+
+fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
+    if v.len() > keep {
+        v.drain(..v.len() - keep);
+    }
+}
+
+/// Appends items to the store file in one write, so a killed process leaves whole lines.
+fn append_to_store(file: Option<&mut File>, items: &[Value]) {
+    let Some(file) = file else { return };
+    let mut lines = String::new();
+    for item in items {
+        lines.push_str(&item.to_string());
+        lines.push('\n');
+    }
+    if let Err(e) = file.write_all(lines.as_bytes()).and_then(|_| file.flush()) {
+        eprintln!("ingest: cannot append to the store file: {e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Host-side test kit for the filter (never compiled into the wasm module).
+//!
+//! Layout:
+//! - [`http`]: a tiny std-only HTTP/1.1 server (keep-alive, chunked, fault replies) and client;
+//! - [`schema`]: strict validation of one Application Insights envelope against the
+//!   published schema (field types, required fields, maximum lengths);
+//! - [`ingest`]: a local Application Insights ingestion endpoint (`/v2/track`,
+//!   `/v2.1/track`) that validates, stores and records what the filter sends, with
+//!   fault injection and an HTTP control API;
+//! - [`backend`]: a sample upstream service with status/delay/bytes/SSE/echo routes;
+//! - [`cli`]: the small argument parser shared by the two programs;
+//! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
+//! - [`envoy`]: runs the real Envoy binary for the integration tests;
+//! - `src/bin/ingest.rs`, `src/bin/backend.rs`: the two servers as stand-alone programs;
+//! - `src/bin/envoy-config.rs`: the renderer as a program (used by `scripts/gateway.sh`).
+
+pub mod backend;
+pub mod cli;
+pub mod envoy;
+pub mod envoy_config;
+pub mod http;
+pub mod ingest;
+pub mod schema;

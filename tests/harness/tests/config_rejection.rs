@@ -1,0 +1,64 @@
+//! A bad plugin configuration makes Envoy refuse to start, and its log names the field.
+
+use harness::envoy::{ephemeral, filter_wasm, Envoy};
+use harness::envoy_config::{render, Settings};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const CS: &str = "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/";
+
+/// Renders a valid configuration, then swaps in `plugin_config` verbatim: the renderer
+/// itself would refuse these, and the point is to see what Envoy does with them.
+fn yaml_with_plugin_config(plugin_config: &str) -> String {
+    let settings = Settings::local("127.0.0.1:9", filter_wasm().to_str().unwrap(), json!({"loggers": {"main": {"connection_string": CS}}}));
+    let yaml = render(&ephemeral(&settings)).unwrap();
+    let replaced: Vec<String> = yaml
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("value: ") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}value: {}", Value::String(plugin_config.into()))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    replaced.join("\n") + "\n"
+}
+
+fn assert_refused(plugin_config: &str, expected_message: &str) {
+    let (status, log) = Envoy::expect_refusal(&yaml_with_plugin_config(plugin_config), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!status.success(), "Envoy must not start; log:\n{log}");
+    assert!(
+        log.contains(&format!("invalid plugin configuration: {expected_message}")),
+        "log must name the problem {expected_message:?}; log:\n{log}"
+    );
+}
+
+#[test]
+fn unknown_field_is_refused_by_name() {
+    assert_refused(
+        &json!({"loggers": {"main": {"conection_string": CS}}}).to_string(),
+        "loggers.main.conection_string: unknown field",
+    );
+}
+
+#[test]
+fn malformed_connection_string_is_refused_without_echoing_the_key() {
+    let config = json!({"loggers": {"main": {"connection_string": "InstrumentationKey=secret-key-123;InstrumentationKey=x"}}});
+    let (status, log) = Envoy::expect_refusal(&yaml_with_plugin_config(&config.to_string()), Duration::from_secs(60)).unwrap();
+    assert!(!status.success());
+    let line = log.lines().find(|l| l.contains("invalid plugin configuration")).expect("error line");
+    assert!(line.contains("loggers.main.connection_string: key InstrumentationKey appears more than once"), "{line}");
+    assert!(!line.contains("secret-key-123"), "the instrumentation key must not be logged: {line}");
+}
+
+#[test]
+fn out_of_range_values_and_broken_json_are_refused() {
+    assert_refused(
+        &json!({"loggers": {"main": {"connection_string": CS}}, "delivery": {"flush_interval_ms": 0}}).to_string(),
+        "delivery.flush_interval_ms: must be between 10 and 60000",
+    );
+    assert_refused("{\"loggers\": ", "configuration: is not valid JSON");
+}

@@ -1,0 +1,73 @@
+//! `scripts/gateway.sh` as a user runs it: environment in, Envoy in the foreground,
+//! one schema-valid Request item per request at the track endpoint, clean exit on SIGTERM.
+
+use harness::backend::Backend;
+use harness::envoy::repo_root;
+use harness::http;
+use harness::ingest::{IngestConfig, IngestServer};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
+    let ingest = IngestServer::start(IngestConfig::default()).unwrap();
+    let backend = Backend::start("127.0.0.1:0").unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!("gateway-script-{}.log", std::process::id()));
+    let mut child = Command::new(repo_root().join("scripts/gateway.sh"))
+        .env("APPLICATIONINSIGHTS_CONNECTION_STRING", format!("InstrumentationKey=abc;IngestionEndpoint=http://{}", ingest.addr()))
+        .env("BACKEND", backend.addr().to_string())
+        .env("LISTEN_ADDRESS", "127.0.0.1")
+        .env("LISTEN_PORT", port.to_string())
+        .env("ADMIN_PORT", admin.to_string())
+        .env("CONCURRENCY", "1")
+        // Built by the test run already; no nested cargo build while cargo test runs.
+        .env("SKIP_BUILD", "1")
+        .env("ENVOY_CONFIG_BIN", env!("CARGO_BIN_EXE_envoy-config"))
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+        .spawn()
+        .unwrap();
+    let gateway = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http::get(gateway, "/ready-check").is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start: {}", std::fs::read_to_string(log.with_extension("err")).unwrap_or_default());
+        assert!(child.try_wait().unwrap().is_none(), "gateway exited: {}", std::fs::read_to_string(log.with_extension("err")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The readiness probes were requests too: let their items arrive, then start counting.
+    assert!(!ingest.wait_for_items(1, Duration::from_secs(5)).is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    ingest.clear();
+    let sent = Instant::now();
+    for i in 0..5 {
+        assert_eq!(http::get(gateway, &format!("/via-script/{i}")).unwrap().status, 200);
+    }
+    let items = ingest.wait_for_items(5, Duration::from_secs(5));
+    assert_eq!(items.len(), 5, "five items within a few seconds");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    assert_eq!(ingest.stats().items_rejected, 0, "{:?}", ingest.stats().rejections);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["data"]["baseType"], "RequestData");
+        assert_eq!(item["iKey"], "abc");
+        let name = item["data"]["baseData"]["name"].as_str().unwrap();
+        assert!(name.starts_with("GET /via-script/"), "{i}: {name}");
+    }
+
+    // SIGTERM: Envoy (exec'd by the script) shuts down cleanly.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "clean exit, got {status}");
+}

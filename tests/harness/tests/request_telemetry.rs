@@ -1,0 +1,220 @@
+//! Request telemetry end to end: real Envoy with the built filter, a real backend and the
+//! local ingestion endpoint, which validates every item against the official schema.
+
+use harness::backend::Backend;
+use harness::envoy::{filter_wasm, Envoy};
+use harness::envoy_config::Settings;
+use harness::http;
+use harness::ingest::{IngestConfig, IngestServer};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const IKEY: &str = "11111111-2222-3333-4444-555555555555";
+
+struct Stack {
+    ingest: IngestServer,
+    backend: Backend,
+    envoy: Envoy,
+}
+
+fn start(extra_config: Value, envoy_args: &[&str]) -> Stack {
+    let ingest = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
+    let backend = Backend::start("127.0.0.1:0").unwrap();
+    let mut config = json!({
+        "loggers": {"main": {"connection_string": format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr())}},
+        "delivery": {"flush_interval_ms": 200}
+    });
+    config.as_object_mut().unwrap().extend(extra_config.as_object().unwrap().clone());
+    let settings = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
+    let envoy = Envoy::start(&settings, envoy_args).unwrap_or_else(|e| panic!("{e}"));
+    Stack { ingest, backend, envoy }
+}
+
+/// (method, path with query, request body, expected status, expected response body size)
+const EXCHANGES: &[(&str, &str, &str, u16, u64)] = &[
+    ("GET", "/api/orders?page=1&size=20", "", 200, 0),
+    ("GET", "/bytes/1000?n=1", "", 200, 1000),
+    ("POST", "/status/201?create=1", "{\"id\":17,\"qty\":2}", 201, 0),
+    ("PUT", "/status/204?put=1", "x", 204, 0),
+    ("DELETE", "/status/404?gone=1", "", 404, 0),
+    ("PATCH", "/status/500?patch=1", "{}", 500, 0),
+    ("GET", "/status/503?unavailable=1", "", 503, 0),
+    ("GET", "/status/302?moved=1", "", 302, 0),
+    ("OPTIONS", "/api/cors?o=1", "", 200, 0),
+    ("GET", "/api/%E2%82%AC/caf%C3%A9?q=%20space", "", 200, 0),
+    ("HEAD", "/api/head?h=1", "", 200, 0),
+    ("POST", "/status/400?bad=1", "not json", 400, 0),
+];
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Parses `[d.]hh:mm:ss.fffffff` into seconds.
+fn timespan_secs(s: &str) -> f64 {
+    let (days, rest) = match s.split_once('.') {
+        Some((d, r)) if !d.contains(':') => (d.parse::<f64>().unwrap(), r),
+        _ => (0.0, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let h: f64 = parts[0].parse().unwrap();
+    let m: f64 = parts[1].parse().unwrap();
+    let sec: f64 = parts[2].parse().unwrap();
+    days * 86400.0 + h * 3600.0 + m * 60.0 + sec
+}
+
+fn item_for<'a>(items: &'a [Value], url: &str) -> &'a Value {
+    let found: Vec<&Value> = items.iter().filter(|i| i["data"]["baseData"]["url"] == url).collect();
+    assert_eq!(found.len(), 1, "exactly one item for {url}; items: {items:#?}");
+    found[0]
+}
+
+#[test]
+fn every_request_becomes_exactly_one_schema_valid_request_item() {
+    let stack = start(json!({}), &["--service-cluster", "it-gateway", "--service-node", "it-node-1"]);
+    let gw = stack.envoy.listener;
+    let started = now_secs();
+    for (method, path, body, status, _) in EXCHANGES {
+        let r = http::request(gw, method, path, &[], body.as_bytes()).unwrap();
+        assert_eq!(r.status, *status, "{method} {path}");
+    }
+    let items = stack.ingest.wait_for_items(EXCHANGES.len(), Duration::from_secs(10));
+    // Nothing more may arrive: one item per request, no duplicates.
+    std::thread::sleep(Duration::from_millis(1500));
+    let items_after = stack.ingest.items();
+    assert_eq!(items_after.len(), EXCHANGES.len(), "items: {items_after:#?}");
+    let stats = stack.ingest.stats();
+    assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
+
+    let mut operation_ids = HashSet::new();
+    let mut item_ids = HashSet::new();
+    for (method, path, body, status, response_size) in EXCHANGES {
+        let url = format!("http://{gw}{path}");
+        let item = item_for(&items, &url);
+        let bare_path = path.split('?').next().unwrap();
+        let name = format!("{method} {bare_path}");
+        let d = &item["data"]["baseData"];
+        assert_eq!(item["name"], "Microsoft.ApplicationInsights.Request");
+        assert_eq!(item["iKey"], IKEY);
+        assert_eq!(item["sampleRate"], 100.0);
+        assert_eq!(item["data"]["baseType"], "RequestData");
+        assert_eq!(d["ver"], 2);
+        assert_eq!(d["name"], name.as_str());
+        assert_eq!(d["responseCode"], status.to_string());
+        assert_eq!(d["success"], *status < 400, "{name}");
+        let duration = timespan_secs(d["duration"].as_str().unwrap());
+        assert!(duration > 0.0 && duration < 10.0, "{name}: duration {duration}");
+
+        let time = item["time"].as_str().unwrap();
+        assert!(time.ends_with('Z'), "{time}");
+        let tags = &item["tags"];
+        let op = tags["ai.operation.id"].as_str().unwrap();
+        assert!(is_hex(op, 32), "operation id {op}");
+        assert!(operation_ids.insert(op.to_string()), "operation ids are new per request");
+        assert_eq!(tags["ai.operation.parentId"], op, "a new operation is its own parent");
+        assert_eq!(tags["ai.operation.name"], name.as_str());
+        assert_eq!(tags["ai.cloud.role"], "it-gateway");
+        assert_eq!(tags["ai.cloud.roleInstance"], "it-node-1");
+        assert!(tags["ai.internal.sdkVersion"].as_str().unwrap().starts_with("envoyappinsights:"));
+        assert!(tags.get("ai.location.ip").is_none(), "client IP is not logged by default");
+        let id = d["id"].as_str().unwrap();
+        assert!(is_hex(id, 16), "item id {id}");
+        assert!(item_ids.insert(id.to_string()));
+
+        let p = &d["properties"];
+        assert_eq!(p["HTTP Method"], *method);
+        assert_eq!(p["API Name"], "backend", "the route name");
+        assert_eq!(p["Service Name"], "it-gateway");
+        assert!(!p["Request Id"].as_str().unwrap().is_empty());
+        let m = &d["measurements"];
+        assert_eq!(m["Request Size"], body.len() as f64, "{name}");
+        if *method != "HEAD" && *response_size > 0 {
+            assert_eq!(m["Response Size"], *response_size as f64, "{name}");
+        }
+    }
+    // Items are stamped with when the request started.
+    for item in &items {
+        let t = item["time"].as_str().unwrap();
+        assert!(t.starts_with(&time_prefix(started)), "time {t} near test start");
+    }
+    // Every request reached the backend.
+    assert_eq!(stack.backend.requests().len(), EXCHANGES.len());
+    // Track requests went to /v2.1/track as NDJSON.
+    for r in stack.ingest.requests() {
+        assert_eq!(r.path, "/v2.1/track");
+        let ct = r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
+        assert_eq!(ct, Some("application/x-json-stream"));
+    }
+}
+
+/// `YYYY-MM-DD` of a unix time, to check item times without a date library.
+fn time_prefix(unix: f64) -> String {
+    let days = (unix as i64).div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[test]
+fn client_ip_is_logged_only_when_enabled() {
+    let stack = start(json!({"diagnostic": {"log_client_ip": true}, "cloud_role": "edge", "cloud_role_instance": "edge-7"}), &[]);
+    http::request(stack.envoy.listener, "GET", "/with-ip", &[], b"").unwrap();
+    let items = stack.ingest.wait_for_items(1, Duration::from_secs(10));
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["tags"]["ai.location.ip"], "127.0.0.1");
+    assert_eq!(items[0]["tags"]["ai.cloud.role"], "edge");
+    assert_eq!(items[0]["tags"]["ai.cloud.roleInstance"], "edge-7");
+    assert_eq!(stack.ingest.stats().items_rejected, 0);
+}
+
+#[test]
+fn requests_answered_by_envoy_itself_are_reported_too() {
+    // The backend is gone: Envoy answers 503 itself (connection failure), and the item says so.
+    let stack = start(json!({}), &[]);
+    let backend_addr = stack.backend.addr();
+    let Stack { ingest, backend, envoy } = stack;
+    drop(backend);
+    // Wait until the backend port refuses connections.
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(backend_addr).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = http::request(envoy.listener, "GET", "/no-backend", &[], b"").unwrap();
+    assert_eq!(r.status, 503);
+    let items = ingest.wait_for_items(1, Duration::from_secs(10));
+    assert_eq!(items.len(), 1);
+    let d = &items[0]["data"]["baseData"];
+    assert_eq!(d["responseCode"], "503");
+    assert_eq!(d["success"], false);
+    assert_eq!(ingest.stats().items_rejected, 0);
+}
+
+#[test]
+fn batches_respect_the_item_limit() {
+    let stack = start(json!({"delivery": {"flush_interval_ms": 60000, "max_batch_items": 5}}), &[]);
+    for i in 0..10 {
+        http::request(stack.envoy.listener, "GET", &format!("/batch/{i}"), &[], b"").unwrap();
+    }
+    // The flush interval is a minute: only full batches can have been sent.
+    let items = stack.ingest.wait_for_items(10, Duration::from_secs(10));
+    assert_eq!(items.len(), 10);
+    let requests = stack.ingest.requests();
+    assert_eq!(requests.len(), 2, "two batches of five");
+    for r in requests {
+        assert_eq!(r.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 5);
+    }
+}

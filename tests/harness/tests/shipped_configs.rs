@@ -1,0 +1,66 @@
+//! The Envoy configuration shipped for docker-compose is exactly what the renderer
+//! produces (the same renderer the tests and scripts/gateway.sh use), and Envoy accepts it.
+//! Regenerate it with `BLESS=1 cargo test -p harness --test shipped_configs`.
+
+use harness::envoy::{envoy_binary, filter_wasm, repo_root, scratch_dir};
+use harness::envoy_config::{render, Settings, DEFAULT_CA_BUNDLE, FilterKind};
+use serde_json::json;
+use std::process::Command;
+
+/// What docker-compose.yml runs: Envoy's official image, the module mounted at
+/// /etc/envoy/envoy_appinsights.wasm, the sample backend and the local ingestion endpoint.
+fn compose_settings() -> Settings {
+    Settings {
+        listen_address: "0.0.0.0".into(),
+        listen_port: 10000,
+        admin_address: "0.0.0.0".into(),
+        admin_port: 9901,
+        backend: "backend:8080".into(),
+        wasm_path: "/etc/envoy/envoy_appinsights.wasm".into(),
+        filter: FilterKind::AppInsights,
+        plugin_config: json!({
+            "loggers": {"local": {
+                "connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://ingest:9001/",
+                "cluster": "appinsights"
+            }},
+            "cloud_role": "envoy-gateway"
+        }),
+        ca_bundle: DEFAULT_CA_BUNDLE.into(),
+    }
+}
+
+#[test]
+fn compose_envoy_config_is_the_rendered_one() {
+    let path = repo_root().join("envoy/envoy.yaml");
+    let rendered = render(&compose_settings()).unwrap();
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(shipped == rendered, "envoy/envoy.yaml is stale: run BLESS=1 cargo test -p harness --test shipped_configs");
+}
+
+#[test]
+fn envoy_validates_the_shipped_config() {
+    // Same file, with the module path pointing at the local build (validation loads it).
+    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let local = shipped.replace("/etc/envoy/envoy_appinsights.wasm", filter_wasm().to_str().unwrap());
+    let dir = scratch_dir("validate");
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, local).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "envoy --mode validate failed:\n{text}");
+    assert!(text.contains("OK"), "{text}");
+}
+
+#[test]
+fn compose_file_mounts_the_shipped_config_and_module() {
+    let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    assert!(compose.contains("./envoy/envoy.yaml:/etc/envoy/envoy.yaml"), "{compose}");
+    assert!(compose.contains("./dist/envoy_appinsights.wasm:/etc/envoy/envoy_appinsights.wasm"), "{compose}");
+}
