@@ -81,15 +81,21 @@ if [ "$local_ingest" = 1 ]; then
   curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print(f"\nendpoint: {s[\"requests\"]} track requests, {s[\"items_received\"]} items received, "
-      f"{s[\"items_accepted\"]} accepted (schema-valid), {s[\"items_rejected\"]} rejected")
-for r in s["rejections"][:5]: print("  rejected:", r)'
+print("\nendpoint: %d track requests, %d items received, %d accepted (schema-valid), %d rejected"
+      % (s["requests"], s["items_received"], s["items_accepted"], s["items_rejected"]))
+for r in s["rejections"][:5]:
+    print("  rejected:", r)'
   echo "all items: .work/demo-items.ndjson"
 else
   step "waiting for the gateway to deliver (flush interval 1 s)"
   sleep 3
-  curl -sf "http://127.0.0.1:$DEMO_ADMIN_PORT/stats?filter=^cluster\.appinsights\.upstream_rq_(total|[0-9]xx)" || true
-  grep -h "appinsights" .work/demo-gateway.log | grep -iv "configured" | tail -5 || true
-  echo "Sent $sent requests. The ingestion cluster's answers are counted above (upstream_rq_2xx = delivered)."
+  curl -sf "http://127.0.0.1:$DEMO_ADMIN_PORT/stats?format=json&filter=^cluster\.appinsights\." | python3 -c '
+import json, sys
+stats = {s["name"].split(".", 2)[2]: s.get("value", 0) for s in json.load(sys.stdin)["stats"] if "value" in s}
+print("ingestion callouts: %d sent, %d answered 2xx (delivered), %d 4xx, %d 5xx, %d connection failures"
+      % (stats.get("upstream_rq_total", 0), stats.get("upstream_rq_2xx", 0), stats.get("upstream_rq_4xx", 0),
+         stats.get("upstream_rq_5xx", 0), stats.get("upstream_cx_connect_fail", 0)))'
+  grep -h "appinsights\[[0-9]*\]: " .work/demo-gateway.log | grep -v "configured" | tail -5 || true
+  echo "Sent $sent requests through the gateway."
   echo "The items appear in Application Insights (Transaction search) within a few minutes."
 fi
