@@ -88,7 +88,7 @@ def start_envoy(index, name, filter_kind, wasm, plugin, backend, ingest, cpu):
 
 
 def run_wrk(port, seconds, connections, load_cpus):
-    out = subprocess.run(pin(load_cpus) + ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
+    out = subprocess.run(pin(load_cpus) + ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s",
                                           f"http://127.0.0.1:{port}/bench"],
                          check=True, capture_output=True, text=True).stdout
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)

@@ -163,6 +163,9 @@ const MAX_ROLE_LEN: usize = 256;
 impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(err("configuration", Problem::Empty));
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| err("configuration", Problem::NotJson(e.to_string())))?;
         Config::from_value(&value)
@@ -456,6 +459,7 @@ mod tests {
 
     #[test]
     fn invalid_json_and_names_are_reported() {
+        assert_eq!(Config::from_json(b" ").unwrap_err().to_string(), "configuration: must not be empty");
         let e = Config::from_json(b"{not json").unwrap_err();
         assert!(e.to_string().starts_with("configuration: is not valid JSON"), "{e}");
         assert_eq!(

@@ -218,3 +218,28 @@ fn batches_respect_the_item_limit() {
         assert_eq!(r.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 5);
     }
 }
+
+#[test]
+fn a_response_the_client_did_not_receive_in_full_is_not_successful() {
+    use std::io::{Read, Write};
+    let stack = start(json!({}), &[]);
+    // A server-sent-events stream: read the first event, then hang up mid-stream.
+    let mut s = std::net::TcpStream::connect(stack.envoy.listener).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /sse?events=50&interval_ms=100 HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("data: event") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    drop(s);
+    let items = stack.ingest.wait_for_items(1, Duration::from_secs(10));
+    assert_eq!(items.len(), 1);
+    let d = &items[0]["data"]["baseData"];
+    assert_eq!(d["responseCode"], "200", "the status the client saw");
+    assert_eq!(d["success"], false, "but the response did not reach it in full");
+    assert_eq!(stack.ingest.stats().items_rejected, 0);
+}
