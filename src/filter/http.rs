@@ -11,14 +11,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 pub struct Exchange {
+    /// The root context's id, for log lines.
+    root_id: u32,
     pipeline: Option<Rc<RefCell<Pipeline>>>,
     frontend: Option<Frontend>,
     operation: Option<Operation>,
 }
 
 impl Exchange {
-    pub fn new(pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { pipeline, frontend: None, operation: None }
+    pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
+        Exchange { root_id, pipeline, frontend: None, operation: None }
     }
 }
 
@@ -48,7 +50,7 @@ impl HttpContext for Exchange {
         let outcome = read_outcome(p.config().diagnostic.log_client_ip);
         for notice in p.record_request(&operation, &frontend, &outcome) {
             if let Notice::Warn(m) = notice {
-                log::warn!("appinsights: {m}");
+                log::warn!("appinsights[{}]: {m}", self.root_id);
             }
         }
     }

@@ -126,7 +126,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Exchange::new(self.pipeline.clone())))
+        Some(Box::new(Exchange::new(self.context_id, self.pipeline.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -243,3 +243,29 @@ fn a_response_the_client_did_not_receive_in_full_is_not_successful() {
     assert_eq!(d["success"], false, "but the response did not reach it in full");
     assert_eq!(stack.ingest.stats().items_rejected, 0);
 }
+
+#[test]
+fn a_wrong_ingestion_cluster_never_affects_traffic_and_is_logged() {
+    // The logger names a cluster Envoy does not have: Envoy refuses each callout.
+    let stack = start(json!({"loggers": {"main": {"instrumentation_key": IKEY, "cluster": "no_such_cluster"}}}), &[]);
+    for i in 0..20 {
+        let r = http::request(stack.envoy.listener, "GET", &format!("/still-served/{i}"), &[], b"").unwrap();
+        assert_eq!(r.status, 200);
+        // Spread over two seconds: about ten batches (200 ms flush) fail to go out.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = stack.envoy.log();
+        if log.contains("could not send") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let line = log.lines().find(|l| l.contains("could not send")).unwrap_or_else(|| panic!("no warning; log:\n{log}"));
+    assert!(line.contains("logger main") && line.contains("cluster no_such_cluster"), "{line}");
+    assert!(line.contains("appinsights[") , "{line}");
+    assert_eq!(stack.backend.requests().len(), 20);
+    // One warning per 10 s, not one per batch.
+    assert_eq!(log.matches("could not send").count(), 1, "rate-limited; log:\n{log}");
+}
