@@ -78,8 +78,26 @@ impl Frontend {
     }
 }
 
-/// Envoy's response flags (`response.flags`), the bits this filter interprets.
+/// Envoy's response flags (`response.flags`): bit values and short names.
 pub mod flags {
+    pub const LOCAL_HEALTH_CHECK_FAILED: u64 = 0x1;
+    pub const NO_HEALTHY_UPSTREAM: u64 = 0x2;
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4;
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20;
+    pub const UPSTREAM_OVERFLOW: u64 = 0x80;
+    pub const NO_ROUTE_FOUND: u64 = 0x100;
+    pub const DELAY_INJECTED: u64 = 0x200;
+    pub const FAULT_INJECTED: u64 = 0x400;
+    pub const RATE_LIMITED: u64 = 0x800;
+    pub const UNAUTHORIZED_EXTERNAL_SERVICE: u64 = 0x1000;
+    pub const RATELIMIT_SERVICE_ERROR: u64 = 0x2000;
+    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000;
+    pub const INVALID_ENVOY_REQUEST_HEADERS: u64 = 0x2_0000;
+    pub const NO_FILTER_CONFIG_FOUND: u64 = 0x20_0000;
+    pub const NO_CLUSTER_FOUND: u64 = 0x100_0000;
+    pub const OVERLOAD_MANAGER: u64 = 0x200_0000;
+    pub const DNS_RESOLUTION_FAILED: u64 = 0x400_0000;
+    pub const DROP_OVERLOAD: u64 = 0x800_0000;
     pub const LOCAL_RESET: u64 = 0x8;
     pub const UPSTREAM_REMOTE_RESET: u64 = 0x10;
     pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
@@ -102,6 +120,56 @@ pub mod flags {
         | DURATION_TIMEOUT
         | UPSTREAM_PROTOCOL_ERROR
         | DOWNSTREAM_REMOTE_RESET;
+
+    /// Flags meaning the backend call itself failed.
+    pub const UPSTREAM_FAILURE: u64 = NO_HEALTHY_UPSTREAM
+        | UPSTREAM_REQUEST_TIMEOUT
+        | UPSTREAM_REMOTE_RESET
+        | UPSTREAM_CONNECTION_FAILURE
+        | UPSTREAM_CONNECTION_TERMINATION
+        | UPSTREAM_OVERFLOW
+        | UPSTREAM_RETRY_LIMIT_EXCEEDED
+        | UPSTREAM_MAX_STREAM_DURATION
+        | UPSTREAM_PROTOCOL_ERROR
+        | DNS_RESOLUTION_FAILED;
+
+    /// Envoy's short names (as in access logs' `%RESPONSE_FLAGS%`), in bit order.
+    pub const SHORT_NAMES: &[(u64, &str)] = &[
+        (LOCAL_HEALTH_CHECK_FAILED, "LH"),
+        (NO_HEALTHY_UPSTREAM, "UH"),
+        (UPSTREAM_REQUEST_TIMEOUT, "UT"),
+        (LOCAL_RESET, "LR"),
+        (UPSTREAM_REMOTE_RESET, "UR"),
+        (UPSTREAM_CONNECTION_FAILURE, "UF"),
+        (UPSTREAM_CONNECTION_TERMINATION, "UC"),
+        (UPSTREAM_OVERFLOW, "UO"),
+        (NO_ROUTE_FOUND, "NR"),
+        (DELAY_INJECTED, "DI"),
+        (FAULT_INJECTED, "FI"),
+        (RATE_LIMITED, "RL"),
+        (UNAUTHORIZED_EXTERNAL_SERVICE, "UAEX"),
+        (RATELIMIT_SERVICE_ERROR, "RLSE"),
+        (DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
+        (UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
+        (STREAM_IDLE_TIMEOUT, "SI"),
+        (INVALID_ENVOY_REQUEST_HEADERS, "IH"),
+        (DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
+        (UPSTREAM_MAX_STREAM_DURATION, "UMSDR"),
+        (NO_FILTER_CONFIG_FOUND, "NFCF"),
+        (DURATION_TIMEOUT, "DT"),
+        (UPSTREAM_PROTOCOL_ERROR, "UPE"),
+        (NO_CLUSTER_FOUND, "NC"),
+        (OVERLOAD_MANAGER, "OM"),
+        (DNS_RESOLUTION_FAILED, "DF"),
+        (DROP_OVERLOAD, "DO"),
+        (DOWNSTREAM_REMOTE_RESET, "DR"),
+    ];
+
+    /// `UF,URX` for the bits set (empty when none).
+    pub fn short_names(bits: u64) -> String {
+        let names: Vec<&str> = SHORT_NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+        names.join(",")
+    }
 }
 
 /// What Envoy reports once the exchange is complete.
@@ -123,6 +191,8 @@ pub struct Outcome {
     pub route_name: Option<Vec<u8>>,
     /// Client address without the port (`source.address`), only read when it is logged.
     pub client_ip: Option<Vec<u8>>,
+    /// `response.code_details` (`via_upstream`, `route_not_found`, …), read for failures.
+    pub code_details: Option<Vec<u8>>,
 }
 
 impl Outcome {
@@ -130,6 +200,30 @@ impl Outcome {
     pub fn success(&self) -> bool {
         (1..400).contains(&self.response_code) && self.response_flags & flags::RESPONSE_CUT_SHORT == 0
     }
+}
+
+impl Outcome {
+    /// Whether the status came from the backend (`via_upstream`); `None` when not read.
+    pub fn via_upstream(&self) -> Option<bool> {
+        self.code_details.as_deref().map(|d| d == b"via_upstream")
+    }
+}
+
+/// The call to the backend, as Envoy reports it at the end of the exchange.
+#[derive(Debug, Clone, Default)]
+pub struct Backend {
+    /// Attempts made (`upstream.request_attempt_count`); more than one means retries.
+    pub attempts: u32,
+    /// The Envoy cluster (`xds.cluster_name`).
+    pub cluster: Vec<u8>,
+    /// The host that served the last attempt (`upstream.address`).
+    pub address: Option<Vec<u8>>,
+    /// First byte sent to last byte received (`response.backend_latency`).
+    pub latency_nanos: Option<u64>,
+    /// Whether the connection to the backend used TLS (`upstream.tls_version` present).
+    pub tls: bool,
+    /// The request as sent upstream (after route rewrites): `:path`, `:authority`.
+    pub request: Frontend,
 }
 
 /// Strips the port from `ip:port` or `[v6]:port` (Envoy's `source.address`).
@@ -191,6 +285,13 @@ mod tests {
         let cut = Outcome { response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..ok.clone() };
         assert!(!cut.success());
         assert!(!Outcome { response_flags: flags::UPSTREAM_REMOTE_RESET, ..ok }.success());
+    }
+
+    #[test]
+    fn flag_names_follow_envoy() {
+        assert_eq!(flags::short_names(0), "");
+        assert_eq!(flags::short_names(flags::UPSTREAM_CONNECTION_FAILURE | flags::UPSTREAM_RETRY_LIMIT_EXCEEDED), "UF,URX");
+        assert_eq!(flags::short_names(flags::DOWNSTREAM_REMOTE_RESET), "DR");
     }
 
     #[test]

@@ -23,12 +23,14 @@
 
 pub mod config;
 pub mod connection_string;
+pub mod correlation;
 pub mod delivery;
 pub mod exchange;
 pub mod headers;
 pub mod ids;
 pub mod json;
 pub mod pipeline;
+pub mod sampling;
 pub mod telemetry;
 pub mod timefmt;
 

@@ -1,16 +1,28 @@
-//! The per-worker telemetry pipeline: everything the filter does between "an exchange
-//! ended" and "this batch goes to that cluster", without talking to Envoy.
+//! The per-worker telemetry pipeline: everything the filter decides and does between "a
+//! request arrived" and "this batch goes to that cluster", without talking to Envoy.
 //!
 //! One [`Pipeline`] exists per root context (one per plugin configuration per worker VM).
-//! HTTP contexts ask it for operation ids and hand it finished exchanges; the root context's
-//! tick asks it for due batches and reports the callouts' outcomes back.
+//!
+//! 1. [`Pipeline::begin`], at request headers: find the request's API (hence its
+//!    diagnostic), read the caller's trace context, decide sampling for the operation, and
+//!    choose the ids, including the one the backend receives ([`Injection`]).
+//! 2. [`Pipeline::needs`], at log time: what must be read from Envoy; nothing at all for an
+//!    operation that can produce no item (sampled out, no error logging, no trace rule).
+//! 3. [`Pipeline::finish`]: which items the exchange produces (Request, Dependency,
+//!    Exception, Traces) under the diagnostic's sampling, `always_log_errors` and
+//!    verbosity, written into each selected logger's batch.
+//! 4. The root context's tick takes due batches ([`Pipeline::next_due`]) and reports the
+//!    callouts' answers ([`Pipeline::completed`]).
 
-use crate::config::{Config, Logger};
+use crate::config::{Config, Diagnostic, Logger, OperationNameFormat, RouteFacts, TraceRule};
+use crate::correlation::{self, IdText, Incoming, Protocol};
 use crate::delivery::track::{self, Verdict};
 use crate::delivery::{Added, Batch, LogLimiter, Outbox, Stats};
-use crate::exchange::{Frontend, Outcome};
-use crate::ids::IdGenerator;
-use crate::telemetry::{request, Identity, Operation};
+use crate::exchange::{Backend, Frontend, Outcome};
+use crate::headers::HeaderMap;
+use crate::ids::{IdGenerator, SpanId};
+use crate::sampling;
+use crate::telemetry::{dependency, exception, failure, request, trace, ApiNames, Facts, Identity, Operation};
 
 /// How often the same warning may be logged per logger.
 const WARN_INTERVAL_NANOS: u64 = 10_000_000_000;
@@ -71,6 +83,92 @@ pub struct Answer<'a> {
     pub body: &'a [u8],
 }
 
+/// Decided at request headers, used at log time.
+#[derive(Debug, Clone)]
+pub struct Begun {
+    /// Index into the configured APIs.
+    pub api: Option<usize>,
+    /// Index into that API's operations.
+    pub operation_def: Option<usize>,
+    pub operation: Operation,
+    /// Whether sampling keeps this operation.
+    pub sampled: bool,
+    /// The caller's application (`Request-Context` appId).
+    pub source: Option<IdText>,
+    /// Whether the diagnostic logs client IPs (so log time reads the address).
+    pub log_client_ip: bool,
+}
+
+/// The correlation header to send the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    None,
+    /// `traceparent` (W3C).
+    TraceParent([u8; 55]),
+    /// `Request-Id` (Legacy).
+    RequestId(IdText),
+}
+
+/// What the log-time callback must read from Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Status, duration, flags…: nothing can be emitted without them.
+    pub outcome: bool,
+    /// The backend call (for the Dependency item).
+    pub backend: bool,
+    /// Response headers (a trace rule uses them).
+    pub response_headers: bool,
+}
+
+/// A finished exchange, as the proxy-wasm layer read it.
+pub struct Finished<'a> {
+    pub begun: &'a Begun,
+    pub frontend: &'a Frontend,
+    pub route_name: &'a [u8],
+    pub outcome: &'a Outcome,
+    pub backend: Option<&'a Backend>,
+    pub response_headers: Option<&'a HeaderMap>,
+}
+
+fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
+    api.and_then(|i| config.apis.get(i)).map_or(&config.diagnostic, |a| &a.diagnostic)
+}
+
+fn api_names<'c>(config: &'c Config, begun: &Begun) -> Option<ApiNames<'c>> {
+    let api = config.apis.get(begun.api?)?;
+    Some(ApiNames {
+        api: &api.name,
+        revision: &api.revision,
+        operation: begun.operation_def.and_then(|o| api.operations.get(o)).map(|o| o.name.as_str()),
+    })
+}
+
+/// `ai.operation.name`: `API;rev=N - OPERATION` for configured APIs under the `Name`
+/// format (the operation: the matched one, else the route name, else `METHOD /path`),
+/// otherwise `METHOD /path`.
+fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>) -> Vec<u8> {
+    let fe = done.frontend;
+    let mut line = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
+    line.extend_from_slice(fe.method());
+    line.push(b' ');
+    line.extend_from_slice(fe.path());
+    let Some(api) = api.filter(|_| d.operation_name_format == OperationNameFormat::Name) else {
+        return line;
+    };
+    let mut name = format!("{};rev={} - ", api.api, api.revision).into_bytes();
+    match api.operation {
+        Some(op) => name.extend_from_slice(op.as_bytes()),
+        None if !done.route_name.is_empty() => name.extend_from_slice(done.route_name),
+        None => name.extend_from_slice(&line),
+    }
+    name
+}
+
+/// Trace rules that pass the diagnostic's verbosity.
+fn active_traces(d: &Diagnostic) -> impl Iterator<Item = &TraceRule> + '_ {
+    d.traces.iter().filter(move |r| r.severity >= d.verbosity)
+}
+
 /// A log line the caller should emit (the pipeline has no logger of its own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -98,29 +196,125 @@ impl Pipeline {
         &self.sinks
     }
 
-    /// Ids for a new exchange. (Incoming trace context comes with correlation support.)
-    pub fn start_operation(&mut self) -> Operation {
-        Operation {
-            trace_id: self.ids.trace_id(),
-            parent: None,
-            span_id: self.ids.span_id(),
-            sample_rate: 100.0,
+    /// Decides what can be decided when the request headers arrive.
+    pub fn begin(&mut self, fe: &Frontend, route_name: &[u8]) -> (Begun, Injection) {
+        let facts = RouteFacts { route_name, authority: fe.authority(), path: fe.path(), method: fe.method() };
+        let api = self.config.apis.iter().position(|a| a.matcher.matches(&facts));
+        let operation_def = api
+            .and_then(|i| self.config.apis.get(i))
+            .and_then(|a| a.operations.iter().position(|o| o.matches(&facts)));
+        let d = self.diagnostic_of(api);
+        let protocol = d.correlation;
+        let percentage = d.sampling_percentage;
+        let log_client_ip = d.log_client_ip;
+        let headers = fe.headers();
+        let incoming = Incoming {
+            traceparent: headers.get(b"traceparent"),
+            request_id: headers.get(b"request-id"),
+            request_context: headers.get(b"request-context"),
+        };
+        let caller = correlation::read_caller(protocol, &incoming);
+        let (operation_id, trace_id) = match caller {
+            Some(c) => (c.operation_id, c.trace_id),
+            None => {
+                let t = self.ids.trace_id();
+                (IdText::trace(&t), Some(t))
+            }
+        };
+        let (request_span, dependency_span) = (self.ids.span_id(), self.ids.span_id());
+        let id = |span: &SpanId| match protocol {
+            Protocol::Legacy => correlation::format_request_id(&operation_id, span),
+            Protocol::W3C | Protocol::None => IdText::span(span),
+        };
+        let operation = Operation {
+            operation_id,
+            parent_id: caller.map(|c| c.parent_id),
+            request_id: id(&request_span),
+            dependency_id: id(&dependency_span),
+        };
+        let sampled = sampling::is_sampled_in(operation_id.as_bytes(), percentage);
+        let injection = match (protocol, trace_id) {
+            (Protocol::W3C, Some(t)) => Injection::TraceParent(correlation::format_traceparent(&t, &dependency_span, sampled)),
+            (Protocol::Legacy, _) => Injection::RequestId(operation.dependency_id),
+            _ => Injection::None,
+        };
+        let source = match protocol {
+            Protocol::None => None,
+            _ => incoming.request_context.and_then(correlation::request_context_app_id),
+        };
+        (Begun { api, operation_def, operation, sampled, source, log_client_ip }, injection)
+    }
+
+    fn diagnostic_of(&self, api: Option<usize>) -> &Diagnostic {
+        diagnostic_of(&self.config, api)
+    }
+
+    /// What the log-time callback must read from Envoy for this exchange.
+    pub fn needs(&self, begun: &Begun) -> Needs {
+        let d = self.diagnostic_of(begun.api);
+        let items = begun.sampled || d.always_log_errors;
+        let traces = active_traces(d).next().is_some();
+        Needs {
+            outcome: items || traces,
+            backend: items,
+            response_headers: active_traces(d).any(TraceRule::needs_response_headers),
         }
     }
 
-    /// Builds the Request item of a finished exchange into every selected logger's batch.
-    pub fn record_request(&mut self, op: &Operation, fe: &Frontend, oc: &Outcome) -> Vec<Notice> {
+    /// Writes the items a finished exchange produces into each selected logger's batch.
+    pub fn finish(&mut self, done: &Finished<'_>) -> Vec<Notice> {
+        let Pipeline { config, sinks, .. } = self;
+        let d = diagnostic_of(config, done.begun.api);
+        let oc = done.outcome;
+        let failed = !oc.success();
+        let errors_kept = failed && d.always_log_errors;
+        let keep = (done.begun.sampled || errors_kept) && (failed || d.logs_successful_requests());
+        let traces: Vec<&TraceRule> = active_traces(d).collect();
+        if !keep && traces.is_empty() {
+            return Vec::new();
+        }
+        let api = api_names(config, done.begun);
+        let operation_name = operation_name(d, done, api);
+        let facts = Facts {
+            frontend: done.frontend,
+            outcome: oc,
+            backend: done.backend.filter(|b| b.attempts > 0),
+            response_headers: done.response_headers,
+            operation: &done.begun.operation,
+            operation_name: &operation_name,
+            api,
+            route_name: done.route_name,
+            client_ip: if d.log_client_ip { oc.client_ip.as_deref() } else { None },
+            source: done.begun.source.as_ref(),
+            // Every failed exchange is kept when errors are always logged: each counts once.
+            sample_rate: if errors_kept { 100.0 } else { d.sampling_percentage },
+        };
+        let traces: Vec<&TraceRule> = traces.into_iter().filter(|r| trace::matches(r, &facts)).collect();
+        let failure = if keep { failure::classify(oc) } else { None };
         let now = oc.start_unix_nanos.saturating_add(oc.duration_nanos);
-        let opts = request::Options { log_client_ip: self.config.diagnostic.log_client_ip };
         let mut notices = Vec::new();
-        for &i in &self.config.diagnostic.loggers {
-            let Some(sink) = self.sinks.get_mut(i) else { continue };
-            let identity = &sink.identity;
-            let added = sink.outbox.add(now, |out| request::write(out, identity, op, fe, oc, opts));
-            if added != Added::Queued {
-                if let Some(n) = sink.drop_warning.allow(now, WARN_INTERVAL_NANOS) {
-                    notices.push(Notice::Warn(drop_message(sink, added, n)));
+        for &i in &d.loggers {
+            let Some(sink) = sinks.get_mut(i) else { continue };
+            let mut add = |write: &dyn Fn(&mut Vec<u8>, &Identity)| {
+                let identity = &sink.identity;
+                let added = sink.outbox.add(now, |out| write(out, identity));
+                if added != Added::Queued {
+                    if let Some(n) = sink.drop_warning.allow(now, WARN_INTERVAL_NANOS) {
+                        notices.push(Notice::Warn(drop_message(sink, added, n)));
+                    }
                 }
+            };
+            if keep {
+                add(&|out, who| request::write(out, who, &facts));
+                if let Some(backend) = facts.backend {
+                    add(&|out, who| dependency::write(out, who, &facts, backend));
+                }
+                if let Some(kind) = &failure {
+                    add(&|out, who| exception::write(out, who, &facts, kind));
+                }
+            }
+            for rule in &traces {
+                add(&|out, who| trace::write(out, who, &facts, rule));
             }
         }
         notices
@@ -222,54 +416,178 @@ fn suppressed_note(n: u64) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::headers::HeaderMap;
-    use serde_json::json;
+    use crate::exchange::flags;
+    use serde_json::{json, Value};
 
-    fn pipeline(extra: serde_json::Value) -> Pipeline {
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn pipeline(extra: Value) -> Pipeline {
         let mut v = json!({"loggers": {
             "a": {"connection_string": "InstrumentationKey=key-a;IngestionEndpoint=http://127.0.0.1:9001/", "cluster": "ca"},
             "b": {"instrumentation_key": "key-b", "cluster": "cb"}
-        }});
+        }, "diagnostic": {"loggers": ["a"]}});
         v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let config = Config::from_value(&v).unwrap();
         Pipeline::new(config, &Roles { role: "gw".into(), instance: "gw-1".into() }, [9; 32])
     }
 
-    fn exchange() -> (Frontend, Outcome) {
-        let fe = Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize([
-            (&b":method"[..], &b"GET"[..]),
-            (&b":path"[..], &b"/x"[..]),
-        ])));
-        let oc = Outcome { start_unix_nanos: 1_700_000_000_000_000_000, response_code: 200, ..Default::default() };
-        (fe, oc)
+    fn frontend(path: &str, headers: &[(&str, &str)]) -> Frontend {
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![(b":method", b"GET"), (b":path", path.as_bytes()), (b":authority", b"api.test")];
+        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize(pairs)))
+    }
+
+    fn outcome(code: u32) -> Outcome {
+        Outcome { start_unix_nanos: 1_700_000_000_000_000_000, duration_nanos: 5_000_000, response_code: code, ..Default::default() }
+    }
+
+    fn backend() -> Backend {
+        Backend { attempts: 1, cluster: b"svc".to_vec(), request: frontend("/x", &[]), ..Default::default() }
+    }
+
+    /// Runs one exchange through the pipeline; returns the items written (all loggers).
+    fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun, Injection, Vec<Value>) {
+        let (begun, injection) = p.begin(fe, route.as_bytes());
+        let be = backend();
+        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None });
+        let mut items = Vec::new();
+        while let Some((_, batch)) = p.next_due(u64::MAX, true) {
+            for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                items.push(serde_json::from_slice(line).unwrap());
+            }
+            // Free the in-flight slot for the next call.
+        }
+        (begun, injection, items)
+    }
+
+    fn kinds(items: &[Value]) -> Vec<&str> {
+        items.iter().map(|i| i["data"]["baseType"].as_str().unwrap()).collect()
     }
 
     #[test]
-    fn each_selected_logger_gets_the_item_with_its_own_ikey() {
+    fn a_forwarded_request_yields_request_and_dependency_correlated() {
         let mut p = pipeline(json!({}));
-        let (fe, oc) = exchange();
-        let op = p.start_operation();
-        assert!(p.record_request(&op, &fe, &oc).is_empty());
-        let (i, a) = p.next_due(u64::MAX, true).unwrap();
-        assert_eq!(p.sink(i).unwrap().cluster, "ca");
-        let (j, b) = p.next_due(u64::MAX, true).unwrap();
-        assert_eq!(p.sink(j).unwrap().cluster, "cb");
-        let a: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
-        let b: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
-        assert_eq!(a["iKey"], "key-a");
-        assert_eq!(b["iKey"], "key-b");
-        assert_eq!(a["tags"]["ai.operation.id"], b["tags"]["ai.operation.id"]);
+        let (begun, injection, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
+        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData"]);
+        let (req, dep) = (&items[0], &items[1]);
+        assert_eq!(req["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(req["tags"]["ai.operation.parentId"], "00f067aa0ba902b7", "the caller's span");
+        assert_eq!(dep["tags"]["ai.operation.parentId"], req["data"]["baseData"]["id"]);
+        let Injection::TraceParent(tp) = injection else { panic!("{injection:?}") };
+        let tp = std::str::from_utf8(&tp).unwrap();
+        assert_eq!(tp, format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", dep["data"]["baseData"]["id"].as_str().unwrap()));
+        assert!(begun.sampled);
     }
 
     #[test]
-    fn the_diagnostic_selects_loggers() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["b"]}}));
-        let (fe, oc) = exchange();
-        let op = p.start_operation();
-        p.record_request(&op, &fe, &oc);
-        let (i, _) = p.next_due(u64::MAX, true).unwrap();
-        assert_eq!(p.sink(i).unwrap().id, "b");
-        assert!(p.next_due(u64::MAX, true).is_none());
+    fn failed_requests_add_an_exception_and_local_replies_no_dependency() {
+        let mut p = pipeline(json!({}));
+        let fe = frontend("/x", &[]);
+        let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
+        let (begun, _) = p.begin(&fe, b"");
+        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None });
+        let (_, batch) = p.next_due(u64::MAX, true).unwrap();
+        let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
+        assert_eq!(items[1]["data"]["baseData"]["exceptions"][0]["typeName"], "RouteNotFound");
+    }
+
+    #[test]
+    fn sampling_drops_whole_operations_but_always_logs_errors_counted_once() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0}}));
+        let fe = frontend("/x", &[]);
+        let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
+        assert!(!begun.sampled);
+        assert!(items.is_empty());
+        assert!(matches!(injection, Injection::TraceParent(tp) if tp.ends_with(b"-00")), "the backend learns it was not sampled");
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
+        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData"]);
+        assert!(items.iter().all(|i| i["sampleRate"] == 100), "kept errors represent themselves");
+
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
+        let (begun, _) = p.begin(&fe, b"");
+        assert!(!p.needs(&begun).outcome, "nothing to read for a dropped operation");
+        assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
+    }
+
+    #[test]
+    fn sampled_items_carry_the_percentage() {
+        // 4bf92f…: score 33.46.
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 50}}));
+        let (_, _, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| i["sampleRate"] == 50));
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 33}}));
+        assert!(run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200)).2.is_empty());
+    }
+
+    #[test]
+    fn verbosity_error_logs_only_failures_and_error_traces() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "verbosity": "error", "traces": [
+            {"severity": "information", "message": "info"}, {"severity": "error", "message": "err"}]}}));
+        let fe = frontend("/x", &[]);
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(200));
+        assert_eq!(kinds(&items), ["MessageData"]);
+        assert_eq!(items[0]["data"]["baseData"]["message"], "err");
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(503));
+        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData", "MessageData"]);
+    }
+
+    #[test]
+    fn traces_are_not_sampled() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "information", "message": "seen {request.path}"}]}}));
+        let (begun, _, items) = run(&mut p, &frontend("/x", &[]), "", &outcome(200));
+        assert!(!begun.sampled);
+        assert_eq!(kinds(&items), ["MessageData"]);
+        assert_eq!(items[0]["sampleRate"], 100);
+    }
+
+    #[test]
+    fn apis_are_identified_and_named_and_their_diagnostic_applies() {
+        let mut p = pipeline(json!({"apis": [
+            {"name": "orders", "revision": "2", "match": {"path_prefixes": ["/orders"]},
+             "operations": [{"name": "get-order", "method": "GET", "path": "/orders/{id}"}],
+             "diagnostic": {"loggers": ["a", "b"]}},
+            {"name": "users", "match": {"route_names": ["users-route"]}, "diagnostic": {"operation_name_format": "Url"}}
+        ]}));
+        let (begun, _, items) = run(&mut p, &frontend("/orders/7", &[]), "r", &outcome(200));
+        assert_eq!(begun.api, Some(0));
+        assert_eq!(items.len(), 4, "multiplexed to both loggers");
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "orders;rev=2 - get-order");
+        assert_eq!(items[0]["data"]["baseData"]["properties"]["API Name"], "orders");
+        assert_eq!(items[2]["iKey"], "key-b");
+        let (_, _, items) = run(&mut p, &frontend("/orders", &[]), "orders-list", &outcome(200));
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "orders;rev=2 - orders-list", "route name as operation");
+        let (_, _, items) = run(&mut p, &frontend("/u/1", &[]), "users-route", &outcome(200));
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /u/1");
+        let (begun, _, items) = run(&mut p, &frontend("/other", &[]), "x", &outcome(200));
+        assert_eq!(begun.api, None);
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /other");
+        assert_eq!(items.len(), 2, "all-APIs diagnostic: logger a only");
+    }
+
+    #[test]
+    fn legacy_correlation_reads_and_writes_request_id() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "correlation_protocol": "Legacy"}}));
+        let fe = frontend("/x", &[("request-id", "|root-1.abc."), ("request-context", "appId=cid-v1:caller"), ("traceparent", TP)]);
+        let (_, injection, items) = run(&mut p, &fe, "", &outcome(200));
+        let req = &items[0];
+        assert_eq!(req["tags"]["ai.operation.id"], "root-1");
+        assert_eq!(req["tags"]["ai.operation.parentId"], "|root-1.abc.");
+        assert_eq!(req["data"]["baseData"]["source"], "cid-v1:caller");
+        let dep_id = items[1]["data"]["baseData"]["id"].as_str().unwrap();
+        assert!(dep_id.starts_with("|root-1.") && dep_id.ends_with('.'), "{dep_id}");
+        assert_eq!(injection, Injection::RequestId(IdText::new(dep_id.as_bytes()).unwrap()));
+    }
+
+    #[test]
+    fn correlation_none_neither_reads_nor_injects() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "correlation_protocol": "None"}}));
+        let (_, injection, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
+        assert_eq!(injection, Injection::None);
+        assert_ne!(items[0]["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"]);
     }
 
     #[test]
@@ -284,11 +602,11 @@ mod tests {
 
     #[test]
     fn failures_produce_rate_limited_warnings_that_name_the_logger() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"]}}));
-        let (fe, oc) = exchange();
+        let mut p = pipeline(json!({}));
+        let fe = frontend("/x", &[]);
         for _ in 0..3 {
-            let op = p.start_operation();
-            p.record_request(&op, &fe, &oc);
+            let (begun, _) = p.begin(&fe, b"");
+            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None });
         }
         let (i, batch) = p.next_due(u64::MAX, true).unwrap();
         p.sent(i, 11, batch);
@@ -297,14 +615,5 @@ mod tests {
         assert_eq!(p.stats()[0].1.items_rejected, 3);
         let notes = p.completed(99, Answer::default(), 0);
         assert!(matches!(notes[0], Notice::Debug(_)));
-    }
-
-    #[test]
-    fn operations_get_fresh_ids() {
-        let mut p = pipeline(json!({}));
-        let a = p.start_operation();
-        let b = p.start_operation();
-        assert_ne!(a.trace_id, b.trace_id);
-        assert_ne!(a.span_id, b.span_id);
     }
 }

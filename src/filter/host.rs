@@ -22,6 +22,13 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -87,6 +94,16 @@ pub fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
         value
     } else {
         None
+    }
+}
+
+/// Sets (replaces) a request header; failures are ignored (the stream must go on).
+pub fn set_request_header(name: &str, value: &[u8]) {
+    let map = MapType::HttpRequestHeaders as u32;
+    // SAFETY: the pointers and lengths describe live slices for the duration of the call.
+    let status = unsafe { proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status != STATUS_OK {
+        log::debug!("appinsights: could not set request header {name} (status {status})");
     }
 }
 

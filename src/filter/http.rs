@@ -1,10 +1,11 @@
-//! HTTP context: one per exchange. Reads the client's request at request headers, the
-//! outcome at log time, and hands both to the pipeline. It never pauses the stream.
+//! HTTP context: one per exchange. At request headers it asks the pipeline for the
+//! exchange's API, ids and sampling decision and sets the backend's correlation header; at
+//! log time it reads what the pipeline needs (nothing for a dropped operation) and hands
+//! the finished exchange over. It never pauses the stream.
 
 use super::host;
-use crate::exchange::{ip_of_address, Frontend, Outcome};
-use crate::pipeline::{Notice, Pipeline};
-use crate::telemetry::Operation;
+use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
+use crate::pipeline::{Begun, Finished, Injection, Notice, Pipeline};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
@@ -14,13 +15,19 @@ pub struct Exchange {
     /// The root context's id, for log lines.
     root_id: u32,
     pipeline: Option<Rc<RefCell<Pipeline>>>,
-    frontend: Option<Frontend>,
-    operation: Option<Operation>,
+    started: Option<Started>,
+}
+
+/// What request headers time left for log time.
+struct Started {
+    frontend: Frontend,
+    route_name: Vec<u8>,
+    begun: Begun,
 }
 
 impl Exchange {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { root_id, pipeline, frontend: None, operation: None }
+        Exchange { root_id, pipeline, started: None }
     }
 }
 
@@ -29,11 +36,14 @@ impl Context for Exchange {}
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(pipeline) = &self.pipeline else { return Action::Continue };
+        let Ok(mut p) = pipeline.try_borrow_mut() else { return Action::Continue };
         // The request as the client sent it: later filters and the router may rewrite it.
-        self.frontend = Some(Frontend::from_headers(host::header_map(MapType::HttpRequestHeaders)));
-        if let Ok(mut p) = pipeline.try_borrow_mut() {
-            self.operation = Some(p.start_operation());
+        let started = start(&mut p, host::header_map(MapType::HttpRequestHeaders));
+        drop(p);
+        if let Some((name, value)) = header_of(&started.1) {
+            host::set_request_header(name, value);
         }
+        self.started = Some(started.0);
         Action::Continue
     }
 
@@ -42,13 +52,26 @@ impl HttpContext for Exchange {
         let Ok(mut p) = pipeline.try_borrow_mut() else { return };
         // No request headers callback happened when an earlier filter answered locally:
         // read the request from the access-log view instead.
-        let frontend = self
-            .frontend
-            .take()
-            .unwrap_or_else(|| Frontend::from_headers(host::header_map(MapType::HttpRequestHeaders)));
-        let operation = self.operation.take().unwrap_or_else(|| p.start_operation());
-        let outcome = read_outcome(p.config().diagnostic.log_client_ip);
-        for notice in p.record_request(&operation, &frontend, &outcome) {
+        let started = match self.started.take() {
+            Some(s) => s,
+            None => start(&mut p, host::header_map(MapType::HttpRequestHeaders)).0,
+        };
+        let needs = p.needs(&started.begun);
+        if !needs.outcome {
+            return;
+        }
+        let outcome = read_outcome(&started);
+        let backend = if needs.backend { read_backend() } else { None };
+        let response_headers = needs.response_headers.then(|| host::header_map(MapType::HttpResponseHeaders));
+        let done = Finished {
+            begun: &started.begun,
+            frontend: &started.frontend,
+            route_name: &started.route_name,
+            outcome: &outcome,
+            backend: backend.as_ref(),
+            response_headers: response_headers.as_ref(),
+        };
+        for notice in p.finish(&done) {
             if let Notice::Warn(m) = notice {
                 log::warn!("appinsights[{}]: {m}", self.root_id);
             }
@@ -56,23 +79,60 @@ impl HttpContext for Exchange {
     }
 }
 
+fn start(p: &mut Pipeline, headers: crate::headers::HeaderMap) -> (Started, Injection) {
+    let frontend = Frontend::from_headers(headers);
+    let route_name = host::property(b"xds\0route_name").unwrap_or_default();
+    let (begun, injection) = p.begin(&frontend, &route_name);
+    (Started { frontend, route_name, begun }, injection)
+}
+
+fn header_of(injection: &Injection) -> Option<(&'static str, &[u8])> {
+    match injection {
+        Injection::None => None,
+        Injection::TraceParent(tp) => Some(("traceparent", &tp[..])),
+        Injection::RequestId(id) => Some(("request-id", id.as_bytes())),
+    }
+}
+
 /// What Envoy knows once the exchange is over.
-fn read_outcome(with_client_ip: bool) -> Outcome {
+fn read_outcome(started: &Started) -> Outcome {
     let start = host::property_u64(b"request\0time").unwrap_or(0);
     let duration = host::property_u64(b"request\0duration")
         .unwrap_or_else(|| host::now_nanos().saturating_sub(start));
-    Outcome {
+    let mut outcome = Outcome {
         start_unix_nanos: if start > 0 { start } else { host::now_nanos().saturating_sub(duration) },
         duration_nanos: duration,
         response_code: host::property_u64(b"response\0code").map_or(0, |c| c as u32),
         response_flags: host::property_u64(b"response\0flags").unwrap_or(0),
         request_body_bytes: host::property_u64(b"request\0size").unwrap_or(0),
         response_body_bytes: host::property_u64(b"response\0size").unwrap_or(0),
-        route_name: host::property(b"xds\0route_name"),
-        client_ip: if with_client_ip {
-            host::property(b"source\0address").map(|a| ip_of_address(&a).to_vec())
-        } else {
-            None
-        },
+        route_name: Some(started.route_name.clone()),
+        client_ip: None,
+        code_details: None,
+    };
+    if !outcome.success() {
+        // Only failures need to know who answered and why.
+        outcome.code_details = host::property(b"response\0code_details");
     }
+    if started.begun.log_client_ip {
+        outcome.client_ip = host::property(b"source\0address").map(|a| ip_of_address(&a).to_vec());
+    }
+    outcome
+}
+
+/// The backend call, if one was attempted.
+fn read_backend() -> Option<Backend> {
+    let attempts = host::property_u64(b"upstream\0request_attempt_count").unwrap_or(0);
+    if attempts == 0 {
+        return None;
+    }
+    Some(Backend {
+        attempts: attempts.min(u64::from(u32::MAX)) as u32,
+        cluster: host::property(b"xds\0cluster_name").unwrap_or_default(),
+        address: host::property(b"upstream\0address"),
+        latency_nanos: host::property_u64(b"response\0backend_latency"),
+        tls: host::property(b"upstream\0tls_version").is_some_and(|v| !v.is_empty()),
+        // At log time the request headers are the ones sent upstream (after rewrites).
+        request: Frontend::from_headers(host::header_map(MapType::HttpRequestHeaders)),
+    })
 }

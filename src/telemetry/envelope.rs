@@ -3,67 +3,69 @@
 //! [`begin`] writes everything up to the opening of `baseData`; the item writer adds its
 //! fields; [`end`] closes the envelope and terminates the NDJSON line.
 
-use super::{limits, Identity, Operation};
+use super::{limits, Facts, Identity};
 use crate::json::{push_bytes, push_f64, push_key};
 use crate::timefmt::push_iso8601;
 
-/// Item kinds: envelope name suffix and `baseType`.
+/// Item kinds: envelope name and `baseType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Request,
+    Dependency,
+    Exception,
+    Trace,
 }
 
 impl Kind {
     fn envelope_name(self) -> &'static str {
         match self {
             Kind::Request => "Microsoft.ApplicationInsights.Request",
+            Kind::Dependency => "Microsoft.ApplicationInsights.RemoteDependency",
+            Kind::Exception => "Microsoft.ApplicationInsights.Exception",
+            Kind::Trace => "Microsoft.ApplicationInsights.Message",
         }
     }
 
     fn base_type(self) -> &'static str {
         match self {
             Kind::Request => "RequestData",
+            Kind::Dependency => "RemoteDependencyData",
+            Kind::Exception => "ExceptionData",
+            Kind::Trace => "MessageData",
         }
     }
 }
 
-/// Per-item values of the envelope that are not in [`Identity`].
+/// Per-item envelope values.
 pub struct Head<'a> {
     pub kind: Kind,
     pub time_unix_nanos: u64,
-    pub operation: &'a Operation,
-    /// `ai.operation.name`.
-    pub operation_name: &'a [u8],
-    /// `ai.location.ip`, only when client IPs are logged.
-    pub client_ip: Option<&'a [u8]>,
+    /// `ai.operation.parentId`.
+    pub parent_id: &'a [u8],
+    pub sample_rate: f64,
 }
 
 /// Writes `{"name":…,"time":…,…,"data":{"baseType":…,"baseData":{"ver":2` (no closing).
-pub fn begin(out: &mut Vec<u8>, who: &Identity, head: &Head<'_>) {
+pub fn begin(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, head: &Head<'_>) {
     out.extend_from_slice(b"{\"name\":\"");
     out.extend_from_slice(head.kind.envelope_name().as_bytes());
     out.extend_from_slice(b"\",\"time\":\"");
     push_iso8601(out, head.time_unix_nanos);
     out.extend_from_slice(b"\",\"sampleRate\":");
-    push_f64(out, head.operation.sample_rate);
+    push_f64(out, head.sample_rate);
     out.push(b',');
     out.extend_from_slice(&who.ikey_field);
+    // Ids are validated IdText (printable ASCII without quotes or backslashes).
     out.extend_from_slice(b"\"tags\":{\"ai.operation.id\":\"");
-    let trace_hex = head.operation.trace_id.to_hex();
-    out.extend_from_slice(&trace_hex);
+    out.extend_from_slice(facts.operation.operation_id.as_bytes());
     out.extend_from_slice(b"\",\"ai.operation.parentId\":\"");
-    match head.operation.parent {
-        Some(parent) => out.extend_from_slice(&parent.to_hex()),
-        // A request that starts an operation has the operation as its parent, as the
-        // classic SDKs report it (`operation_ParentId == operation_Id` marks a root).
-        None => out.extend_from_slice(&trace_hex),
-    }
+    out.extend_from_slice(head.parent_id);
     out.extend_from_slice(b"\",");
     push_key(out, "ai.operation.name");
-    push_bytes(out, head.operation_name, limits::OPERATION_NAME);
+    push_bytes(out, facts.operation_name, limits::OPERATION_NAME);
     out.push(b',');
     out.extend_from_slice(&who.role_tags);
-    if let Some(ip) = head.client_ip {
+    if let Some(ip) = facts.client_ip {
         out.push(b',');
         push_key(out, "ai.location.ip");
         push_bytes(out, ip, limits::LOCATION_IP);
@@ -92,10 +94,8 @@ impl<'a> Members<'a> {
     }
 
     fn next(&mut self, name: &str) {
-        if self.open {
-            self.out.push(b',');
-        } else {
-            self.out.push(b',');
+        self.out.push(b',');
+        if !self.open {
             push_key(self.out, self.key);
             self.out.push(b'{');
             self.open = true;

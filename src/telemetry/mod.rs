@@ -1,16 +1,25 @@
 //! Telemetry items: Application Insights envelopes written straight into a batch buffer.
 //!
-//! Flow: an exchange ends → [`request::write`] appends one NDJSON line (one envelope) to
-//! the batch of each logger the diagnostic sends to → the batch is posted to `/v2.1/track`.
+//! Flow: an exchange ends → the pipeline decides which items it produces → each writer
+//! ([`request`], [`dependency`], [`exception`], [`trace`]) appends one NDJSON line (one
+//! envelope) to the batch of each logger the diagnostic sends to → the batch is posted to
+//! `/v2.1/track`. All items of an exchange share its operation id; the Request is the
+//! parent of the others.
 //!
 //! Everything that is the same for every item of a logger (`iKey`, role tags, SDK version)
 //! is escaped once per configuration in [`Identity`]; per-item work is copying bytes and
 //! escaping the few values that vary. Field limits come from the official schema.
 
+pub mod dependency;
 pub mod envelope;
+pub mod exception;
+pub mod failure;
 pub mod request;
+pub mod trace;
 
-use crate::ids::{SpanId, TraceId};
+use crate::correlation::IdText;
+use crate::exchange::{Backend, Frontend, Outcome};
+use crate::headers::HeaderMap;
 
 /// `ai.internal.sdkVersion`: `name:version`, the name in lowercase letters only (schema rule).
 pub const SDK_VERSION: &str = concat!("envoyappinsights:", env!("CARGO_PKG_VERSION"));
@@ -34,11 +43,11 @@ pub mod limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// `"iKey":"…",`
-    ikey_field: Vec<u8>,
+    pub(crate) ikey_field: Vec<u8>,
     /// `"ai.cloud.role":"…","ai.cloud.roleInstance":"…","ai.internal.sdkVersion":"…"`
-    role_tags: Vec<u8>,
+    pub(crate) role_tags: Vec<u8>,
     /// The role as a JSON string, for the `Service Name` property.
-    service_name: Vec<u8>,
+    pub(crate) service_name: Vec<u8>,
 }
 
 impl Identity {
@@ -63,15 +72,58 @@ impl Identity {
     }
 }
 
-/// The operation (W3C trace) an item belongs to, and this item's place in it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The ids of one exchange's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Operation {
-    /// `ai.operation.id`.
-    pub trace_id: TraceId,
-    /// The caller's span; `None` for a request that starts the operation.
-    pub parent: Option<SpanId>,
-    /// The id of the request item (the gateway's own span).
-    pub span_id: SpanId,
-    /// Percentage of operations kept by sampling (100 = all).
+    /// `ai.operation.id`: the W3C trace id, or a legacy root id.
+    pub operation_id: IdText,
+    /// The caller's id; `None` when the request starts the operation.
+    pub parent_id: Option<IdText>,
+    /// The Request item's id (the gateway's span).
+    pub request_id: IdText,
+    /// The Dependency item's id: what the backend receives as its parent.
+    pub dependency_id: IdText,
+}
+
+/// The names API Management gives a request of a configured API.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiNames<'a> {
+    pub api: &'a str,
+    pub revision: &'a str,
+    pub operation: Option<&'a str>,
+}
+
+/// Everything an item writer may read about one finished exchange.
+#[derive(Clone, Copy)]
+pub struct Facts<'a> {
+    pub frontend: &'a Frontend,
+    pub outcome: &'a Outcome,
+    /// The backend call, when one was attempted.
+    pub backend: Option<&'a Backend>,
+    /// Response headers, when something needs them.
+    pub response_headers: Option<&'a HeaderMap>,
+    pub operation: &'a Operation,
+    /// `ai.operation.name`.
+    pub operation_name: &'a [u8],
+    pub api: Option<ApiNames<'a>>,
+    /// The Envoy route name (empty when the route has none).
+    pub route_name: &'a [u8],
+    /// `ai.location.ip`, only when client IPs are logged.
+    pub client_ip: Option<&'a [u8]>,
+    /// The caller's application (`Request-Context` appId), the request's `source`.
+    pub source: Option<&'a IdText>,
+    /// `sampleRate` of the request, dependency and exception.
     pub sample_rate: f64,
+}
+
+impl Facts<'_> {
+    /// `METHOD /path` of the frontend request.
+    pub fn request_line(&self) -> Vec<u8> {
+        let fe = self.frontend;
+        let mut line = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
+        line.extend_from_slice(fe.method());
+        line.push(b' ');
+        line.extend_from_slice(fe.path());
+        line
+    }
 }

@@ -4,50 +4,47 @@
 //! - `name`: `METHOD /path` (no query: it must stay low-cardinality);
 //! - `url`: the full frontend URL with scheme, host and query;
 //! - `duration`: Envoy's own request duration; `responseCode`, `success` (status < 400 and
-//!   delivered in full);
-//! - properties `Request Id`, `HTTP Method`, `API Name` (route name), `Service Name`;
-//!   measurements `Request Size` / `Response Size` (body bytes).
+//!   delivered in full); `source`: the caller's application from `Request-Context`;
+//! - properties `Request Id`, `HTTP Method`, `API Name` (the API, else the route name),
+//!   `API Revision` and `Operation Name` for configured APIs, `Service Name`, and the
+//!   caller's `tracestate`; measurements `Request Size` / `Response Size` (body bytes).
 
 use super::envelope::{self, Head, Kind, Members};
-use super::{limits, Identity, Operation};
-use crate::exchange::{Frontend, Outcome};
+use super::{limits, Facts, Identity};
 use crate::json::{push_bytes, push_key, push_u64};
 use crate::timefmt::push_timespan;
 
-/// Per-diagnostic switches that change the Request item.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    pub log_client_ip: bool,
-}
-
 /// Appends one Request envelope (one NDJSON line) to `out`.
-pub fn write(out: &mut Vec<u8>, who: &Identity, op: &Operation, fe: &Frontend, oc: &Outcome, opts: Options) {
-    let mut name = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
-    name.extend_from_slice(fe.method());
-    name.push(b' ');
-    name.extend_from_slice(fe.path());
-    let client_ip = if opts.log_client_ip { oc.client_ip.as_deref() } else { None };
+pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
+    let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
+    let parent = op.parent_id.as_ref().unwrap_or(&op.operation_id);
     let head = Head {
         kind: Kind::Request,
         time_unix_nanos: oc.start_unix_nanos,
-        operation: op,
-        operation_name: &name,
-        client_ip,
+        // A request that starts an operation has the operation as its parent, as the
+        // classic SDKs report it (`operation_ParentId == operation_Id` marks a root).
+        parent_id: parent.as_bytes(),
+        sample_rate: facts.sample_rate,
     };
-    envelope::begin(out, who, &head);
+    envelope::begin(out, who, facts, &head);
     out.extend_from_slice(b",\"id\":\"");
-    out.extend_from_slice(&op.span_id.to_hex());
+    out.extend_from_slice(op.request_id.as_bytes());
     out.extend_from_slice(b"\",");
     push_key(out, "name");
-    push_bytes(out, &name, limits::NAME);
+    push_bytes(out, &facts.request_line(), limits::NAME);
     out.extend_from_slice(b",\"duration\":\"");
     push_timespan(out, oc.duration_nanos);
     out.extend_from_slice(b"\",\"responseCode\":\"");
     push_u64(out, u64::from(oc.response_code));
     out.extend_from_slice(if oc.success() { b"\",\"success\":true," } else { b"\",\"success\":false," });
     push_key(out, "url");
-    push_url(out, fe);
-    write_properties(out, who, fe, oc);
+    push_url(out, fe.scheme(), fe.authority(), fe.path_and_query());
+    if let Some(source) = facts.source {
+        out.extend_from_slice(b",\"source\":\"");
+        out.extend_from_slice(source.as_bytes());
+        out.push(b'"');
+    }
+    write_properties(out, who, facts);
     let mut m = Members::new(out, "measurements");
     m.number("Request Size", oc.request_body_bytes as f64);
     m.number("Response Size", oc.response_body_bytes as f64);
@@ -55,11 +52,15 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, op: &Operation, fe: &Frontend, o
     envelope::end(out);
 }
 
-/// `scheme://authority/path?query`, cut to the schema's 2048 characters.
-fn push_url(out: &mut Vec<u8>, fe: &Frontend) {
-    let mut budget = limits::URL;
+/// `scheme://authority/path?query` as a JSON string, cut to the schema's 2048 characters.
+pub fn push_url(out: &mut Vec<u8>, scheme: &[u8], authority: &[u8], path_and_query: &[u8]) {
+    push_url_limited(out, scheme, authority, path_and_query, limits::URL);
+}
+
+pub(crate) fn push_url_limited(out: &mut Vec<u8>, scheme: &[u8], authority: &[u8], path: &[u8], max: usize) {
+    let mut budget = max;
     out.push(b'"');
-    for part in [fe.scheme(), b"://", fe.authority(), fe.path_and_query()] {
+    for part in [scheme, b"://", authority, path] {
         let (written, cut) = crate::json::push_bytes_body(out, part, budget);
         budget -= written;
         if cut {
@@ -69,43 +70,57 @@ fn push_url(out: &mut Vec<u8>, fe: &Frontend) {
     out.push(b'"');
 }
 
-fn write_properties(out: &mut Vec<u8>, who: &Identity, fe: &Frontend, oc: &Outcome) {
+fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
+    let fe = facts.frontend;
     let mut p = Members::new(out, "properties");
     if !fe.request_id().is_empty() {
         p.string("Request Id", fe.request_id());
     }
     p.string("HTTP Method", fe.method());
-    if let Some(route) = oc.route_name.as_deref().filter(|r| !r.is_empty()) {
-        p.string("API Name", route);
+    match facts.api {
+        Some(api) => {
+            p.string("API Name", api.api.as_bytes());
+            p.string("API Revision", api.revision.as_bytes());
+            if let Some(op) = api.operation {
+                p.string("Operation Name", op.as_bytes());
+            }
+        }
+        None if !facts.route_name.is_empty() => p.string("API Name", facts.route_name),
+        None => {}
     }
     p.raw_string("Service Name", &who.service_name);
+    if let Some(state) = fe.headers().get(b"tracestate").filter(|s| !s.is_empty()) {
+        p.string("tracestate", state);
+    }
     p.finish();
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::correlation::IdText;
+    use crate::exchange::{Frontend, Outcome};
     use crate::headers::HeaderMap;
-    use crate::ids::{SpanId, TraceId};
+    use crate::telemetry::{ApiNames, Operation, SDK_VERSION};
     use serde_json::Value;
 
-    fn frontend(pairs: &[(&str, &[u8])]) -> Frontend {
+    pub(crate) fn frontend(pairs: &[(&str, &[u8])]) -> Frontend {
         Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize(
             pairs.iter().map(|(k, v)| (k.as_bytes(), *v)),
         )))
     }
 
-    fn op() -> Operation {
+    pub(crate) fn op() -> Operation {
         Operation {
-            trace_id: TraceId([0x4b; 16]),
-            parent: None,
-            span_id: SpanId([0x0a; 8]),
-            sample_rate: 100.0,
+            operation_id: IdText::new(&[b'4', b'b'].repeat(16)).unwrap(),
+            parent_id: None,
+            request_id: IdText::new(&[b'0', b'a'].repeat(8)).unwrap(),
+            dependency_id: IdText::new(&[b'0', b'd'].repeat(8)).unwrap(),
         }
     }
 
-    fn outcome() -> Outcome {
+    pub(crate) fn outcome() -> Outcome {
         Outcome {
             start_unix_nanos: 1_700_000_000_123_456_789,
             duration_nanos: 12_345_678,
@@ -118,17 +133,7 @@ mod tests {
         }
     }
 
-    fn render(fe: &Frontend, oc: &Outcome, opts: Options) -> (Vec<u8>, Value) {
-        let who = Identity::new("ikey-1", "gateway", "gw-0");
-        let mut out = Vec::new();
-        write(&mut out, &who, &op(), fe, oc, opts);
-        assert_eq!(out.last(), Some(&b'\n'));
-        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one NDJSON line");
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        (out, v)
-    }
-
-    fn standard_frontend() -> Frontend {
+    pub(crate) fn standard_frontend() -> Frontend {
         frontend(&[
             (":method", b"POST"),
             (":scheme", b"https"),
@@ -138,9 +143,35 @@ mod tests {
         ])
     }
 
+    pub(crate) fn facts<'a>(fe: &'a Frontend, oc: &'a Outcome, op: &'a Operation, name: &'a [u8]) -> Facts<'a> {
+        Facts {
+            frontend: fe,
+            outcome: oc,
+            backend: None,
+            response_headers: None,
+            operation: op,
+            operation_name: name,
+            api: None,
+            route_name: b"orders",
+            client_ip: None,
+            source: None,
+            sample_rate: 100.0,
+        }
+    }
+
+    pub(crate) fn render(write: impl FnOnce(&mut Vec<u8>, &Identity)) -> Value {
+        let who = Identity::new("ikey-1", "gateway", "gw-0");
+        let mut out = Vec::new();
+        write(&mut out, &who);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one NDJSON line");
+        serde_json::from_slice(&out).unwrap()
+    }
+
     #[test]
     fn request_envelope_has_every_required_field() {
-        let (_, v) = render(&standard_frontend(), &outcome(), Options::default());
+        let (fe, oc, op) = (standard_frontend(), outcome(), op());
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"POST /orders")));
         assert_eq!(v["name"], "Microsoft.ApplicationInsights.Request");
         assert_eq!(v["time"], "2023-11-14T22:13:20.123456Z");
         assert_eq!(v["sampleRate"], 100);
@@ -151,7 +182,7 @@ mod tests {
         assert_eq!(tags["ai.operation.name"], "POST /orders");
         assert_eq!(tags["ai.cloud.role"], "gateway");
         assert_eq!(tags["ai.cloud.roleInstance"], "gw-0");
-        assert_eq!(tags["ai.internal.sdkVersion"], SDK_VERSION_FOR_TEST);
+        assert_eq!(tags["ai.internal.sdkVersion"], SDK_VERSION);
         assert!(tags.get("ai.location.ip").is_none(), "client IP is off by default");
         assert_eq!(v["data"]["baseType"], "RequestData");
         let d = &v["data"]["baseData"];
@@ -162,30 +193,54 @@ mod tests {
         assert_eq!(d["duration"], "00:00:00.0123456");
         assert_eq!(d["responseCode"], "201");
         assert_eq!(d["success"], true);
+        assert!(d.get("source").is_none());
         assert_eq!(d["properties"]["Request Id"], "req-123");
         assert_eq!(d["properties"]["HTTP Method"], "POST");
-        assert_eq!(d["properties"]["API Name"], "orders");
+        assert_eq!(d["properties"]["API Name"], "orders", "the route name when no API is configured");
         assert_eq!(d["properties"]["Service Name"], "gateway");
         assert_eq!(d["measurements"]["Request Size"], 17);
         assert_eq!(d["measurements"]["Response Size"], 2048);
     }
 
-    const SDK_VERSION_FOR_TEST: &str = super::super::SDK_VERSION;
+    #[test]
+    fn configured_apis_name_api_revision_and_operation() {
+        let (fe, oc, op) = (standard_frontend(), outcome(), op());
+        let mut f = facts(&fe, &oc, &op, b"orders;rev=2 - create-order");
+        f.api = Some(ApiNames { api: "orders", revision: "2", operation: Some("create-order") });
+        let v = render(|out, who| write(out, who, &f));
+        let p = &v["data"]["baseData"]["properties"];
+        assert_eq!(p["API Name"], "orders");
+        assert_eq!(p["API Revision"], "2");
+        assert_eq!(p["Operation Name"], "create-order");
+        assert_eq!(v["tags"]["ai.operation.name"], "orders;rev=2 - create-order");
+        assert_eq!(v["data"]["baseData"]["name"], "POST /orders", "the item name stays METHOD /path");
+    }
 
     #[test]
-    fn client_ip_appears_only_when_enabled() {
-        let (_, v) = render(&standard_frontend(), &outcome(), Options { log_client_ip: true });
+    fn client_ip_source_sample_rate_and_parent() {
+        let (fe, oc) = (standard_frontend(), outcome());
+        let op = Operation { parent_id: Some(IdText::new(b"00f067aa0ba902b7").unwrap()), ..op() };
+        let source = IdText::new(b"cid-v1:caller").unwrap();
+        let mut f = facts(&fe, &oc, &op, b"POST /orders");
+        f.client_ip = Some(b"10.0.0.7");
+        f.source = Some(&source);
+        f.sample_rate = 12.5;
+        let v = render(|out, who| write(out, who, &f));
         assert_eq!(v["tags"]["ai.location.ip"], "10.0.0.7");
+        assert_eq!(v["tags"]["ai.operation.parentId"], "00f067aa0ba902b7");
+        assert_eq!(v["data"]["baseData"]["source"], "cid-v1:caller");
+        assert_eq!(v["sampleRate"], 12.5);
     }
 
     #[test]
     fn failures_and_missing_responses_are_not_successful() {
-        let (_, v) = render(&standard_frontend(), &Outcome { response_code: 503, ..outcome() }, Options::default());
-        assert_eq!(v["data"]["baseData"]["success"], false);
-        assert_eq!(v["data"]["baseData"]["responseCode"], "503");
-        let (_, v) = render(&standard_frontend(), &Outcome { response_code: 0, ..outcome() }, Options::default());
-        assert_eq!(v["data"]["baseData"]["responseCode"], "0");
-        assert_eq!(v["data"]["baseData"]["success"], false);
+        let (fe, op) = (standard_frontend(), op());
+        for (code, text) in [(503, "503"), (0, "0")] {
+            let oc = Outcome { response_code: code, ..outcome() };
+            let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x")));
+            assert_eq!(v["data"]["baseData"]["success"], false);
+            assert_eq!(v["data"]["baseData"]["responseCode"], text);
+        }
     }
 
     #[test]
@@ -196,25 +251,20 @@ mod tests {
             (":authority", b"h\xff\xfe"),
             (":path", long_path.as_bytes()),
             ("x-request-id", b"\"quoted\"\x01"),
+            ("tracestate", b"congo=t61rcWkgMzE"),
         ]);
-        let oc = Outcome { route_name: None, ..outcome() };
-        let (_, v) = render(&fe, &oc, Options::default());
+        let (oc, op) = (outcome(), op());
+        let name = fe.method().iter().chain(b" ").chain(fe.path()).copied().collect::<Vec<u8>>();
+        let mut f = facts(&fe, &oc, &op, &name);
+        f.route_name = b"";
+        let v = render(|out, who| write(out, who, &f));
         let d = &v["data"]["baseData"];
         assert_eq!(d["name"].as_str().unwrap().chars().count(), limits::NAME);
         assert_eq!(d["url"].as_str().unwrap().chars().count(), limits::URL);
         assert!(d["url"].as_str().unwrap().starts_with("http://h\u{FFFD}\u{FFFD}/aaa"));
         assert_eq!(d["properties"]["Request Id"], "\"quoted\"\u{1}");
+        assert_eq!(d["properties"]["tracestate"], "congo=t61rcWkgMzE");
         assert!(d["properties"].get("API Name").is_none());
         assert_eq!(v["tags"]["ai.operation.name"].as_str().unwrap().chars().count(), limits::OPERATION_NAME);
-    }
-
-    #[test]
-    fn a_continued_operation_points_at_the_callers_span() {
-        let who = Identity::new("k", "r", "i");
-        let mut out = Vec::new();
-        let op = Operation { parent: Some(SpanId([0xcd; 8])), ..op() };
-        write(&mut out, &who, &op, &standard_frontend(), &outcome(), Options::default());
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["tags"]["ai.operation.parentId"], "cd".repeat(8));
     }
 }

@@ -161,9 +161,20 @@ impl IngestServer {
 
     /// Waits until at least `n` items are stored or `timeout` passes; returns what is stored.
     pub fn wait_for_items(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_until(timeout, |items| items.len() >= n)
+    }
+
+    /// Waits until at least `n` stored items have `data.baseType == base_type` (or the
+    /// timeout); returns all stored items.
+    pub fn wait_for_kind(&self, base_type: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_until(timeout, |items| of_kind(items, base_type).len() >= n)
+    }
+
+    /// Waits until `done(items)` holds for the stored items (or the timeout); returns them.
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         let mut rec = self.shared.lock();
-        while rec.items.len() < n {
+        while !done(&rec.items) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -277,6 +288,11 @@ fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
     if v.len() > keep {
         v.drain(..v.len() - keep);
     }
+}
+
+/// The items with `data.baseType == base_type`.
+pub fn of_kind<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
+    items.iter().filter(|i| i["data"]["baseType"] == base_type).collect()
 }
 
 /// Appends items to the store file in one write, so a killed process leaves whole lines.

@@ -4,7 +4,7 @@
 use harness::backend::Backend;
 use harness::envoy::repo_root;
 use harness::http;
-use harness::ingest::{IngestConfig, IngestServer};
+use harness::ingest::{of_kind, IngestConfig, IngestServer};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,8 +48,9 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     for i in 0..5 {
         assert_eq!(http::get(gateway, &format!("/via-script/{i}")).unwrap().status, 200);
     }
-    let items = ingest.wait_for_items(5, Duration::from_secs(5));
-    assert_eq!(items.len(), 5, "five items within a few seconds");
+    let all = ingest.wait_for_kind("RequestData", 5, Duration::from_secs(5));
+    let items = of_kind(&all, "RequestData");
+    assert_eq!(items.len(), 5, "five Request items within a few seconds");
     assert!(sent.elapsed() < Duration::from_secs(5));
     assert_eq!(ingest.stats().items_rejected, 0, "{:?}", ingest.stats().rejections);
     for (i, item) in items.iter().enumerate() {

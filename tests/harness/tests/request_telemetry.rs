@@ -5,7 +5,7 @@ use harness::backend::Backend;
 use harness::envoy::{filter_wasm, Envoy};
 use harness::envoy_config::Settings;
 use harness::http;
-use harness::ingest::{IngestConfig, IngestServer};
+use harness::ingest::{of_kind, IngestConfig, IngestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -83,11 +83,12 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
         let r = http::request(gw, method, path, &[], body.as_bytes()).unwrap();
         assert_eq!(r.status, *status, "{method} {path}");
     }
-    let items = stack.ingest.wait_for_items(EXCHANGES.len(), Duration::from_secs(10));
-    // Nothing more may arrive: one item per request, no duplicates.
+    stack.ingest.wait_for_kind("RequestData", EXCHANGES.len(), Duration::from_secs(10));
+    // Nothing more may arrive: one Request item per request, no duplicates.
     std::thread::sleep(Duration::from_millis(1500));
-    let items_after = stack.ingest.items();
-    assert_eq!(items_after.len(), EXCHANGES.len(), "items: {items_after:#?}");
+    let all = stack.ingest.items();
+    let items: Vec<Value> = of_kind(&all, "RequestData").into_iter().cloned().collect();
+    assert_eq!(items.len(), EXCHANGES.len(), "items: {items:#?}");
     let stats = stack.ingest.stats();
     assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
 
@@ -171,9 +172,9 @@ fn time_prefix(unix: f64) -> String {
 fn client_ip_is_logged_only_when_enabled() {
     let stack = start(json!({"diagnostic": {"log_client_ip": true}, "cloud_role": "edge", "cloud_role_instance": "edge-7"}), &[]);
     http::request(stack.envoy.listener, "GET", "/with-ip", &[], b"").unwrap();
-    let items = stack.ingest.wait_for_items(1, Duration::from_secs(10));
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["tags"]["ai.location.ip"], "127.0.0.1");
+    let items = stack.ingest.wait_for_items(2, Duration::from_secs(10));
+    assert_eq!(items.len(), 2, "request and dependency");
+    assert!(items.iter().all(|i| i["tags"]["ai.location.ip"] == "127.0.0.1"), "on every item of the operation");
     assert_eq!(items[0]["tags"]["ai.cloud.role"], "edge");
     assert_eq!(items[0]["tags"]["ai.cloud.roleInstance"], "edge-7");
     assert_eq!(stack.ingest.stats().items_rejected, 0);
@@ -195,9 +196,10 @@ fn requests_answered_by_envoy_itself_are_reported_too() {
     }
     let r = http::request(envoy.listener, "GET", "/no-backend", &[], b"").unwrap();
     assert_eq!(r.status, 503);
-    let items = ingest.wait_for_items(1, Duration::from_secs(10));
-    assert_eq!(items.len(), 1);
-    let d = &items[0]["data"]["baseData"];
+    let items = ingest.wait_for_items(3, Duration::from_secs(10));
+    assert_eq!(items.len(), 3, "request, failed dependency, exception: {items:#?}");
+    let requests = of_kind(&items, "RequestData");
+    let d = &requests[0]["data"]["baseData"];
     assert_eq!(d["responseCode"], "503");
     assert_eq!(d["success"], false);
     assert_eq!(ingest.stats().items_rejected, 0);
@@ -210,10 +212,10 @@ fn batches_respect_the_item_limit() {
         http::request(stack.envoy.listener, "GET", &format!("/batch/{i}"), &[], b"").unwrap();
     }
     // The flush interval is a minute: only full batches can have been sent.
-    let items = stack.ingest.wait_for_items(10, Duration::from_secs(10));
-    assert_eq!(items.len(), 10);
+    let items = stack.ingest.wait_for_items(20, Duration::from_secs(10));
+    assert_eq!(items.len(), 20, "a request and a dependency each");
     let requests = stack.ingest.requests();
-    assert_eq!(requests.len(), 2, "two batches of five");
+    assert_eq!(requests.len(), 4, "four batches of five");
     for r in requests {
         assert_eq!(r.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 5);
     }
@@ -236,11 +238,14 @@ fn a_response_the_client_did_not_receive_in_full_is_not_successful() {
     }
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     drop(s);
-    let items = stack.ingest.wait_for_items(1, Duration::from_secs(10));
-    assert_eq!(items.len(), 1);
-    let d = &items[0]["data"]["baseData"];
+    let items = stack.ingest.wait_for_items(3, Duration::from_secs(10));
+    let requests = of_kind(&items, "RequestData");
+    assert_eq!(requests.len(), 1, "{items:#?}");
+    let d = &requests[0]["data"]["baseData"];
     assert_eq!(d["responseCode"], "200", "the status the client saw");
     assert_eq!(d["success"], false, "but the response did not reach it in full");
+    let exceptions = of_kind(&items, "ExceptionData");
+    assert_eq!(exceptions[0]["data"]["baseData"]["exceptions"][0]["typeName"], "ClientConnectionFailure");
     assert_eq!(stack.ingest.stats().items_rejected, 0);
 }
 

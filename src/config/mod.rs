@@ -5,8 +5,18 @@
 //! Envoy's log says exactly what to fix when it refuses the configuration. Unknown fields
 //! are errors: a misspelt option must not silently fall back to a default.
 
+mod apis;
+mod diagnostic;
+mod reader;
+mod traces;
+
+pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
+pub use diagnostic::{Diagnostic, OperationNameFormat, Severity};
+pub use traces::{Conditions, Field, HeaderCondition, Segment, StatusMatch, Template, TraceRule};
+
 use crate::connection_string::{ConnectionString, ConnectionStringError};
-use serde_json::{Map, Value};
+use reader::Fields;
+use serde_json::Value;
 use std::fmt;
 
 /// Envoy cluster the ingestion callouts go to, unless a logger names another.
@@ -25,10 +35,15 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 /// The validated configuration.
+///
+/// See the README's configuration reference for every field with its default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub loggers: Vec<Logger>,
+    /// The all-APIs diagnostic (requests of no configured API use it too).
     pub diagnostic: Diagnostic,
+    /// Configured APIs, in matching order, each with its resolved diagnostic.
+    pub apis: Vec<Api>,
     /// `ai.cloud.role`; `None` means "ask Envoy" (node cluster), then a fixed default.
     pub cloud_role: Option<String>,
     /// `ai.cloud.roleInstance`; `None` means "ask Envoy" (node id), then a fixed default.
@@ -42,15 +57,6 @@ pub struct Logger {
     pub id: String,
     pub connection: ConnectionString,
     pub cluster: String,
-}
-
-/// What is logged, and to which loggers (APIM's "diagnostic" for all APIs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// Indexes into [`Config::loggers`].
-    pub loggers: Vec<usize>,
-    /// Put the client's IP address in `ai.location.ip` (off by default, as in APIM).
-    pub log_client_ip: bool,
 }
 
 /// Batching and callout settings, per worker thread.
@@ -101,6 +107,9 @@ pub enum Problem {
     UnknownLogger,
     DuplicateLogger,
     BufferSmallerThanBatch,
+    OneOf(&'static str),
+    Invalid(String),
+    Duplicate,
 }
 
 impl fmt::Display for Problem {
@@ -129,6 +138,9 @@ impl fmt::Display for Problem {
             Problem::BufferSmallerThanBatch => {
                 write!(f, "must be at least delivery.max_batch_bytes")
             }
+            Problem::OneOf(choices) => write!(f, "must be one of {choices}"),
+            Problem::Invalid(why) => write!(f, "{why}"),
+            Problem::Duplicate => write!(f, "is used twice"),
         }
     }
 }
@@ -141,13 +153,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err(field: impl Into<String>, problem: Problem) -> ConfigError {
+pub(crate) fn err(field: impl Into<String>, problem: Problem) -> ConfigError {
     ConfigError { field: field.into(), problem }
 }
 
-const TOP_FIELDS: &[&str] = &["loggers", "diagnostic", "cloud_role", "cloud_role_instance", "delivery"];
+const TOP_FIELDS: &[&str] = &["loggers", "diagnostic", "apis", "cloud_role", "cloud_role_instance", "delivery"];
 const LOGGER_FIELDS: &[&str] = &["connection_string", "instrumentation_key", "cluster"];
-const DIAGNOSTIC_FIELDS: &[&str] = &["loggers", "log_client_ip"];
 const DELIVERY_FIELDS: &[&str] = &[
     "flush_interval_ms",
     "max_batch_items",
@@ -174,9 +185,14 @@ impl Config {
     pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
         let top = Fields::of(value, "configuration", "", TOP_FIELDS)?;
         let loggers = parse_loggers(&top)?;
-        let diagnostic = match top.object("diagnostic", DIAGNOSTIC_FIELDS)? {
-            Some(d) => parse_diagnostic(&d, &loggers)?,
-            None => Diagnostic { loggers: (0..loggers.len()).collect(), log_client_ip: false },
+        let defaults = Diagnostic::defaults(loggers.len());
+        let diagnostic = match top.object("diagnostic", diagnostic::DIAGNOSTIC_FIELDS)? {
+            Some(d) => diagnostic::overlay(&defaults, &d, &loggers)?,
+            None => defaults,
+        };
+        let apis = match top.get("apis") {
+            Some(v) => apis::parse_apis(v, &diagnostic, &loggers)?,
+            None => Vec::new(),
         };
         let delivery = match top.object("delivery", DELIVERY_FIELDS)? {
             Some(d) => parse_delivery(&d)?,
@@ -185,6 +201,7 @@ impl Config {
         Ok(Config {
             loggers,
             diagnostic,
+            apis,
             cloud_role: top.bounded_string("cloud_role", MAX_ROLE_LEN)?,
             cloud_role_instance: top.bounded_string("cloud_role_instance", MAX_ROLE_LEN)?,
             delivery,
@@ -228,37 +245,6 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
     Ok(Logger { id: id.to_string(), connection, cluster })
 }
 
-fn parse_diagnostic(f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
-    let selected = match f.get("loggers") {
-        None => (0..loggers.len()).collect(),
-        Some(v) => select_loggers(v, &f.path("loggers"), loggers)?,
-    };
-    Ok(Diagnostic { loggers: selected, log_client_ip: f.bool("log_client_ip")?.unwrap_or(false) })
-}
-
-fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
-    let names = v
-        .as_array()
-        .ok_or_else(|| err(path, Problem::WrongType { expected: "a list of logger names" }))?;
-    if names.is_empty() {
-        return Err(err(path, Problem::Empty));
-    }
-    let mut selected = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let item = format!("{path}[{i}]");
-        let name = name.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
-        let index = loggers
-            .iter()
-            .position(|l| l.id == name)
-            .ok_or_else(|| err(&item, Problem::UnknownLogger))?;
-        if selected.contains(&index) {
-            return Err(err(item, Problem::DuplicateLogger));
-        }
-        selected.push(index);
-    }
-    Ok(selected)
-}
-
 fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
     let d = Delivery::default();
     let delivery = Delivery {
@@ -283,76 +269,6 @@ fn is_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '|' | ':'))
 }
 
-/// The fields of one JSON object, with the path used in error messages.
-struct Fields<'a> {
-    prefix: String,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    /// `value` must be an object whose keys are all in `allowed`.
-    fn of(
-        value: &'a Value,
-        name: &str,
-        prefix: &str,
-        allowed: &'static [&'static str],
-    ) -> Result<Fields<'a>, ConfigError> {
-        let map = value.as_object().ok_or_else(|| err(name, Problem::WrongType { expected: "an object" }))?;
-        let fields = Fields { prefix: prefix.to_string(), map };
-        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(err(fields.path(unknown), Problem::UnknownField { allowed }));
-        }
-        Ok(fields)
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.prefix)
-        }
-    }
-
-    /// The value of `key`; JSON `null` counts as absent.
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn object(&self, key: &str, allowed: &'static [&'static str]) -> Result<Option<Fields<'a>>, ConfigError> {
-        self.get(key).map(|v| Fields::of(v, &self.path(key), &self.path(key), allowed)).transpose()
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
-        self.get(key)
-            .map(|v| v.as_str().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "a string" })))
-            .transpose()
-    }
-
-    fn bounded_string(&self, key: &str, max: usize) -> Result<Option<String>, ConfigError> {
-        match self.string(key)? {
-            None => Ok(None),
-            Some(s) if s.trim().is_empty() => Err(err(self.path(key), Problem::Empty)),
-            Some(s) if s.chars().count() > max => Err(err(self.path(key), Problem::TooLong { max })),
-            Some(s) => Ok(Some(s.to_string())),
-        }
-    }
-
-    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        self.get(key)
-            .map(|v| v.as_bool().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "true or false" })))
-            .transpose()
-    }
-
-    fn uint(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
-        let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
@@ -375,7 +291,12 @@ mod tests {
         assert_eq!(c.loggers.len(), 1);
         assert_eq!(c.loggers[0].cluster, DEFAULT_CLUSTER);
         assert_eq!(c.loggers[0].connection.ingestion_endpoint.port, 9001);
-        assert_eq!(c.diagnostic, Diagnostic { loggers: vec![0], log_client_ip: false });
+        assert_eq!(c.diagnostic, Diagnostic::defaults(1));
+        assert_eq!(c.diagnostic.sampling_percentage, 100.0);
+        assert!(c.diagnostic.always_log_errors);
+        assert_eq!(c.diagnostic.verbosity, Severity::Information);
+        assert_eq!(c.diagnostic.correlation, crate::correlation::Protocol::W3C);
+        assert_eq!(c.diagnostic.operation_name_format, OperationNameFormat::Name);
         assert_eq!(c.delivery, Delivery::default());
         assert_eq!(c.cloud_role, None);
     }
@@ -394,7 +315,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.loggers[1].cluster, "outbound|443||dc.services.visualstudio.com");
-        assert_eq!(c.diagnostic, Diagnostic { loggers: vec![1], log_client_ip: true });
+        assert_eq!(c.diagnostic.loggers, vec![1]);
+        assert!(c.diagnostic.log_client_ip);
         assert_eq!(c.cloud_role.as_deref(), Some("edge"));
         assert_eq!(c.delivery.flush_interval_ms, 250);
         assert_eq!(c.delivery.max_in_flight, 2);
@@ -431,7 +353,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
-            "sampling: unknown field; allowed here: loggers, diagnostic, cloud_role, cloud_role_instance, delivery"
+            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery"
         );
     }
 
@@ -479,5 +401,91 @@ mod tests {
         let key = "0123456789abcdef0123456789abcdef0123456789";
         let e = error_of(json!({"loggers": {"main": {"instrumentation_key": key}}}));
         assert!(!e.contains(key), "{e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod diagnostic_tests {
+    use super::*;
+    use crate::correlation::Protocol;
+    use serde_json::json;
+
+    const CS: &str = "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9001/";
+
+    fn parse(extra: Value) -> Result<Config, ConfigError> {
+        let mut v = json!({"loggers": {"main": {"connection_string": CS}, "audit": {"instrumentation_key": "a"}}});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Config::from_value(&v)
+    }
+
+    #[test]
+    fn the_all_apis_diagnostic_overrides_defaults() {
+        let c = parse(json!({"diagnostic": {
+            "sampling_percentage": 12.5, "always_log_errors": false, "verbosity": "Error",
+            "correlation_protocol": "legacy", "operation_name_format": "Url",
+            "traces": [{"message": "m"}]}}))
+        .unwrap();
+        let d = &c.diagnostic;
+        assert_eq!(d.sampling_percentage, 12.5);
+        assert!(!d.always_log_errors);
+        assert_eq!(d.verbosity, Severity::Error);
+        assert_eq!(d.correlation, Protocol::Legacy);
+        assert_eq!(d.operation_name_format, OperationNameFormat::Url);
+        assert_eq!(d.traces.len(), 1);
+        assert_eq!(d.loggers.len(), 2, "every logger by default");
+    }
+
+    #[test]
+    fn api_diagnostics_override_the_all_apis_one_field_by_field() {
+        let c = parse(json!({
+            "diagnostic": {"sampling_percentage": 10, "verbosity": "error", "loggers": ["main"]},
+            "apis": [
+                {"name": "orders", "revision": "3", "match": {"route_names": ["orders"]},
+                 "operations": [{"name": "get-order", "method": "get", "path": "/orders/{id}"}],
+                 "diagnostic": {"sampling_percentage": 100, "loggers": ["main", "audit"]}},
+                {"name": "users", "match": {"path_prefixes": ["/users"]}}
+            ]}))
+        .unwrap();
+        let orders = &c.apis[0];
+        assert_eq!(orders.revision, "3");
+        assert_eq!(orders.operations[0].method.as_deref(), Some("GET"));
+        assert_eq!(orders.diagnostic.sampling_percentage, 100.0, "overridden");
+        assert_eq!(orders.diagnostic.verbosity, Severity::Error, "inherited from all APIs");
+        assert_eq!(orders.diagnostic.loggers, vec![1, 0], "multiplexed; loggers sort by name");
+        assert_eq!(c.apis[1].revision, "1");
+        assert_eq!(c.apis[1].diagnostic, c.diagnostic, "no overrides: the all-APIs diagnostic");
+    }
+
+    #[test]
+    fn diagnostic_and_api_errors_name_the_field() {
+        let e = |v: Value| parse(v).unwrap_err().to_string();
+        assert_eq!(e(json!({"diagnostic": {"sampling_percentage": 101}})), "diagnostic.sampling_percentage: must be between 0 and 100");
+        assert_eq!(e(json!({"diagnostic": {"verbosity": "debug"}})), "diagnostic.verbosity: must be one of verbose, information, error");
+        assert_eq!(e(json!({"diagnostic": {"correlation_protocol": "b3"}})), "diagnostic.correlation_protocol: must be one of None, Legacy, W3C");
+        assert_eq!(e(json!({"apis": {}})), "apis: must be a list of APIs");
+        assert_eq!(e(json!({"apis": [{"match": {"route_names": ["r"]}}]})), "apis[0].name: is required");
+        assert_eq!(e(json!({"apis": [{"name": "a"}]})), "apis[0].match: is required");
+        assert_eq!(e(json!({"apis": [{"name": "a", "match": {}}]})), "apis[0].match: needs route_names, hosts or path_prefixes");
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}}, {"name": "a", "match": {"route_names": ["s"]}}]})),
+            "apis[1].name: is used twice"
+        );
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces"
+        );
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),
+            "apis[0].match.path_prefixes[0]: \"x\" must start with '/'"
+        );
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "operations": [{"name": "o", "path": "/a{b}"}]}]})),
+            "apis[0].operations[0].path: segment \"a{b}\": a parameter is a whole segment like {id}, '*' only ends a template"
+        );
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"loggers": ["nope"]}}]})),
+            "apis[0].diagnostic.loggers[0]: names a logger that is not defined in loggers"
+        );
     }
 }

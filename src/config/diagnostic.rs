@@ -1,0 +1,164 @@
+//! Diagnostics: what is logged, how, and to which loggers (API Management's *diagnostic*).
+//!
+//! The all-APIs diagnostic (`diagnostic`) overrides the defaults, and each API's
+//! `diagnostic` overrides the all-APIs one field by field. Both are resolved once per
+//! configuration, so a request only looks up its API's finished [`Diagnostic`].
+
+use super::reader::Fields;
+use super::traces::{parse_traces, TraceRule};
+use super::{err, ConfigError, Logger, Problem};
+use crate::correlation::Protocol;
+use serde_json::Value;
+
+/// Severity of traces, and the diagnostic's verbosity threshold (APIM's three levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Verbose,
+    Information,
+    Error,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "verbose" => Some(Severity::Verbose),
+            "information" => Some(Severity::Information),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+
+    /// The Application Insights `severityLevel` name.
+    pub fn level_name(self) -> &'static str {
+        match self {
+            Severity::Verbose => "Verbose",
+            Severity::Information => "Information",
+            Severity::Error => "Error",
+        }
+    }
+}
+
+/// How `ai.operation.name` is formed for requests of a configured API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationNameFormat {
+    /// `API;rev=REVISION - OPERATION` (APIM's default).
+    Name,
+    /// `METHOD /path`.
+    Url,
+}
+
+/// A resolved diagnostic: every setting decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Indexes into [`super::Config::loggers`]; every item goes to each.
+    pub loggers: Vec<usize>,
+    /// Percentage of operations kept, 0–100.
+    pub sampling_percentage: f64,
+    /// Keep every failed request (and its dependency and exception) whatever the sampling.
+    pub always_log_errors: bool,
+    pub log_client_ip: bool,
+    /// `error`: failed requests and error traces only; `information`: all requests,
+    /// information and error traces; `verbose`: everything.
+    pub verbosity: Severity,
+    pub correlation: Protocol,
+    pub operation_name_format: OperationNameFormat,
+    pub traces: Vec<TraceRule>,
+}
+
+impl Diagnostic {
+    /// The defaults, sending to every logger.
+    pub fn defaults(loggers: usize) -> Diagnostic {
+        Diagnostic {
+            loggers: (0..loggers).collect(),
+            sampling_percentage: 100.0,
+            always_log_errors: true,
+            log_client_ip: false,
+            verbosity: Severity::Information,
+            correlation: Protocol::W3C,
+            operation_name_format: OperationNameFormat::Name,
+            traces: Vec::new(),
+        }
+    }
+
+    /// Whether requests are logged at all when they succeed.
+    pub fn logs_successful_requests(&self) -> bool {
+        self.verbosity != Severity::Error
+    }
+}
+
+pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
+    "loggers",
+    "sampling_percentage",
+    "always_log_errors",
+    "log_client_ip",
+    "verbosity",
+    "correlation_protocol",
+    "operation_name_format",
+    "traces",
+];
+
+/// Applies the fields present in `f` on top of `base`.
+pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
+    let mut d = base.clone();
+    if let Some(v) = f.get("loggers") {
+        d.loggers = select_loggers(v, &f.path("loggers"), loggers)?;
+    }
+    if let Some(p) = f.get("sampling_percentage") {
+        d.sampling_percentage = p
+            .as_f64()
+            .filter(|p| (0.0..=100.0).contains(p))
+            .ok_or_else(|| err(f.path("sampling_percentage"), Problem::OutOfRange { min: 0, max: 100 }))?;
+    }
+    if let Some(b) = f.bool("always_log_errors")? {
+        d.always_log_errors = b;
+    }
+    if let Some(b) = f.bool("log_client_ip")? {
+        d.log_client_ip = b;
+    }
+    if let Some(s) = f.string("verbosity")? {
+        d.verbosity = Severity::parse(s)
+            .ok_or_else(|| err(f.path("verbosity"), Problem::OneOf("verbose, information, error")))?;
+    }
+    if let Some(s) = f.string("correlation_protocol")? {
+        d.correlation = match s.to_ascii_lowercase().as_str() {
+            "none" => Protocol::None,
+            "legacy" => Protocol::Legacy,
+            "w3c" => Protocol::W3C,
+            _ => return Err(err(f.path("correlation_protocol"), Problem::OneOf("None, Legacy, W3C"))),
+        };
+    }
+    if let Some(s) = f.string("operation_name_format")? {
+        d.operation_name_format = match s.to_ascii_lowercase().as_str() {
+            "name" => OperationNameFormat::Name,
+            "url" => OperationNameFormat::Url,
+            _ => return Err(err(f.path("operation_name_format"), Problem::OneOf("Name, Url"))),
+        };
+    }
+    if let Some(v) = f.get("traces") {
+        d.traces = parse_traces(v, &f.path("traces"))?;
+    }
+    Ok(d)
+}
+
+fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
+    let names = v
+        .as_array()
+        .ok_or_else(|| err(path, Problem::WrongType { expected: "a list of logger names" }))?;
+    if names.is_empty() {
+        return Err(err(path, Problem::Empty));
+    }
+    let mut selected = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        let name = name.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        let index = loggers
+            .iter()
+            .position(|l| l.id == name)
+            .ok_or_else(|| err(&item, Problem::UnknownLogger))?;
+        if selected.contains(&index) {
+            return Err(err(item, Problem::DuplicateLogger));
+        }
+        selected.push(index);
+    }
+    Ok(selected)
+}

@@ -1,0 +1,80 @@
+//! Reading JSON objects field by field, with the field's path in every error.
+
+use super::{err, ConfigError, Problem};
+use serde_json::{Map, Value};
+
+/// The fields of one JSON object, with the path used in error messages.
+pub(crate) struct Fields<'a> {
+    prefix: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    /// `value` must be an object whose keys are all in `allowed`.
+    pub(crate) fn of(
+        value: &'a Value,
+        name: &str,
+        prefix: &str,
+        allowed: &'static [&'static str],
+    ) -> Result<Fields<'a>, ConfigError> {
+        let map = value.as_object().ok_or_else(|| err(name, Problem::WrongType { expected: "an object" }))?;
+        let fields = Fields { prefix: prefix.to_string(), map };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(err(fields.path(unknown), Problem::UnknownField { allowed }));
+        }
+        Ok(fields)
+    }
+
+    /// The path of this object itself.
+    pub(crate) fn prefix_path(&self) -> String {
+        self.prefix.clone()
+    }
+
+    pub(crate) fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// The value of `key`; JSON `null` counts as absent.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn object(&self, key: &str, allowed: &'static [&'static str]) -> Result<Option<Fields<'a>>, ConfigError> {
+        self.get(key).map(|v| Fields::of(v, &self.path(key), &self.path(key), allowed)).transpose()
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "a string" })))
+            .transpose()
+    }
+
+    pub(crate) fn bounded_string(&self, key: &str, max: usize) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Err(err(self.path(key), Problem::Empty)),
+            Some(s) if s.chars().count() > max => Err(err(self.path(key), Problem::TooLong { max })),
+            Some(s) => Ok(Some(s.to_string())),
+        }
+    }
+
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "true or false" })))
+            .transpose()
+    }
+
+    pub(crate) fn uint(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
+        }
+    }
+}
+

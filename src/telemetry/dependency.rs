@@ -1,0 +1,138 @@
+//! The Dependency item (`RemoteDependencyData`): the gateway's call to the backend, one per
+//! exchange that reached out to one (APIM sends one per forwarded request).
+//!
+//! - `id`: the span id the backend received in its correlation header, so the backend's
+//!   own Request item names it as parent and the end-to-end view links them;
+//! - `name`: `METHOD /backend-path`, the path as sent upstream (after route rewrites);
+//! - `target`: the Envoy cluster; `data`: the URL as the backend saw it; `type`: `HTTP`;
+//! - `duration`: Envoy's backend latency (first byte sent to last byte received);
+//! - `resultCode`: the backend's status, or the failure kind when it never answered
+//!   (`BackendTimeout`, `BackendConnectionFailure`, …); properties `Backend Address` and,
+//!   when Envoy retried, `Attempts`.
+
+use super::envelope::{self, Head, Kind, Members};
+use super::failure;
+use super::request::push_url_limited;
+use super::{limits, Facts, Identity};
+use crate::exchange::Backend;
+use crate::json::{push_bytes, push_key, push_u64};
+use crate::timefmt::push_timespan;
+
+/// Longest `data` the schema accepts.
+const MAX_DATA: usize = 8192;
+
+/// Appends one Dependency envelope for `backend`.
+pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Backend) {
+    let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
+    let duration = backend.latency_nanos.filter(|&l| l > 0).unwrap_or(oc.duration_nanos).min(oc.duration_nanos);
+    // The backend call ends about when the exchange ends.
+    let start = oc.start_unix_nanos + (oc.duration_nanos - duration);
+    let head = Head { kind: Kind::Dependency, time_unix_nanos: start, parent_id: op.request_id.as_bytes(), sample_rate: facts.sample_rate };
+    envelope::begin(out, who, facts, &head);
+    out.extend_from_slice(b",\"id\":\"");
+    out.extend_from_slice(op.dependency_id.as_bytes());
+    out.extend_from_slice(b"\",");
+    let sent = &backend.request;
+    let path = if sent.path().is_empty() { fe.path() } else { sent.path() };
+    let mut name = Vec::with_capacity(fe.method().len() + 1 + path.len());
+    name.extend_from_slice(fe.method());
+    name.push(b' ');
+    name.extend_from_slice(path);
+    push_key(out, "name");
+    push_bytes(out, &name, limits::NAME);
+    out.extend_from_slice(b",\"type\":\"HTTP\",");
+    push_key(out, "target");
+    push_bytes(out, &backend.cluster, limits::NAME);
+    out.push(b',');
+    push_key(out, "data");
+    let scheme: &[u8] = if backend.tls { b"https" } else { b"http" };
+    let authority = if sent.authority().is_empty() { fe.authority() } else { sent.authority() };
+    let path_and_query = if sent.path_and_query().is_empty() { fe.path_and_query() } else { sent.path_and_query() };
+    push_url_limited(out, scheme, authority, path_and_query, MAX_DATA);
+    out.extend_from_slice(b",\"duration\":\"");
+    push_timespan(out, duration);
+    out.extend_from_slice(b"\",\"resultCode\":\"");
+    let failed_kind = failure::classify(oc).filter(|k| k.backend_failed);
+    match failed_kind {
+        Some(k) => out.extend_from_slice(k.type_name.as_bytes()),
+        None => push_u64(out, u64::from(oc.response_code)),
+    }
+    let success = failed_kind.is_none() && (1..400).contains(&oc.response_code);
+    out.extend_from_slice(if success { b"\",\"success\":true" } else { b"\",\"success\":false" });
+    let mut p = Members::new(out, "properties");
+    if let Some(address) = backend.address.as_deref().filter(|a| !a.is_empty()) {
+        p.string("Backend Address", address);
+    }
+    if backend.attempts > 1 {
+        p.string("Attempts", backend.attempts.to_string().as_bytes());
+    }
+    p.finish();
+    envelope::end(out);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::exchange::{flags, Backend, Outcome};
+    use crate::telemetry::request::tests::{facts, frontend, op, outcome, render, standard_frontend};
+
+    fn backend() -> Backend {
+        Backend {
+            attempts: 1,
+            cluster: b"orders_service".to_vec(),
+            address: Some(b"10.1.0.5:8080".to_vec()),
+            latency_nanos: Some(10_000_000),
+            tls: false,
+            request: frontend(&[(":path", b"/v2/orders?id=7"), (":authority", b"orders.internal")]),
+        }
+    }
+
+    #[test]
+    fn dependency_describes_the_call_as_the_backend_saw_it() {
+        let (fe, oc, op, be) = (standard_frontend(), outcome(), op(), backend());
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"POST /orders"), &be));
+        assert_eq!(v["name"], "Microsoft.ApplicationInsights.RemoteDependency");
+        assert_eq!(v["tags"]["ai.operation.parentId"], "0a".repeat(8), "parented to the request");
+        assert_eq!(v["tags"]["ai.operation.id"], "4b".repeat(16));
+        let d = &v["data"]["baseData"];
+        assert_eq!(v["data"]["baseType"], "RemoteDependencyData");
+        assert_eq!(d["id"], "0d".repeat(8));
+        assert_eq!(d["name"], "POST /v2/orders");
+        assert_eq!(d["type"], "HTTP");
+        assert_eq!(d["target"], "orders_service");
+        assert_eq!(d["data"], "http://orders.internal/v2/orders?id=7");
+        assert_eq!(d["duration"], "00:00:00.0100000");
+        assert_eq!(d["resultCode"], "201");
+        assert_eq!(d["success"], true);
+        assert_eq!(d["properties"]["Backend Address"], "10.1.0.5:8080");
+        assert!(d["properties"].get("Attempts").is_none());
+        // Starts 2.3 ms after the request (12.3 ms total, 10 ms backend).
+        assert_eq!(v["time"], "2023-11-14T22:13:20.125802Z");
+    }
+
+    #[test]
+    fn a_backend_that_never_answered_reports_the_failure_kind() {
+        let (fe, op) = (standard_frontend(), op());
+        let oc = Outcome { response_code: 504, response_flags: flags::UPSTREAM_REQUEST_TIMEOUT, ..outcome() };
+        let be = Backend { latency_nanos: None, attempts: 3, tls: true, ..backend() };
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
+        let d = &v["data"]["baseData"];
+        assert_eq!(d["resultCode"], "BackendTimeout");
+        assert_eq!(d["success"], false);
+        assert_eq!(d["duration"], "00:00:00.0123456", "no backend latency: the whole exchange");
+        assert_eq!(d["properties"]["Attempts"], "3");
+        assert!(d["data"].as_str().unwrap().starts_with("https://"));
+    }
+
+    #[test]
+    fn backend_errors_fail_the_dependency_and_client_hangups_do_not() {
+        let (fe, op, be) = (standard_frontend(), op(), backend());
+        let oc = Outcome { response_code: 500, code_details: Some(b"via_upstream".to_vec()), ..outcome() };
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
+        assert_eq!((v["data"]["baseData"]["resultCode"].as_str(), v["data"]["baseData"]["success"].as_bool()), (Some("500"), Some(false)));
+        let oc = Outcome { response_code: 200, response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..outcome() };
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
+        assert_eq!(v["data"]["baseData"]["success"], true, "the backend answered; the client left");
+    }
+}

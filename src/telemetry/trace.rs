@@ -1,0 +1,182 @@
+//! The Trace item (`MessageData`): what a trace rule (APIM's `trace` policy) says about an
+//! exchange. Rules are matched and messages rendered here; rules come from
+//! [`crate::config::TraceRule`].
+
+use super::envelope::{self, Head, Kind, Members};
+use super::{Facts, Identity};
+use crate::config::{Field, HeaderCondition, Segment, Template, TraceRule};
+use crate::headers::HeaderMap;
+use crate::json::{push_bytes, push_key, push_str};
+
+/// Longest trace message and property value the schema accepts.
+const MAX_MESSAGE: usize = 32_768;
+
+/// Whether every condition of `rule` holds for this exchange.
+pub fn matches(rule: &TraceRule, facts: &Facts<'_>) -> bool {
+    let w = &rule.when;
+    let oc = facts.outcome;
+    (w.statuses.is_empty() || w.statuses.iter().any(|s| s.matches(oc.response_code)))
+        && (w.route_names.is_empty() || w.route_names.iter().any(|r| r.as_bytes() == facts.route_name))
+        && w.failed.is_none_or(|failed| failed != oc.success())
+        && w.min_duration_ms.is_none_or(|ms| oc.duration_nanos >= ms.saturating_mul(1_000_000))
+        && headers_hold(&w.request_headers, Some(facts.frontend.headers()))
+        && headers_hold(&w.response_headers, facts.response_headers)
+}
+
+fn headers_hold(conditions: &[HeaderCondition], map: Option<&HeaderMap>) -> bool {
+    conditions.iter().all(|c| {
+        match map.and_then(|m| m.get(c.name.as_bytes())) {
+            None => false,
+            Some(v) => c.equals.as_ref().is_none_or(|e| e.as_bytes() == v),
+        }
+    })
+}
+
+/// Renders a template for this exchange (missing headers render as empty).
+pub fn render(t: &Template, facts: &Facts<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seg in &t.segments {
+        match seg {
+            Segment::Text(s) => out.extend_from_slice(s.as_bytes()),
+            Segment::Field(f) => field(&mut out, f, facts),
+        }
+    }
+    out
+}
+
+fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
+    let (fe, oc) = (facts.frontend, facts.outcome);
+    match f {
+        Field::Method => out.extend_from_slice(fe.method()),
+        Field::Path => out.extend_from_slice(fe.path()),
+        Field::Url => {
+            out.extend_from_slice(fe.scheme());
+            out.extend_from_slice(b"://");
+            out.extend_from_slice(fe.authority());
+            out.extend_from_slice(fe.path_and_query());
+        }
+        Field::RequestHeader(name) => out.extend_from_slice(fe.headers().get(name.as_bytes()).unwrap_or_default()),
+        Field::ResponseHeader(name) => {
+            out.extend_from_slice(facts.response_headers.and_then(|h| h.get(name.as_bytes())).unwrap_or_default())
+        }
+        Field::Status => out.extend_from_slice(oc.response_code.to_string().as_bytes()),
+        Field::Route => out.extend_from_slice(facts.route_name),
+        Field::Api => out.extend_from_slice(facts.api.map(|a| a.api.as_bytes()).unwrap_or_default()),
+        Field::Operation => out.extend_from_slice(facts.operation_name),
+        Field::OperationId => out.extend_from_slice(facts.operation.operation_id.as_bytes()),
+        Field::DurationMs => {
+            let ms = (oc.duration_nanos / 1_000) as f64 / 1_000.0;
+            out.extend_from_slice(ms.to_string().as_bytes());
+        }
+    }
+}
+
+/// Appends one Trace envelope for `rule` (traces are never sampled: `sampleRate` 100).
+pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceRule) {
+    let oc = facts.outcome;
+    let head = Head {
+        kind: Kind::Trace,
+        time_unix_nanos: oc.start_unix_nanos.saturating_add(oc.duration_nanos),
+        parent_id: facts.operation.request_id.as_bytes(),
+        sample_rate: 100.0,
+    };
+    envelope::begin(out, who, facts, &head);
+    out.push(b',');
+    push_key(out, "message");
+    push_bytes(out, &render(&rule.message, facts), MAX_MESSAGE);
+    out.push(b',');
+    push_key(out, "severityLevel");
+    push_str(out, rule.severity.level_name(), 16);
+    let mut p = Members::new(out, "properties");
+    if let Some(source) = &rule.source {
+        p.string("Source", source.as_bytes());
+    }
+    for (name, template) in &rule.metadata {
+        p.string(name, &render(template, facts));
+    }
+    p.finish();
+    envelope::end(out);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::config::{Conditions, Severity, StatusMatch};
+    use crate::exchange::Outcome;
+    use crate::telemetry::request::tests::{facts, frontend, op, outcome, render as render_item};
+
+    fn rule(when: Conditions, message: &str) -> TraceRule {
+        TraceRule {
+            severity: Severity::Information,
+            source: Some("policy".into()),
+            when,
+            message: Template::parse(message).unwrap(),
+            metadata: vec![("tenant".into(), Template::parse("{request.header.x-tenant}").unwrap())],
+        }
+    }
+
+    fn fe() -> crate::exchange::Frontend {
+        frontend(&[
+            (":method", b"GET"),
+            (":authority", b"api.example.com"),
+            (":path", b"/orders/7?x=1"),
+            ("x-tenant", b"contoso"),
+        ])
+    }
+
+    #[test]
+    fn conditions_must_all_hold() {
+        let (fe, op) = (fe(), op());
+        let oc = Outcome { response_code: 503, duration_nanos: 600_000_000, ..outcome() };
+        let f = facts(&fe, &oc, &op, b"GET /orders/7");
+        let when = |c: Conditions| matches(&rule(c, "m"), &f);
+        assert!(when(Conditions::default()));
+        assert!(when(Conditions { statuses: vec![StatusMatch::Class(5)], ..Default::default() }));
+        assert!(!when(Conditions { statuses: vec![StatusMatch::Class(4)], ..Default::default() }));
+        assert!(when(Conditions { failed: Some(true), min_duration_ms: Some(500), ..Default::default() }));
+        assert!(!when(Conditions { min_duration_ms: Some(700), ..Default::default() }));
+        assert!(when(Conditions { route_names: vec!["orders".into()], ..Default::default() }));
+        let header = |name: &str, equals: Option<&str>| HeaderCondition { name: name.into(), equals: equals.map(Into::into) };
+        assert!(when(Conditions { request_headers: vec![header("x-tenant", Some("contoso"))], ..Default::default() }));
+        assert!(!when(Conditions { request_headers: vec![header("x-tenant", Some("other"))], ..Default::default() }));
+        assert!(!when(Conditions { request_headers: vec![header("x-missing", None)], ..Default::default() }));
+        assert!(!when(Conditions { response_headers: vec![header("x-any", None)], ..Default::default() }), "no response headers read");
+    }
+
+    #[test]
+    fn messages_render_every_placeholder() {
+        let (fe, op) = (fe(), op());
+        let oc = Outcome { response_code: 404, duration_nanos: 12_345_678, ..outcome() };
+        let resp = HeaderMap::from_serialized(HeaderMap::serialize([(&b"x-cache"[..], &b"MISS"[..])]));
+        let mut f = facts(&fe, &oc, &op, b"GET /orders/7");
+        f.response_headers = Some(&resp);
+        let t = Template::parse(
+            "{request.method} {request.path} {request.url} {request.header.x-tenant} {response.header.x-cache} \
+             {response.status} {route} [{api}] {operation} {duration_ms} {request.header.absent}|",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(render(&t, &f)).unwrap(),
+            "GET /orders/7 http://api.example.com/orders/7?x=1 contoso MISS 404 orders [] GET /orders/7 12.345 |"
+        );
+    }
+
+    #[test]
+    fn trace_items_carry_severity_metadata_and_are_never_sampled() {
+        let (fe, oc, op) = (fe(), outcome(), op());
+        let mut f = facts(&fe, &oc, &op, b"GET /orders/7");
+        f.sample_rate = 10.0;
+        let r = rule(Conditions::default(), "hello {request.header.x-tenant} \"quoted\"");
+        let v = render_item(|out, who| write(out, who, &f, &r));
+        assert_eq!(v["name"], "Microsoft.ApplicationInsights.Message");
+        assert_eq!(v["sampleRate"], 100);
+        assert_eq!(v["tags"]["ai.operation.parentId"], "0a".repeat(8));
+        let d = &v["data"]["baseData"];
+        assert_eq!(v["data"]["baseType"], "MessageData");
+        assert_eq!(d["message"], "hello contoso \"quoted\"");
+        assert_eq!(d["severityLevel"], "Information");
+        assert_eq!(d["properties"]["tenant"], "contoso");
+        assert_eq!(d["properties"]["Source"], "policy");
+    }
+}
