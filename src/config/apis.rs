@@ -203,9 +203,9 @@ fn label(f: &Fields<'_>, key: &str) -> Result<Option<String>, ConfigError> {
 
 fn parse_match(f: &Fields<'_>) -> Result<ApiMatch, ConfigError> {
     let m = ApiMatch {
-        route_names: strings(f, "route_names")?,
-        hosts: strings(f, "hosts")?.iter().map(|h| HostPattern::parse(h)).collect(),
-        path_prefixes: strings(f, "path_prefixes")?,
+        route_names: f.strings("route_names")?,
+        hosts: f.strings("hosts")?.iter().map(|h| HostPattern::parse(h)).collect(),
+        path_prefixes: f.strings("path_prefixes")?,
     };
     if let Some((i, p)) = m.path_prefixes.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
         return Err(err(format!("{}[{i}]", f.path("path_prefixes")), Problem::Invalid(format!("{p:?} must start with '/'"))));
@@ -239,19 +239,6 @@ fn parse_operations(v: &Value, path: &str) -> Result<Vec<OperationDef>, ConfigEr
                 return Err(err(p, Problem::Invalid("needs method, path or route_name".into())));
             }
             Ok(op)
-        })
-        .collect()
-}
-
-fn strings(f: &Fields<'_>, key: &str) -> Result<Vec<String>, ConfigError> {
-    let Some(v) = f.get(key) else { return Ok(Vec::new()) };
-    let path = f.path(key);
-    let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of strings" }))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, s)| match s.as_str() {
-            Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err(err(format!("{path}[{i}]"), Problem::WrongType { expected: "a non-empty string" })),
         })
         .collect()
 }

@@ -76,5 +76,18 @@ impl<'a> Fields<'a> {
             _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
         }
     }
-}
 
+    /// A list of non-empty strings (absent: empty).
+    pub(crate) fn strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(Vec::new()) };
+        let path = self.path(key);
+        let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of strings" }))?;
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| match s.as_str() {
+                Some(s) if !s.is_empty() => Ok(s.to_string()),
+                _ => Err(err(format!("{path}[{i}]"), Problem::WrongType { expected: "a non-empty string" })),
+            })
+            .collect()
+    }
+}

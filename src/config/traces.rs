@@ -231,7 +231,7 @@ fn parse_when(f: &Fields<'_>) -> Result<Conditions, ConfigError> {
             None => Vec::new(),
             Some(v) => parse_statuses(v, &f.path("status"))?,
         },
-        route_names: string_list(f, "route_names")?,
+        route_names: f.strings("route_names")?,
         request_headers: header_conditions(f, "request_headers")?,
         response_headers: header_conditions(f, "response_headers")?,
         min_duration_ms: f.uint("min_duration_ms", 0, 86_400_000)?,
@@ -256,19 +256,6 @@ fn parse_statuses(v: &Value, path: &str) -> Result<Vec<StatusMatch>, ConfigError
         Some(list) => list.iter().enumerate().map(|(i, s)| one(s, &format!("{path}[{i}]"))).collect(),
         None => Ok(vec![one(v, path)?]),
     }
-}
-
-fn string_list(f: &Fields<'_>, key: &str) -> Result<Vec<String>, ConfigError> {
-    let Some(v) = f.get(key) else { return Ok(Vec::new()) };
-    let path = f.path(key);
-    let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of strings" }))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, s)| match s.as_str() {
-            Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err(err(format!("{path}[{i}]"), Problem::WrongType { expected: "a non-empty string" })),
-        })
-        .collect()
 }
 
 fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, ConfigError> {

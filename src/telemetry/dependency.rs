@@ -53,9 +53,12 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     push_timespan(out, duration);
     out.extend_from_slice(b"\",\"resultCode\":\"");
     let failed_kind = failure::classify(oc).filter(|k| k.backend_failed);
+    // The backend's own status when it answered (even if Envoy then gave up, e.g. retries
+    // exhausted); the failure kind when it never did.
+    let answered = oc.via_upstream() == Some(true);
     match failed_kind {
-        Some(k) => out.extend_from_slice(k.type_name.as_bytes()),
-        None => push_u64(out, u64::from(oc.response_code)),
+        Some(k) if !answered => out.extend_from_slice(k.type_name.as_bytes()),
+        _ => push_u64(out, u64::from(oc.response_code)),
     }
     let success = failed_kind.is_none() && (1..400).contains(&oc.response_code);
     out.extend_from_slice(if success { b"\",\"success\":true" } else { b"\",\"success\":false" });
@@ -123,6 +126,20 @@ mod tests {
         assert_eq!(d["duration"], "00:00:00.0123456", "no backend latency: the whole exchange");
         assert_eq!(d["properties"]["Attempts"], "3");
         assert!(d["data"].as_str().unwrap().starts_with("https://"));
+    }
+
+    #[test]
+    fn exhausted_retries_keep_the_backends_last_status() {
+        let (fe, op, be) = (standard_frontend(), op(), backend());
+        let oc = Outcome {
+            response_code: 503,
+            response_flags: flags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
+            code_details: Some(b"via_upstream".to_vec()),
+            ..outcome()
+        };
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
+        assert_eq!(v["data"]["baseData"]["resultCode"], "503");
+        assert_eq!(v["data"]["baseData"]["success"], false);
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct Settings {
     /// The plugin configuration (JSON object).
     pub plugin_config: Value,
     pub ca_bundle: String,
+    /// Routes (YAML flow mappings) placed before the catch-all route to the backend.
+    pub extra_routes: Vec<String>,
+    /// Virtual hosts (YAML flow mappings) placed before the catch-all one.
+    pub extra_virtual_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -57,6 +61,8 @@ impl Settings {
             filter: FilterKind::AppInsights,
             plugin_config,
             ca_bundle: DEFAULT_CA_BUNDLE.into(),
+            extra_routes: Vec::new(),
+            extra_virtual_hosts: Vec::new(),
         }
     }
 }
@@ -107,10 +113,10 @@ static_resources:
           route_config:
             name: local
             virtual_hosts:
-            - name: backend
+{extra_virtual_hosts}            - name: backend
               domains: ["*"]
               routes:
-              - name: backend
+{extra_routes}              - name: backend
                 match: {{prefix: "/"}}
                 route: {{cluster: backend, timeout: 30s}}
           http_filters:
@@ -124,6 +130,8 @@ static_resources:
         listen_address = s.listen_address,
         listen_port = s.listen_port,
         clusters = clusters.concat(),
+        extra_virtual_hosts = s.extra_virtual_hosts.iter().map(|v| format!("            - {v}\n")).collect::<String>(),
+        extra_routes = s.extra_routes.iter().map(|r| format!("              - {r}\n")).collect::<String>(),
     );
     Ok(out)
 }

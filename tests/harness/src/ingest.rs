@@ -292,7 +292,7 @@ fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
 
 /// The items with `data.baseType == base_type`.
 pub fn of_kind<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
-    items.iter().filter(|i| i["data"]["baseType"] == base_type).collect()
+    items.iter().filter(|i| i.pointer("/data/baseType").and_then(Value::as_str) == Some(base_type)).collect()
 }
 
 /// Appends items to the store file in one write, so a killed process leaves whole lines.

@@ -1,35 +1,14 @@
 //! Request telemetry end to end: real Envoy with the built filter, a real backend and the
 //! local ingestion endpoint, which validates every item against the official schema.
 
-use harness::backend::Backend;
-use harness::envoy::{filter_wasm, Envoy};
-use harness::envoy_config::Settings;
+mod common;
+
+use common::{is_hex, start, Stack, IKEY};
 use harness::http;
-use harness::ingest::{of_kind, IngestConfig, IngestServer};
+use harness::ingest::of_kind;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const IKEY: &str = "11111111-2222-3333-4444-555555555555";
-
-struct Stack {
-    ingest: IngestServer,
-    backend: Backend,
-    envoy: Envoy,
-}
-
-fn start(extra_config: Value, envoy_args: &[&str]) -> Stack {
-    let ingest = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
-    let backend = Backend::start("127.0.0.1:0").unwrap();
-    let mut config = json!({
-        "loggers": {"main": {"connection_string": format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr())}},
-        "delivery": {"flush_interval_ms": 200}
-    });
-    config.as_object_mut().unwrap().extend(extra_config.as_object().unwrap().clone());
-    let settings = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
-    let envoy = Envoy::start(&settings, envoy_args).unwrap_or_else(|e| panic!("{e}"));
-    Stack { ingest, backend, envoy }
-}
+use std::time::{Duration, SystemTime};
 
 /// (method, path with query, request body, expected status, expected response body size)
 const EXCHANGES: &[(&str, &str, &str, u16, u64)] = &[
@@ -46,14 +25,6 @@ const EXCHANGES: &[(&str, &str, &str, u16, u64)] = &[
     ("HEAD", "/api/head?h=1", "", 200, 0),
     ("POST", "/status/400?bad=1", "not json", 400, 0),
 ];
-
-fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// Parses `[d.]hh:mm:ss.fffffff` into seconds.
 fn timespan_secs(s: &str) -> f64 {
@@ -78,7 +49,7 @@ fn item_for<'a>(items: &'a [Value], url: &str) -> &'a Value {
 fn every_request_becomes_exactly_one_schema_valid_request_item() {
     let stack = start(json!({}), &["--service-cluster", "it-gateway", "--service-node", "it-node-1"]);
     let gw = stack.envoy.listener;
-    let started = now_secs();
+    let today = harness::schema::format_time(SystemTime::now())[..10].to_string();
     for (method, path, body, status, _) in EXCHANGES {
         let r = http::request(gw, method, path, &[], body.as_bytes()).unwrap();
         assert_eq!(r.status, *status, "{method} {path}");
@@ -141,7 +112,7 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
     // Items are stamped with when the request started.
     for item in &items {
         let t = item["time"].as_str().unwrap();
-        assert!(t.starts_with(&time_prefix(started)), "time {t} near test start");
+        assert!(t.starts_with(&today), "time {t} is today ({today})");
     }
     // Every request reached the backend.
     assert_eq!(stack.backend.requests().len(), EXCHANGES.len());
@@ -151,21 +122,6 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
         let ct = r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
         assert_eq!(ct, Some("application/x-json-stream"));
     }
-}
-
-/// `YYYY-MM-DD` of a unix time, to check item times without a date library.
-fn time_prefix(unix: f64) -> String {
-    let days = (unix as i64).div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[test]

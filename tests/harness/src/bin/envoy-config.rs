@@ -57,6 +57,8 @@ fn settings() -> Result<Settings, String> {
         filter,
         plugin_config,
         ca_bundle: var("CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.into()),
+        extra_routes: Vec::new(),
+        extra_virtual_hosts: Vec::new(),
     })
 }
 
