@@ -158,6 +158,11 @@ fn requests_answered_by_envoy_itself_are_reported_too() {
     let d = &requests[0]["data"]["baseData"];
     assert_eq!(d["responseCode"], "503");
     assert_eq!(d["success"], false);
+    let exception = &of_kind(&items, "ExceptionData")[0]["data"]["baseData"];
+    assert_eq!(exception["exceptions"][0]["typeName"], "BackendConnectionFailure");
+    assert_eq!(exception["properties"]["Response Flags"], "UF");
+    let dependency = &of_kind(&items, "RemoteDependencyData")[0]["data"]["baseData"];
+    assert_eq!(dependency["resultCode"], "BackendConnectionFailure", "the backend never answered");
     assert_eq!(ingest.stats().items_rejected, 0);
 }
 

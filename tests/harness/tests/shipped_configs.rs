@@ -66,3 +66,17 @@ fn compose_file_mounts_the_shipped_config_and_module() {
     assert!(compose.contains("./envoy/envoy.yaml:/etc/envoy/envoy.yaml"), "{compose}");
     assert!(compose.contains("./dist/envoy_appinsights.wasm:/etc/envoy/envoy_appinsights.wasm"), "{compose}");
 }
+
+#[test]
+fn the_readme_configuration_example_is_accepted_by_the_filter() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme.find("A complete example").expect("the README has a complete example");
+    let block = &readme[start..];
+    let json_start = block.find("```json\n").unwrap() + "```json\n".len();
+    let json_end = block[json_start..].find("```").unwrap();
+    let example: serde_json::Value = serde_json::from_str(&block[json_start..json_start + json_end]).unwrap();
+    let config = envoy_appinsights::config::Config::from_value(&example).unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(config.loggers.len(), 2);
+    assert_eq!(config.apis.len(), 1);
+    assert_eq!(config.diagnostic.traces.len(), 1);
+}
