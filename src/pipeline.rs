@@ -164,6 +164,11 @@ fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>
     name
 }
 
+/// Whether an exchange's Request (and its Dependency and Exception) is written.
+fn keeps_request(d: &Diagnostic, sampled: bool, failed: bool) -> bool {
+    (sampled || (failed && d.always_log_errors)) && (failed || d.logs_successful_requests())
+}
+
 /// Trace rules that pass the diagnostic's verbosity.
 fn active_traces(d: &Diagnostic) -> impl Iterator<Item = &TraceRule> + '_ {
     d.traces.iter().filter(move |r| r.severity >= d.verbosity)
@@ -249,16 +254,34 @@ impl Pipeline {
         diagnostic_of(&self.config, api)
     }
 
-    /// What the log-time callback must read from Envoy for this exchange.
-    pub fn needs(&self, begun: &Begun) -> Needs {
+    /// Whether the log-time callback must look at the exchange's status at all: not for an
+    /// operation that can produce no item (sampled out, errors not kept, no trace rule).
+    pub fn may_emit(&self, begun: &Begun) -> bool {
         let d = self.diagnostic_of(begun.api);
-        let items = begun.sampled || d.always_log_errors;
+        begun.sampled || d.always_log_errors || active_traces(d).next().is_some()
+    }
+
+    /// Given the status and response flags, what else the log-time callback must read
+    /// (nothing when no item will be written: an unsampled success, say).
+    pub fn needs(&self, begun: &Begun, response_code: u32, response_flags: u64) -> Needs {
+        let d = self.diagnostic_of(begun.api);
+        let probe = Outcome { response_code, response_flags, ..Default::default() };
+        let failed = !probe.success();
+        let request = keeps_request(d, begun.sampled, failed);
         let traces = active_traces(d).next().is_some();
         Needs {
-            outcome: items || traces,
-            backend: items,
+            outcome: request || traces,
+            backend: request,
             response_headers: active_traces(d).any(TraceRule::needs_response_headers),
         }
+    }
+
+    /// Whether the route name must be read when the request headers arrive (an API or
+    /// operation matches on it); otherwise it is read at log time, and only if needed.
+    pub fn route_needed_early(&self) -> bool {
+        self.config.apis.iter().any(|a| {
+            !a.matcher.route_names.is_empty() || a.operations.iter().any(|o| o.route_name.is_some())
+        })
     }
 
     /// Writes the items a finished exchange produces into each selected logger's batch.
@@ -268,7 +291,7 @@ impl Pipeline {
         let oc = done.outcome;
         let failed = !oc.success();
         let errors_kept = failed && d.always_log_errors;
-        let keep = (done.begun.sampled || errors_kept) && (failed || d.logs_successful_requests());
+        let keep = keeps_request(d, done.begun.sampled, failed);
         let traces: Vec<&TraceRule> = active_traces(d).collect();
         if !keep && traces.is_empty() {
             return Vec::new();
@@ -500,13 +523,17 @@ mod tests {
         assert!(!begun.sampled);
         assert!(items.is_empty());
         assert!(matches!(injection, Injection::TraceParent(tp) if tp.ends_with(b"-00")), "the backend learns it was not sampled");
+        let (begun, _) = p.begin(&fe, b"");
+        assert!(p.may_emit(&begun), "errors are always logged: the status must be looked at");
+        assert!(!p.needs(&begun, 200, 0).outcome, "an unsampled success: nothing more to read");
+        assert!(p.needs(&begun, 500, 0).backend, "an unsampled failure is kept");
         let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
         assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData"]);
         assert!(items.iter().all(|i| i["sampleRate"] == 100), "kept errors represent themselves");
 
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
         let (begun, _) = p.begin(&fe, b"");
-        assert!(!p.needs(&begun).outcome, "nothing to read for a dropped operation");
+        assert!(!p.may_emit(&begun), "nothing to read for a dropped operation");
         assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
     }
 

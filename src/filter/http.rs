@@ -52,15 +52,24 @@ impl HttpContext for Exchange {
         let Ok(mut p) = pipeline.try_borrow_mut() else { return };
         // No request headers callback happened when an earlier filter answered locally:
         // read the request from the access-log view instead.
-        let started = match self.started.take() {
+        let mut started = match self.started.take() {
             Some(s) => s,
             None => start(&mut p, host::header_map(MapType::HttpRequestHeaders)).0,
         };
-        let needs = p.needs(&started.begun);
+        if !p.may_emit(&started.begun) {
+            return;
+        }
+        // Two reads decide whether anything is written; the rest is read only if so.
+        let code = host::property_u64(b"response\0code").map_or(0, |c| c as u32);
+        let flags = host::property_u64(b"response\0flags").unwrap_or(0);
+        let needs = p.needs(&started.begun, code, flags);
         if !needs.outcome {
             return;
         }
-        let outcome = read_outcome(&started);
+        if started.route_name.is_empty() {
+            started.route_name = host::property(b"xds\0route_name").unwrap_or_default();
+        }
+        let outcome = read_outcome(&started, code, flags);
         let backend = if needs.backend { read_backend() } else { None };
         let response_headers = needs.response_headers.then(|| host::header_map(MapType::HttpResponseHeaders));
         let done = Finished {
@@ -81,7 +90,13 @@ impl HttpContext for Exchange {
 
 fn start(p: &mut Pipeline, headers: crate::headers::HeaderMap) -> (Started, Injection) {
     let frontend = Frontend::from_headers(headers);
-    let route_name = host::property(b"xds\0route_name").unwrap_or_default();
+    // Each host call costs microseconds: the route name is read now only if API matching
+    // needs it, else at log time if an item is written.
+    let route_name = if p.route_needed_early() {
+        host::property(b"xds\0route_name").unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (begun, injection) = p.begin(&frontend, &route_name);
     (Started { frontend, route_name, begun }, injection)
 }
@@ -94,16 +109,16 @@ fn header_of(injection: &Injection) -> Option<(&'static str, &[u8])> {
     }
 }
 
-/// What Envoy knows once the exchange is over.
-fn read_outcome(started: &Started) -> Outcome {
+/// What Envoy knows once the exchange is over (status and flags already read).
+fn read_outcome(started: &Started, response_code: u32, response_flags: u64) -> Outcome {
     let start = host::property_u64(b"request\0time").unwrap_or(0);
     let duration = host::property_u64(b"request\0duration")
         .unwrap_or_else(|| host::now_nanos().saturating_sub(start));
     let mut outcome = Outcome {
         start_unix_nanos: if start > 0 { start } else { host::now_nanos().saturating_sub(duration) },
         duration_nanos: duration,
-        response_code: host::property_u64(b"response\0code").map_or(0, |c| c as u32),
-        response_flags: host::property_u64(b"response\0flags").unwrap_or(0),
+        response_code,
+        response_flags,
         request_body_bytes: host::property_u64(b"request\0size").unwrap_or(0),
         response_body_bytes: host::property_u64(b"response\0size").unwrap_or(0),
         route_name: Some(started.route_name.clone()),
