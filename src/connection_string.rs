@@ -24,6 +24,8 @@ pub struct ConnectionString {
     pub ingestion_endpoint: Endpoint,
     /// `AADAudience`, for Entra ID tokens in sovereign clouds.
     pub aad_audience: Option<String>,
+    /// `ApplicationId`, the resource's application id (legacy `Request-Context` headers).
+    pub application_id: Option<String>,
 }
 
 /// Why a connection string was refused. Never contains the instrumentation key.
@@ -96,6 +98,9 @@ impl ConnectionString {
                 get("Location"),
             )?,
             aad_audience: get("AADAudience").filter(|v| !v.is_empty()).map(str::to_string),
+            application_id: get("ApplicationId")
+                .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                .map(str::to_string),
         })
     }
 
@@ -110,6 +115,7 @@ impl ConnectionString {
             instrumentation_key: ikey.to_string(),
             ingestion_endpoint: default_endpoint(),
             aad_audience: None,
+            application_id: None,
         })
     }
 }
@@ -386,6 +392,9 @@ mod tests {
         assert_eq!(cs.ingestion_endpoint.port, 9001);
         assert_eq!(cs.ingestion_endpoint.authority(), "127.0.0.1:9001");
         assert_eq!(cs.aad_audience.as_deref(), Some("https://monitor.azure.us"));
+        assert_eq!(cs.application_id, None);
+        let with_app = ConnectionString::parse(&format!("InstrumentationKey={KEY};ApplicationId=abc-123")).unwrap();
+        assert_eq!(with_app.application_id.as_deref(), Some("abc-123"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod exchange;
 pub mod headers;
 pub mod ids;
 pub mod json;
+pub mod masking;
 pub mod pipeline;
 pub mod sampling;
 pub mod telemetry;

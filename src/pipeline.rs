@@ -88,8 +88,9 @@ pub struct Answer<'a> {
 pub struct Begun {
     /// Index into the configured APIs.
     pub api: Option<usize>,
-    /// Index into that API's operations.
-    pub operation_def: Option<usize>,
+    /// The operation within the API: a configured operation that matched, else the one the
+    /// route metadata names.
+    pub operation_name: Option<String>,
     pub operation: Operation,
     /// Whether sampling keeps this operation.
     pub sampled: bool,
@@ -99,14 +100,27 @@ pub struct Begun {
     pub log_client_ip: bool,
 }
 
+/// What Envoy's routing says about a request (read at request headers as needed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteInfo<'a> {
+    pub name: &'a [u8],
+    /// `filter_metadata.appinsights.api` of the route, else of its virtual host.
+    pub metadata_api: &'a [u8],
+    /// `filter_metadata.appinsights.operation` of the route.
+    pub metadata_operation: &'a [u8],
+}
+
 /// The correlation header to send the backend.
+// Lives for one callback on the stack; boxing the large variant would allocate per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Injection {
     None,
     /// `traceparent` (W3C).
     TraceParent([u8; 55]),
-    /// `Request-Id` (Legacy).
-    RequestId(IdText),
+    /// `Request-Id` (Legacy), and `Request-Context: appId=cid-v1:<id>` when the logger's
+    /// application id is known (also sent back to the client).
+    RequestId { id: IdText, context: Option<IdText> },
 }
 
 /// What the log-time callback must read from Envoy.
@@ -134,12 +148,12 @@ fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
     api.and_then(|i| config.apis.get(i)).map_or(&config.diagnostic, |a| &a.diagnostic)
 }
 
-fn api_names<'c>(config: &'c Config, begun: &Begun) -> Option<ApiNames<'c>> {
+fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
     let api = config.apis.get(begun.api?)?;
     Some(ApiNames {
         api: &api.name,
         revision: &api.revision,
-        operation: begun.operation_def.and_then(|o| api.operations.get(o)).map(|o| o.name.as_str()),
+        operation: begun.operation_name.as_deref(),
     })
 }
 
@@ -202,12 +216,24 @@ impl Pipeline {
     }
 
     /// Decides what can be decided when the request headers arrive.
-    pub fn begin(&mut self, fe: &Frontend, route_name: &[u8]) -> (Begun, Injection) {
-        let facts = RouteFacts { route_name, authority: fe.authority(), path: fe.path(), method: fe.method() };
+    pub fn begin(&mut self, fe: &Frontend, route: &RouteInfo<'_>) -> (Begun, Injection) {
+        let facts = RouteFacts {
+            route_name: route.name,
+            authority: fe.authority(),
+            path: fe.path(),
+            method: fe.method(),
+            metadata_api: route.metadata_api,
+        };
         let api = self.config.apis.iter().position(|a| a.matcher.matches(&facts));
-        let operation_def = api
-            .and_then(|i| self.config.apis.get(i))
-            .and_then(|a| a.operations.iter().position(|o| o.matches(&facts)));
+        let operation_name = api.and_then(|i| self.config.apis.get(i)).and_then(|a| {
+            match a.operations.iter().find(|o| o.matches(&facts)) {
+                Some(op) => Some(op.name.clone()),
+                None if a.matcher.metadata_name.is_some() && !route.metadata_operation.is_empty() => {
+                    Some(String::from_utf8_lossy(route.metadata_operation).into_owned())
+                }
+                None => None,
+            }
+        });
         let d = self.diagnostic_of(api);
         let protocol = d.correlation;
         let percentage = d.sampling_percentage;
@@ -240,14 +266,21 @@ impl Pipeline {
         let sampled = sampling::is_sampled_in(operation_id.as_bytes(), percentage);
         let injection = match (protocol, trace_id) {
             (Protocol::W3C, Some(t)) => Injection::TraceParent(correlation::format_traceparent(&t, &dependency_span, sampled)),
-            (Protocol::Legacy, _) => Injection::RequestId(operation.dependency_id),
+            (Protocol::Legacy, _) => Injection::RequestId { id: operation.dependency_id, context: self.app_context(api) },
             _ => Injection::None,
         };
         let source = match protocol {
             Protocol::None => None,
             _ => incoming.request_context.and_then(correlation::request_context_app_id),
         };
-        (Begun { api, operation_def, operation, sampled, source, log_client_ip }, injection)
+        (Begun { api, operation_name, operation, sampled, source, log_client_ip }, injection)
+    }
+
+    /// `appId=cid-v1:<id>` of the first logger of the diagnostic that knows its id.
+    fn app_context(&self, api: Option<usize>) -> Option<IdText> {
+        let d = self.diagnostic_of(api);
+        let app = d.loggers.iter().find_map(|&i| self.config.loggers.get(i)?.connection.application_id.as_deref())?;
+        IdText::new(format!("appId=cid-v1:{app}").as_bytes())
     }
 
     fn diagnostic_of(&self, api: Option<usize>) -> &Diagnostic {
@@ -274,6 +307,12 @@ impl Pipeline {
             backend: request,
             response_headers: active_traces(d).any(TraceRule::needs_response_headers),
         }
+    }
+
+    /// Whether route and virtual-host metadata must be read at request headers (an API
+    /// matches on it).
+    pub fn metadata_needed(&self) -> bool {
+        self.config.apis.iter().any(|a| a.matcher.metadata_name.is_some())
     }
 
     /// Whether the route name must be read when the request headers arrive (an API or
@@ -311,6 +350,8 @@ impl Pipeline {
             source: done.begun.source.as_ref(),
             // Every failed exchange is kept when errors are always logged: each counts once.
             sample_rate: if errors_kept { 100.0 } else { d.sampling_percentage },
+            properties_json: &d.properties_json,
+            header_properties: &d.header_properties,
         };
         let traces: Vec<&TraceRule> = traces.into_iter().filter(|r| trace::matches(r, &facts)).collect();
         let failure = if keep { failure::classify(oc) } else { None };
@@ -470,7 +511,7 @@ mod tests {
 
     /// Runs one exchange through the pipeline; returns the items written (all loggers).
     fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun, Injection, Vec<Value>) {
-        let (begun, injection) = p.begin(fe, route.as_bytes());
+        let (begun, injection) = p.begin(fe, &RouteInfo { name: route.as_bytes(), ..Default::default() });
         let be = backend();
         p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None });
         let mut items = Vec::new();
@@ -507,7 +548,7 @@ mod tests {
         let mut p = pipeline(json!({}));
         let fe = frontend("/x", &[]);
         let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
-        let (begun, _) = p.begin(&fe, b"");
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
         p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None });
         let (_, batch) = p.next_due(u64::MAX, true).unwrap();
         let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
@@ -523,7 +564,7 @@ mod tests {
         assert!(!begun.sampled);
         assert!(items.is_empty());
         assert!(matches!(injection, Injection::TraceParent(tp) if tp.ends_with(b"-00")), "the backend learns it was not sampled");
-        let (begun, _) = p.begin(&fe, b"");
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
         assert!(p.may_emit(&begun), "errors are always logged: the status must be looked at");
         assert!(!p.needs(&begun, 200, 0).outcome, "an unsampled success: nothing more to read");
         assert!(p.needs(&begun, 500, 0).backend, "an unsampled failure is kept");
@@ -532,7 +573,7 @@ mod tests {
         assert!(items.iter().all(|i| i["sampleRate"] == 100), "kept errors represent themselves");
 
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
-        let (begun, _) = p.begin(&fe, b"");
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
         assert!(!p.may_emit(&begun), "nothing to read for a dropped operation");
         assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
     }
@@ -595,6 +636,19 @@ mod tests {
     }
 
     #[test]
+    fn route_metadata_names_apis_and_operations() {
+        let mut p = pipeline(json!({"apis": [{"name": "orders", "revision": "4", "match": {"route_metadata": true}}]}));
+        assert!(p.metadata_needed());
+        let fe = frontend("/v1/o/7", &[]);
+        let route = RouteInfo { name: b"r1", metadata_api: b"orders", metadata_operation: b"get-order" };
+        let (begun, _) = p.begin(&fe, &route);
+        assert_eq!(begun.api, Some(0));
+        assert_eq!(begun.operation_name.as_deref(), Some("get-order"));
+        let other = RouteInfo { name: b"r2", metadata_api: b"users", metadata_operation: b"x" };
+        assert_eq!(p.begin(&fe, &other).0.api, None);
+    }
+
+    #[test]
     fn legacy_correlation_reads_and_writes_request_id() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "correlation_protocol": "Legacy"}}));
         let fe = frontend("/x", &[("request-id", "|root-1.abc."), ("request-context", "appId=cid-v1:caller"), ("traceparent", TP)]);
@@ -605,7 +659,36 @@ mod tests {
         assert_eq!(req["data"]["baseData"]["source"], "cid-v1:caller");
         let dep_id = items[1]["data"]["baseData"]["id"].as_str().unwrap();
         assert!(dep_id.starts_with("|root-1.") && dep_id.ends_with('.'), "{dep_id}");
-        assert_eq!(injection, Injection::RequestId(IdText::new(dep_id.as_bytes()).unwrap()));
+        assert_eq!(injection, Injection::RequestId { id: IdText::new(dep_id.as_bytes()).unwrap(), context: None });
+    }
+
+    #[test]
+    fn custom_properties_are_static_or_from_headers_and_secrets_are_masked() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"],
+            "properties": {"Region": "West Europe", "Environment": "prod \"eu\""},
+            "header_properties": {"Tenant": "X-Tenant", "Caller": "authorization", "Missing": "x-none"}}}));
+        let fe = frontend("/x", &[("x-tenant", "contoso"), ("authorization", "Bearer secret-token")]);
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
+        assert_eq!(items.len(), 3);
+        for item in &items {
+            let props = &item["data"]["baseData"]["properties"];
+            assert_eq!(props["Region"], "West Europe", "{item:#}");
+            assert_eq!(props["Environment"], "prod \"eu\"");
+            assert_eq!(props["Tenant"], "contoso");
+            assert_eq!(props["Caller"], "***", "secret headers never reach telemetry");
+            assert!(props.get("Missing").is_none());
+        }
+        assert!(!serde_json::to_string(&items).unwrap().contains("secret-token"));
+    }
+
+    #[test]
+    fn legacy_correlation_sends_request_context_when_the_application_id_is_known() {
+        let mut p = pipeline(json!({
+            "loggers": {"a": {"connection_string": "InstrumentationKey=k;ApplicationId=app-42;IngestionEndpoint=http://127.0.0.1:9/"}},
+            "diagnostic": {"correlation_protocol": "Legacy"}}));
+        let (_, injection) = p.begin(&frontend("/x", &[]), &RouteInfo::default());
+        let Injection::RequestId { context: Some(c), .. } = injection else { panic!("{injection:?}") };
+        assert_eq!(c.as_str(), "appId=cid-v1:app-42");
     }
 
     #[test]
@@ -632,7 +715,7 @@ mod tests {
         let mut p = pipeline(json!({}));
         let fe = frontend("/x", &[]);
         for _ in 0..3 {
-            let (begun, _) = p.begin(&fe, b"");
+            let (begun, _) = p.begin(&fe, &RouteInfo::default());
             p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None });
         }
         let (i, batch) = p.next_due(u64::MAX, true).unwrap();

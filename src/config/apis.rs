@@ -7,7 +7,11 @@
 //!   http route's `name`);
 //! - `hosts`: the request's host (`:authority` without the port) is one of these;
 //!   `*.example.com` matches any subdomain;
-//! - `path_prefixes`: the path starts with one of these.
+//! - `path_prefixes`: the path starts with one of these;
+//! - `route_metadata: true`: the route's metadata names this API —
+//!   `filter_metadata: {appinsights: {api: <name>, operation: <name>}}` on the Envoy route,
+//!   or on its virtual host (the route's wins). The `operation` key names the operation
+//!   when no configured operation matches.
 //!
 //! Operations inside an API are matched the same way, by `method`, a `path` template
 //! (`/orders/{id}`: `{…}` is one path segment, a trailing `/*` any rest) or `route_name`.
@@ -33,6 +37,8 @@ pub struct ApiMatch {
     pub route_names: Vec<String>,
     pub hosts: Vec<HostPattern>,
     pub path_prefixes: Vec<String>,
+    /// The API's name, when the route (or virtual host) metadata must name it.
+    pub metadata_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +77,9 @@ pub struct RouteFacts<'a> {
     /// Path without the query string.
     pub path: &'a [u8],
     pub method: &'a [u8],
+    /// `filter_metadata.appinsights.api` of the route, else of its virtual host (empty if
+    /// not read or not set).
+    pub metadata_api: &'a [u8],
 }
 
 impl ApiMatch {
@@ -79,6 +88,7 @@ impl ApiMatch {
         (self.route_names.is_empty() || self.route_names.iter().any(|n| n.as_bytes() == r.route_name))
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
             && (self.path_prefixes.is_empty() || self.path_prefixes.iter().any(|p| r.path.starts_with(p.as_bytes())))
+            && self.metadata_name.as_ref().is_none_or(|n| !r.metadata_api.is_empty() && n.as_bytes() == r.metadata_api)
     }
 }
 
@@ -157,7 +167,7 @@ impl PathTemplate {
 }
 
 const API_FIELDS: &[&str] = &["name", "revision", "match", "operations", "diagnostic"];
-const MATCH_FIELDS: &[&str] = &["route_names", "hosts", "path_prefixes"];
+const MATCH_FIELDS: &[&str] = &["route_names", "hosts", "path_prefixes", "route_metadata"];
 const OPERATION_FIELDS: &[&str] = &["name", "method", "path", "route_name"];
 
 pub(crate) fn parse_apis(v: &Value, base: &Diagnostic, loggers: &[Logger]) -> Result<Vec<Api>, ConfigError> {
@@ -178,7 +188,7 @@ fn parse_api(v: &Value, path: &str, base: &Diagnostic, loggers: &[Logger]) -> Re
     let f = Fields::of(v, path, path, API_FIELDS)?;
     let name = label(&f, "name")?.ok_or_else(|| err(f.path("name"), Problem::Missing))?;
     let matcher = match f.object("match", MATCH_FIELDS)? {
-        Some(m) => parse_match(&m)?,
+        Some(m) => parse_match(&m, &name)?,
         None => return Err(err(f.path("match"), Problem::Missing)),
     };
     let operations = match f.get("operations") {
@@ -201,17 +211,18 @@ fn label(f: &Fields<'_>, key: &str) -> Result<Option<String>, ConfigError> {
     Ok(Some(s))
 }
 
-fn parse_match(f: &Fields<'_>) -> Result<ApiMatch, ConfigError> {
+fn parse_match(f: &Fields<'_>, name: &str) -> Result<ApiMatch, ConfigError> {
     let m = ApiMatch {
         route_names: f.strings("route_names")?,
         hosts: f.strings("hosts")?.iter().map(|h| HostPattern::parse(h)).collect(),
         path_prefixes: f.strings("path_prefixes")?,
+        metadata_name: f.bool("route_metadata")?.unwrap_or(false).then(|| name.to_string()),
     };
     if let Some((i, p)) = m.path_prefixes.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
         return Err(err(format!("{}[{i}]", f.path("path_prefixes")), Problem::Invalid(format!("{p:?} must start with '/'"))));
     }
     if m == ApiMatch::default() {
-        return Err(err(f.prefix_path(), Problem::Invalid("needs route_names, hosts or path_prefixes".into())));
+        return Err(err(f.prefix_path(), Problem::Invalid("needs route_names, hosts, path_prefixes or route_metadata".into())));
     }
     Ok(m)
 }
@@ -249,7 +260,7 @@ mod tests {
     use super::*;
 
     fn facts<'a>(route: &'a str, authority: &'a str, path: &'a str, method: &'a str) -> RouteFacts<'a> {
-        RouteFacts { route_name: route.as_bytes(), authority: authority.as_bytes(), path: path.as_bytes(), method: method.as_bytes() }
+        RouteFacts { route_name: route.as_bytes(), authority: authority.as_bytes(), path: path.as_bytes(), method: method.as_bytes(), metadata_api: b"" }
     }
 
     #[test]
@@ -275,11 +286,16 @@ mod tests {
             route_names: vec![],
             hosts: vec![HostPattern::parse("*.example.com"), HostPattern::parse("API.local")],
             path_prefixes: vec!["/orders".into()],
+            metadata_name: None,
         };
         assert!(m.matches(&facts("", "shop.example.com:8443", "/orders/1", "GET")));
         assert!(m.matches(&facts("", "api.local", "/orders", "GET")));
         assert!(!m.matches(&facts("", "example.com", "/orders", "GET")), "the bare domain is not a subdomain");
         assert!(!m.matches(&facts("", "api.local", "/users", "GET")));
+        let by_metadata = ApiMatch { metadata_name: Some("orders".into()), ..Default::default() };
+        assert!(by_metadata.matches(&RouteFacts { metadata_api: b"orders", ..facts("", "", "/", "GET") }));
+        assert!(!by_metadata.matches(&RouteFacts { metadata_api: b"users", ..facts("", "", "/", "GET") }));
+        assert!(!by_metadata.matches(&facts("", "", "/", "GET")), "no metadata, no match");
         let by_route = ApiMatch { route_names: vec!["orders".into()], ..Default::default() };
         assert!(by_route.matches(&facts("orders", "", "/", "GET")));
         assert!(!by_route.matches(&facts("order", "", "/", "GET")));

@@ -63,6 +63,10 @@ pub struct Diagnostic {
     pub correlation: Protocol,
     pub operation_name_format: OperationNameFormat,
     pub traces: Vec<TraceRule>,
+    /// Static custom properties on every item, pre-escaped: `"Region":"West Europe",…`.
+    pub properties_json: Vec<u8>,
+    /// Custom properties taken from request headers: (property name, lowercase header).
+    pub header_properties: Vec<(String, String)>,
 }
 
 impl Diagnostic {
@@ -77,6 +81,8 @@ impl Diagnostic {
             correlation: Protocol::W3C,
             operation_name_format: OperationNameFormat::Name,
             traces: Vec::new(),
+            properties_json: Vec::new(),
+            header_properties: Vec::new(),
         }
     }
 
@@ -95,6 +101,8 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "correlation_protocol",
     "operation_name_format",
     "traces",
+    "properties",
+    "header_properties",
 ];
 
 /// Applies the fields present in `f` on top of `base`.
@@ -137,7 +145,48 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
     if let Some(v) = f.get("traces") {
         d.traces = parse_traces(v, &f.path("traces"))?;
     }
+    if let Some(v) = f.get("properties") {
+        d.properties_json = properties_json(&string_map(v, &f.path("properties"), 8192)?);
+    }
+    if let Some(v) = f.get("header_properties") {
+        d.header_properties = string_map(v, &f.path("header_properties"), 256)?
+            .into_iter()
+            .map(|(name, header)| (name, header.to_ascii_lowercase()))
+            .collect();
+    }
     Ok(d)
+}
+
+/// A JSON object of property name → string: names 1–150 characters, values at most `max`.
+fn string_map(v: &Value, path: &str, max: usize) -> Result<Vec<(String, String)>, ConfigError> {
+    let map = v.as_object().ok_or_else(|| err(path, Problem::WrongType { expected: "an object of name: string" }))?;
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let item = format!("{path}.{name}");
+        if name.is_empty() || name.chars().count() > 150 {
+            return Err(err(item, Problem::Invalid("property names must be 1 to 150 characters".into())));
+        }
+        let value = value.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        if value.chars().count() > max {
+            return Err(err(item, Problem::TooLong { max }));
+        }
+        out.push((name.clone(), value.to_string()));
+    }
+    Ok(out)
+}
+
+/// `"a":"1","b":"2"`: escaped once, copied into every item.
+fn properties_json(props: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (name, value)) in props.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::json::push_str(&mut out, name, 150);
+        out.push(b':');
+        crate::json::push_str(&mut out, value, 8192);
+    }
+    out
 }
 
 fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {

@@ -466,14 +466,14 @@ mod diagnostic_tests {
         assert_eq!(e(json!({"apis": {}})), "apis: must be a list of APIs");
         assert_eq!(e(json!({"apis": [{"match": {"route_names": ["r"]}}]})), "apis[0].name: is required");
         assert_eq!(e(json!({"apis": [{"name": "a"}]})), "apis[0].match: is required");
-        assert_eq!(e(json!({"apis": [{"name": "a", "match": {}}]})), "apis[0].match: needs route_names, hosts or path_prefixes");
+        assert_eq!(e(json!({"apis": [{"name": "a", "match": {}}]})), "apis[0].match: needs route_names, hosts, path_prefixes or route_metadata");
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}}, {"name": "a", "match": {"route_names": ["s"]}}]})),
             "apis[1].name: is used twice"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
-            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces"
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),

@@ -99,11 +99,20 @@ pub fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
 
 /// Sets (replaces) a request header; failures are ignored (the stream must go on).
 pub fn set_request_header(name: &str, value: &[u8]) {
-    let map = MapType::HttpRequestHeaders as u32;
+    replace_header(MapType::HttpRequestHeaders, name, value);
+}
+
+/// Sets (replaces) a response header; failures are ignored.
+pub fn set_response_header(name: &str, value: &[u8]) {
+    replace_header(MapType::HttpResponseHeaders, name, value);
+}
+
+fn replace_header(map: MapType, name: &str, value: &[u8]) {
+    let map = map as u32;
     // SAFETY: the pointers and lengths describe live slices for the duration of the call.
     let status = unsafe { proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
     if status != STATUS_OK {
-        log::debug!("appinsights: could not set request header {name} (status {status})");
+        log::debug!("appinsights: could not set header {name} (status {status})");
     }
 }
 

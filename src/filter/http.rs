@@ -4,8 +4,9 @@
 //! the finished exchange over. It never pauses the stream.
 
 use super::host;
+use crate::correlation::IdText;
 use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
-use crate::pipeline::{Begun, Finished, Injection, Notice, Pipeline};
+use crate::pipeline::{Begun, Finished, Injection, Notice, Pipeline, RouteInfo};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
@@ -16,6 +17,8 @@ pub struct Exchange {
     root_id: u32,
     pipeline: Option<Rc<RefCell<Pipeline>>>,
     started: Option<Started>,
+    /// `Request-Context` to return to the client (Legacy correlation).
+    response_context: Option<IdText>,
 }
 
 /// What request headers time left for log time.
@@ -27,7 +30,7 @@ struct Started {
 
 impl Exchange {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { root_id, pipeline, started: None }
+        Exchange { root_id, pipeline, started: None, response_context: None }
     }
 }
 
@@ -40,10 +43,26 @@ impl HttpContext for Exchange {
         // The request as the client sent it: later filters and the router may rewrite it.
         let started = start(&mut p, host::header_map(MapType::HttpRequestHeaders));
         drop(p);
-        if let Some((name, value)) = header_of(&started.1) {
-            host::set_request_header(name, value);
+        match &started.1 {
+            Injection::None => {}
+            Injection::TraceParent(tp) => host::set_request_header("traceparent", tp),
+            Injection::RequestId { id, context } => {
+                host::set_request_header("request-id", id.as_bytes());
+                if let Some(c) = context {
+                    host::set_request_header("request-context", c.as_bytes());
+                    self.response_context = Some(*c);
+                }
+            }
         }
         self.started = Some(started.0);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Legacy correlation tells the caller which application answered (as APIM does).
+        if let Some(c) = self.response_context.take() {
+            host::set_response_header("request-context", c.as_bytes());
+        }
         Action::Continue
     }
 
@@ -97,16 +116,18 @@ fn start(p: &mut Pipeline, headers: crate::headers::HeaderMap) -> (Started, Inje
     } else {
         Vec::new()
     };
-    let (begun, injection) = p.begin(&frontend, &route_name);
+    let (metadata_api, metadata_operation) = if p.metadata_needed() {
+        let api = host::property(b"xds\0route_metadata\0filter_metadata\0appinsights\0api")
+            .or_else(|| host::property(b"xds\0virtual_host_metadata\0filter_metadata\0appinsights\0api"))
+            .unwrap_or_default();
+        let operation = host::property(b"xds\0route_metadata\0filter_metadata\0appinsights\0operation");
+        (api, operation.unwrap_or_default())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let route = RouteInfo { name: &route_name, metadata_api: &metadata_api, metadata_operation: &metadata_operation };
+    let (begun, injection) = p.begin(&frontend, &route);
     (Started { frontend, route_name, begun }, injection)
-}
-
-fn header_of(injection: &Injection) -> Option<(&'static str, &[u8])> {
-    match injection {
-        Injection::None => None,
-        Injection::TraceParent(tp) => Some(("traceparent", &tp[..])),
-        Injection::RequestId(id) => Some(("request-id", id.as_bytes())),
-    }
 }
 
 /// What Envoy knows once the exchange is over (status and flags already read).

@@ -69,6 +69,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     if backend.attempts > 1 {
         p.string("Attempts", backend.attempts.to_string().as_bytes());
     }
+    facts.write_custom(&mut p);
     p.finish();
     envelope::end(out);
 }

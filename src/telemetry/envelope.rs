@@ -116,6 +116,17 @@ impl<'a> Members<'a> {
         self.out.extend_from_slice(json_string);
     }
 
+    /// Members already written as JSON (`"a":"1","b":"2"`).
+    pub fn raw_members(&mut self, members: &[u8]) {
+        self.out.push(b',');
+        if !self.open {
+            push_key(self.out, self.key);
+            self.out.push(b'{');
+            self.open = true;
+        }
+        self.out.extend_from_slice(members);
+    }
+
     /// A measurement.
     pub fn number(&mut self, name: &str, value: f64) {
         self.next(name);

@@ -54,6 +54,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, kind: &Failur
     if let Some(details) = oc.code_details.as_deref().filter(|d| !d.is_empty()) {
         p.string("Response Code Details", details);
     }
+    facts.write_custom(&mut p);
     p.finish();
     envelope::end(out);
 }

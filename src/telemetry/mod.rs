@@ -114,9 +114,27 @@ pub struct Facts<'a> {
     pub source: Option<&'a IdText>,
     /// `sampleRate` of the request, dependency and exception.
     pub sample_rate: f64,
+    /// Static custom properties, pre-escaped (`"Region":"West Europe",…`).
+    pub properties_json: &'a [u8],
+    /// Custom properties from request headers: (property, lowercase header).
+    pub header_properties: &'a [(String, String)],
 }
 
 impl Facts<'_> {
+    /// Adds the diagnostic's custom properties (static, then from request headers; secret
+    /// headers masked) to an item's `properties`.
+    pub fn write_custom(&self, p: &mut envelope::Members<'_>) {
+        if !self.properties_json.is_empty() {
+            p.raw_members(self.properties_json);
+        }
+        let headers = self.frontend.headers();
+        for (name, header) in self.header_properties {
+            if let Some(value) = headers.get(header.as_bytes()) {
+                p.string(name, crate::masking::header_value(header.as_bytes(), value));
+            }
+        }
+    }
+
     /// `METHOD /path` of the frontend request.
     pub fn request_line(&self) -> Vec<u8> {
         let fe = self.frontend;

@@ -92,6 +92,7 @@ fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
     if let Some(state) = fe.headers().get(b"tracestate").filter(|s| !s.is_empty()) {
         p.string("tracestate", state);
     }
+    facts.write_custom(&mut p);
     p.finish();
 }
 
@@ -156,6 +157,8 @@ pub(crate) mod tests {
             client_ip: None,
             source: None,
             sample_rate: 100.0,
+            properties_json: b"",
+            header_properties: &[],
         }
     }
 

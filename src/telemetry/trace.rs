@@ -7,6 +7,7 @@ use super::{Facts, Identity};
 use crate::config::{Field, HeaderCondition, Segment, Template, TraceRule};
 use crate::headers::HeaderMap;
 use crate::json::{push_bytes, push_key, push_str};
+use crate::masking;
 
 /// Longest trace message and property value the schema accepts.
 const MAX_MESSAGE: usize = 32_768;
@@ -55,9 +56,13 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
             out.extend_from_slice(fe.authority());
             out.extend_from_slice(fe.path_and_query());
         }
-        Field::RequestHeader(name) => out.extend_from_slice(fe.headers().get(name.as_bytes()).unwrap_or_default()),
+        Field::RequestHeader(name) => {
+            let value = fe.headers().get(name.as_bytes()).unwrap_or_default();
+            out.extend_from_slice(masking::header_value(name.as_bytes(), value));
+        }
         Field::ResponseHeader(name) => {
-            out.extend_from_slice(facts.response_headers.and_then(|h| h.get(name.as_bytes())).unwrap_or_default())
+            let value = facts.response_headers.and_then(|h| h.get(name.as_bytes())).unwrap_or_default();
+            out.extend_from_slice(masking::header_value(name.as_bytes(), value));
         }
         Field::Status => out.extend_from_slice(oc.response_code.to_string().as_bytes()),
         Field::Route => out.extend_from_slice(facts.route_name),
@@ -94,6 +99,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceR
     for (name, template) in &rule.metadata {
         p.string(name, &render(template, facts));
     }
+    facts.write_custom(&mut p);
     p.finish();
     envelope::end(out);
 }
