@@ -302,3 +302,124 @@ fn per_api_diagnostics_override_and_multiplex() {
     assert!(kind(&main_items, "RequestData").iter().all(|r| r["data"]["baseData"]["name"] != "GET /health"), "health is not logged");
     assert_eq!(main_items.len(), 4);
 }
+
+#[test]
+fn sampling_at_0_25_and_100_percent_keeps_exactly_the_operations_the_score_selects() {
+    let s = start(
+        json!({"apis": [
+            {"name": "p0", "match": {"path_prefixes": ["/p0/"]}, "diagnostic": {"sampling_percentage": 0}},
+            {"name": "p25", "match": {"path_prefixes": ["/p25/"]}, "diagnostic": {"sampling_percentage": 25}},
+            {"name": "p100", "match": {"path_prefixes": ["/p100/"]}, "diagnostic": {"sampling_percentage": 100}}
+        ]}),
+        &[],
+    );
+    const N: usize = 200;
+    for level in ["p0", "p25", "p100"] {
+        for i in 0..N {
+            // No traceparent: the gateway starts each operation with its own random id.
+            assert_eq!(http::request(s.envoy.listener, "GET", &format!("/{level}/{i}"), &[], b"").unwrap().status, 200);
+        }
+    }
+    let seen = s.backend.requests();
+    assert_eq!(seen.len(), 3 * N);
+    let mut expected_kept = 0;
+    for r in &seen {
+        let tp = r.header("traceparent").expect("every backend request carries trace context");
+        let trace = &tp[3..35];
+        let percentage = match r.path.split('/').nth(1) {
+            Some("p0") => 0.0,
+            Some("p25") => 25.0,
+            _ => 100.0,
+        };
+        let kept = sampling::is_sampled_in(trace.as_bytes(), percentage);
+        assert!(tp.ends_with(if kept { "-01" } else { "-00" }), "{tp}");
+        if kept {
+            expected_kept += 1;
+        }
+    }
+    let items = settled(&s.ingest, expected_kept * 2);
+    let requests = kind(&items, "RequestData");
+    assert_eq!(requests.len(), expected_kept, "exactly the operations the score keeps");
+    let kept_at_25 = requests.iter().filter(|r| r["data"]["baseData"]["name"].as_str().unwrap().starts_with("GET /p25/")).count();
+    assert!((30..=70).contains(&kept_at_25), "about a quarter of {N}: {kept_at_25}");
+    for r in &requests {
+        let name = r["data"]["baseData"]["name"].as_str().unwrap();
+        let op = r["tags"]["ai.operation.id"].as_str().unwrap();
+        assert!(!name.starts_with("GET /p0/"), "nothing at 0%");
+        let (percentage, rate) = if name.starts_with("GET /p25/") { (25.0, 25.0) } else { (100.0, 100.0) };
+        assert!(sampling::is_sampled_in(op.as_bytes(), percentage), "{op} kept at {percentage}");
+        assert_eq!(r["sampleRate"], rate);
+    }
+    assert_eq!(requests.iter().filter(|r| r["data"]["baseData"]["name"].as_str().unwrap().starts_with("GET /p100/")).count(), N);
+}
+
+#[test]
+fn verbosity_verbose_adds_verbose_traces() {
+    let s = start(json!({"diagnostic": {"verbosity": "verbose", "traces": [{"message": "verbose {request.path}"}]}}), &[]);
+    http::request(s.envoy.listener, "GET", "/chatty", &[], b"").unwrap();
+    let items = settled(&s.ingest, 3);
+    let trace = one(&items, "MessageData", "message", "verbose /chatty");
+    assert_eq!(trace["data"]["baseData"]["severityLevel"], "Verbose");
+    one(&items, "RequestData", "name", "GET /chatty");
+}
+
+#[test]
+fn route_metadata_names_the_api_and_operation() {
+    let s = start_with(
+        json!({"apis": [{"name": "catalog", "revision": "7", "match": {"route_metadata": true}}]}),
+        &[],
+        |s| {
+            s.extra_routes = vec![
+                r#"{name: items, match: {prefix: "/items"}, route: {cluster: backend}, metadata: {filter_metadata: {appinsights: {api: catalog, operation: list-items}}}}"#.into(),
+            ];
+            s.extra_virtual_hosts = vec![
+                r#"{name: shop, domains: ["shop.test"], metadata: {filter_metadata: {appinsights: {api: catalog}}}, routes: [{name: shop-any, match: {prefix: "/"}, route: {cluster: backend}}]}"#.into(),
+            ];
+        },
+    );
+    http::request(s.envoy.listener, "GET", "/items?page=2", &[], b"").unwrap();
+    http::request(s.envoy.listener, "GET", "/cart", &[("host", "shop.test")], b"").unwrap();
+    http::request(s.envoy.listener, "GET", "/elsewhere", &[], b"").unwrap();
+    let items = settled(&s.ingest, 6);
+    let listed = one(&items, "RequestData", "name", "GET /items");
+    assert_eq!(listed["tags"]["ai.operation.name"], "catalog;rev=7 - list-items");
+    assert_eq!(listed["data"]["baseData"]["properties"]["Operation Name"], "list-items");
+    let cart = one(&items, "RequestData", "name", "GET /cart");
+    assert_eq!(cart["tags"]["ai.operation.name"], "catalog;rev=7 - shop-any", "virtual-host metadata; the route name as operation");
+    let other = one(&items, "RequestData", "name", "GET /elsewhere");
+    assert_eq!(other["tags"]["ai.operation.name"], "GET /elsewhere");
+}
+
+#[test]
+fn custom_properties_come_from_config_and_request_headers_with_secrets_masked() {
+    let s = start(
+        json!({"diagnostic": {"properties": {"Region": "West Europe"},
+                              "header_properties": {"Tenant": "x-tenant", "Credentials": "authorization"}}}),
+        &[],
+    );
+    http::request(s.envoy.listener, "GET", "/status/500", &[("x-tenant", "contoso"), ("authorization", "Bearer top-secret-token")], b"").unwrap();
+    let items = settled(&s.ingest, 3);
+    assert_eq!(items.len(), 3);
+    for item in &items {
+        let p = &item["data"]["baseData"]["properties"];
+        assert_eq!(p["Region"], "West Europe");
+        assert_eq!(p["Tenant"], "contoso");
+        assert_eq!(p["Credentials"], "***");
+    }
+    for r in s.ingest.requests() {
+        assert!(!String::from_utf8_lossy(&r.body).contains("top-secret-token"), "the raw payload never carries the secret");
+    }
+}
+
+#[test]
+fn legacy_correlation_sends_request_context_both_ways_when_the_application_id_is_known() {
+    let s = start_with(json!({"diagnostic": {"correlation_protocol": "Legacy"}}), &[], |s| {
+        let cs = s.plugin_config["loggers"]["main"]["connection_string"].as_str().unwrap().to_string();
+        s.plugin_config["loggers"]["main"]["connection_string"] = json!(format!("{cs};ApplicationId=00000000-aaaa-bbbb-cccc-000000000042"));
+    });
+    let r = http::request(s.envoy.listener, "GET", "/ctx", &[], b"").unwrap();
+    assert_eq!(r.header("request-context"), Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"), "told to the client");
+    let seen = &s.backend.requests()[0];
+    assert_eq!(seen.header("request-context"), Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"), "told to the backend");
+    settled(&s.ingest, 2);
+}

@@ -60,7 +60,9 @@ pub fn operation(items: &[Value], operation_id: &str) -> Vec<Value> {
     items.iter().filter(|i| i["tags"]["ai.operation.id"] == operation_id).cloned().collect()
 }
 
-/// Waits for the stream of items to settle (nothing new for a while) and returns them.
+/// Waits for the stream of items to settle (nothing new for a while) and returns them,
+/// after checking that the endpoint found every item schema-valid and that the items of
+/// each operation are linked correctly.
 pub fn settled(ingest: &IngestServer, at_least: usize) -> Vec<Value> {
     ingest.wait_for_items(at_least, Duration::from_secs(10));
     let mut last = ingest.items().len();
@@ -68,9 +70,44 @@ pub fn settled(ingest: &IngestServer, at_least: usize) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(700));
         let now = ingest.items().len();
         if now == last {
-            return ingest.items();
+            let stats = ingest.stats();
+            assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
+            let items = ingest.items();
+            assert_linked(&items);
+            return items;
         }
         last = now;
+    }
+}
+
+/// Within each operation that has a Request item: exactly one Request, and every other
+/// item (dependency, exception, trace) is its child; item ids are unique.
+pub fn assert_linked(items: &[Value]) {
+    let mut ops: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for i in items {
+        let op = i["tags"]["ai.operation.id"].as_str().expect("every item has an operation id").to_string();
+        assert_eq!(i["tags"]["ai.operation.name"].is_string(), true, "{i:#}");
+        ops.entry(format!("{}|{}", i["iKey"], op)).or_default().push(i);
+    }
+    for (op, members) in ops {
+        let requests: Vec<&&Value> = members.iter().filter(|i| i["data"]["baseType"] == "RequestData").collect();
+        if requests.is_empty() {
+            continue; // traces of an unsampled operation
+        }
+        assert_eq!(requests.len(), 1, "operation {op}: one Request; {members:#?}");
+        let request_id = &requests[0]["data"]["baseData"]["id"];
+        let name = &requests[0]["tags"]["ai.operation.name"];
+        for m in &members {
+            assert_eq!(&m["tags"]["ai.operation.name"], name, "operation {op}: one name");
+            if m["data"]["baseType"] != "RequestData" {
+                assert_eq!(&m["tags"]["ai.operation.parentId"], request_id, "operation {op}: child of the Request: {m:#}");
+            }
+        }
+        let deps: Vec<&&Value> = members.iter().filter(|i| i["data"]["baseType"] == "RemoteDependencyData").collect();
+        assert!(deps.len() <= 1, "operation {op}: at most one Dependency");
+        if let Some(d) = deps.first() {
+            assert_ne!(&d["data"]["baseData"]["id"], request_id);
+        }
     }
 }
 
