@@ -50,6 +50,9 @@ else
   step "telemetry goes to the Application Insights resource in APPLICATIONINSIGHTS_CONNECTION_STRING"
 fi
 
+# The demo's filter configuration: an "orders" API with operations, a trace rule for 5xx.
+# The logger comes from APPLICATIONINSIGHTS_CONNECTION_STRING.
+PLUGIN_CONFIG="$PWD/scripts/demo-plugin.json" \
 BACKEND="127.0.0.1:$DEMO_BACKEND_PORT" LISTEN_ADDRESS=127.0.0.1 LISTEN_PORT="$DEMO_PORT" ADMIN_PORT="$DEMO_ADMIN_PORT" \
   CONCURRENCY=1 SERVICE_CLUSTER=demo-gateway SERVICE_NODE=demo-gateway-0 \
   scripts/gateway.sh > .work/demo-gateway.log 2>&1 &
@@ -71,12 +74,13 @@ done
 sent=${#requests[@]}
 
 if [ "$local_ingest" = 1 ]; then
-  step "waiting for $sent Request items at the local ingestion endpoint"
+  step "waiting for the telemetry of $sent requests at the local ingestion endpoint"
   for _ in $(seq 1 100); do
-    n=$(curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items_accepted"])')
+    n=$(curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_items" | grep -c '"RequestData"' || true)
     [ "$n" -ge "$sent" ] && break
     sleep 0.2
   done
+  sleep 1.5 # one more flush interval, for items batched after the last request
   curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_items" | python3 scripts/summarize.py
   curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats" | python3 -c '
 import json, sys

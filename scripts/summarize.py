@@ -18,9 +18,9 @@ def describe(item):
         return kind, d.get("name", ""), f"{code} {ok}", d.get("duration", "")
     if base_type == "ExceptionData":
         e = d["exceptions"][0]
-        return kind, e.get("typeName", ""), e.get("message", "")[:40], ""
+        return kind, e.get("typeName", ""), "", ""
     if base_type == "MessageData":
-        return kind, d.get("message", "")[:60], str(d.get("severityLevel", "")), ""
+        return kind, d.get("message", ""), str(d.get("severityLevel", "")), ""
     return kind, json.dumps(d)[:60], "", ""
 
 
@@ -28,13 +28,12 @@ def main():
     items = [json.loads(line) for line in sys.stdin if line.strip()]
     items.sort(key=lambda i: i["time"])
     print(f"\n{len(items)} items arrived:\n")
-    print(f"{'time (UTC)':<16} {'operation':<10} {'item':<10} {'name':<30} {'result':<12} {'duration':<17} properties")
+    print(f"{'time (UTC)':<16} {'operation':<10} {'item':<10} {'name':<30} {'result':<12} {'duration':<17} operation name")
     for item in items:
         kind, name, result, duration = describe(item)
-        props = item["data"]["baseData"].get("properties", {})
-        shown = ", ".join(f"{k}={v}" for k, v in props.items() if k in ("API Name", "HTTP Method"))
+        shown = item["tags"].get("ai.operation.name", "") if kind == "Request" else ""
         print(f"{item['time'][11:26]:<16} {item['tags'].get('ai.operation.id', '')[:8]:<10} {kind:<10} "
-              f"{name[:30]:<30} {result:<12} {duration:<17} {shown}")
+              f"{name[:30]:<30} {result[:12]:<12} {duration:<17} {shown}")
     if items:
         first = items[0]
         print("\none item in full:")
