@@ -86,7 +86,7 @@ pub fn assert_linked(items: &[Value]) {
     let mut ops: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
     for i in items {
         let op = i["tags"]["ai.operation.id"].as_str().expect("every item has an operation id").to_string();
-        assert_eq!(i["tags"]["ai.operation.name"].is_string(), true, "{i:#}");
+        assert!(i["tags"]["ai.operation.name"].is_string(), "{i:#}");
         ops.entry(format!("{}|{}", i["iKey"], op)).or_default().push(i);
     }
     for (op, members) in ops {
