@@ -21,6 +21,7 @@
 //! context's tick, `dispatch_http_call` to `<endpoint>/v2.1/track` → the answer is
 //! classified by [`delivery::track`].
 
+pub mod capture;
 pub mod config;
 pub mod connection_string;
 pub mod correlation;

@@ -14,6 +14,7 @@
 //! 4. The root context's tick takes due batches ([`Pipeline::next_due`]) and reports the
 //!    callouts' answers ([`Pipeline::completed`]).
 
+use crate::capture::BodyPrefix;
 use crate::config::{Config, Diagnostic, Logger, OperationNameFormat, RouteFacts, TraceRule};
 use crate::correlation::{self, IdText, Incoming, Protocol};
 use crate::delivery::track::{self, Verdict};
@@ -142,6 +143,9 @@ pub struct Finished<'a> {
     pub outcome: &'a Outcome,
     pub backend: Option<&'a Backend>,
     pub response_headers: Option<&'a HeaderMap>,
+    /// Body prefixes captured while the exchange streamed.
+    pub request_body: Option<&'a BodyPrefix>,
+    pub response_body: Option<&'a BodyPrefix>,
 }
 
 fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
@@ -305,8 +309,20 @@ impl Pipeline {
         Needs {
             outcome: request || traces,
             backend: request,
-            response_headers: active_traces(d).any(TraceRule::needs_response_headers),
+            response_headers: (request && d.capture.needs_response_headers())
+                || active_traces(d).any(TraceRule::needs_response_headers),
         }
+    }
+
+    /// How many bytes of the request and response bodies to capture for this exchange
+    /// (0: none; the body callbacks then do nothing). Only operations that can produce a
+    /// Request item capture.
+    pub fn body_capture(&self, begun: &Begun) -> (u64, u64) {
+        let d = self.diagnostic_of(begun.api);
+        if !(begun.sampled || d.always_log_errors) {
+            return (0, 0);
+        }
+        (d.capture.request_body_bytes(), d.capture.response_body_bytes())
     }
 
     /// Whether route and virtual-host metadata must be read at request headers (an API
@@ -352,6 +368,10 @@ impl Pipeline {
             sample_rate: if errors_kept { 100.0 } else { d.sampling_percentage },
             properties_json: &d.properties_json,
             header_properties: &d.header_properties,
+            capture: &d.capture,
+            masking: &d.masking,
+            request_body: done.request_body,
+            response_body: done.response_body,
         };
         let traces: Vec<&TraceRule> = traces.into_iter().filter(|r| trace::matches(r, &facts)).collect();
         let failure = if keep { failure::classify(oc) } else { None };
@@ -513,7 +533,7 @@ mod tests {
     fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun, Injection, Vec<Value>) {
         let (begun, injection) = p.begin(fe, &RouteInfo { name: route.as_bytes(), ..Default::default() });
         let be = backend();
-        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None });
+        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None, request_body: None, response_body: None });
         let mut items = Vec::new();
         while let Some((_, batch)) = p.next_due(u64::MAX, true) {
             for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -549,7 +569,7 @@ mod tests {
         let fe = frontend("/x", &[]);
         let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None });
+        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None, request_body: None, response_body: None });
         let (_, batch) = p.next_due(u64::MAX, true).unwrap();
         let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
@@ -716,7 +736,7 @@ mod tests {
         let fe = frontend("/x", &[]);
         for _ in 0..3 {
             let (begun, _) = p.begin(&fe, &RouteInfo::default());
-            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None });
+            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None });
         }
         let (i, batch) = p.next_due(u64::MAX, true).unwrap();
         p.sent(i, 11, batch);

@@ -8,7 +8,11 @@ use super::reader::Fields;
 use super::traces::{parse_traces, TraceRule};
 use super::{err, ConfigError, Logger, Problem};
 use crate::correlation::Protocol;
+use crate::masking::{Masking, Mode};
 use serde_json::Value;
+
+/// Largest body prefix APIM captures, and so does this filter.
+pub const MAX_BODY_BYTES: u64 = 8192;
 
 /// Severity of traces, and the diagnostic's verbosity threshold (APIM's three levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,6 +71,46 @@ pub struct Diagnostic {
     pub properties_json: Vec<u8>,
     /// Custom properties taken from request headers: (property name, lowercase header).
     pub header_properties: Vec<(String, String)>,
+    /// Headers and body prefixes to capture (APIM's frontend/backend settings).
+    pub capture: Capture,
+    /// What is masked or hidden wherever it could appear.
+    pub masking: Masking,
+}
+
+/// What to capture of one message: headers by name, and the first bytes of the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageCapture {
+    /// Lowercase header names.
+    pub headers: Vec<String>,
+    pub body_bytes: u64,
+}
+
+/// Capture settings: frontend (client ↔ gateway) on the Request item, backend
+/// (gateway ↔ backend) on the Dependency item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    pub frontend_request: MessageCapture,
+    pub frontend_response: MessageCapture,
+    pub backend_request: MessageCapture,
+    pub backend_response: MessageCapture,
+}
+
+impl Capture {
+    /// Bytes of the request body to keep as it streams by (the larger of both uses).
+    pub fn request_body_bytes(&self) -> u64 {
+        self.frontend_request.body_bytes.max(self.backend_request.body_bytes)
+    }
+
+    pub fn response_body_bytes(&self) -> u64 {
+        self.frontend_response.body_bytes.max(self.backend_response.body_bytes)
+    }
+
+    /// Whether any response header must be read at log time.
+    pub fn needs_response_headers(&self) -> bool {
+        !self.frontend_response.headers.is_empty()
+            || !self.backend_response.headers.is_empty()
+            || self.response_body_bytes() > 0
+    }
 }
 
 impl Diagnostic {
@@ -83,6 +127,8 @@ impl Diagnostic {
             traces: Vec::new(),
             properties_json: Vec::new(),
             header_properties: Vec::new(),
+            capture: Capture::default(),
+            masking: Masking::default(),
         }
     }
 
@@ -103,7 +149,15 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "traces",
     "properties",
     "header_properties",
+    "frontend",
+    "backend",
+    "data_masking",
 ];
+
+const SIDE_FIELDS: &[&str] = &["request", "response"];
+const MESSAGE_FIELDS: &[&str] = &["headers", "body_bytes"];
+const MASKING_FIELDS: &[&str] = &["defaults", "headers", "query_params", "json_fields"];
+const MASK_RULE_FIELDS: &[&str] = &["name", "mode"];
 
 /// Applies the fields present in `f` on top of `base`.
 pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
@@ -148,6 +202,17 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
     if let Some(v) = f.get("properties") {
         d.properties_json = properties_json(&string_map(v, &f.path("properties"), 8192)?);
     }
+    if let Some(side) = f.object("frontend", SIDE_FIELDS)? {
+        overlay_message(&mut d.capture.frontend_request, &side, "request")?;
+        overlay_message(&mut d.capture.frontend_response, &side, "response")?;
+    }
+    if let Some(side) = f.object("backend", SIDE_FIELDS)? {
+        overlay_message(&mut d.capture.backend_request, &side, "request")?;
+        overlay_message(&mut d.capture.backend_response, &side, "response")?;
+    }
+    if let Some(m) = f.object("data_masking", MASKING_FIELDS)? {
+        d.masking = parse_masking(&m)?;
+    }
     if let Some(v) = f.get("header_properties") {
         d.header_properties = string_map(v, &f.path("header_properties"), 256)?
             .into_iter()
@@ -155,6 +220,46 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             .collect();
     }
     Ok(d)
+}
+
+fn overlay_message(target: &mut MessageCapture, side: &Fields<'_>, key: &str) -> Result<(), ConfigError> {
+    let Some(m) = side.object(key, MESSAGE_FIELDS)? else { return Ok(()) };
+    if m.get("headers").is_some() {
+        target.headers = m.strings("headers")?.iter().map(|h| h.to_ascii_lowercase()).collect();
+    }
+    if let Some(n) = m.uint("body_bytes", 0, MAX_BODY_BYTES)? {
+        target.body_bytes = n;
+    }
+    Ok(())
+}
+
+fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
+    let rules = |key: &str| -> Result<Vec<(String, Mode)>, ConfigError> {
+        let Some(v) = f.get(key) else { return Ok(Vec::new()) };
+        let path = f.path(key);
+        let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of {name, mode}" }))?;
+        list.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let p = format!("{path}[{i}]");
+                let r = Fields::of(r, &p, &p, MASK_RULE_FIELDS)?;
+                let name = r.string("name")?.filter(|n| !n.is_empty()).ok_or_else(|| err(r.path("name"), Problem::Missing))?;
+                let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("mask") => Mode::Mask,
+                    Some("hide") => Mode::Hide,
+                    Some("none") => Mode::None,
+                    Some(_) => return Err(err(r.path("mode"), Problem::OneOf("Mask, Hide, None"))),
+                };
+                Ok((name.to_string(), mode))
+            })
+            .collect()
+    };
+    Ok(Masking::new(
+        f.bool("defaults")?.unwrap_or(true),
+        rules("headers")?,
+        rules("query_params")?,
+        f.strings("json_fields")?,
+    ))
 }
 
 /// A JSON object of property name → string: names 1–150 characters, values at most `max`.

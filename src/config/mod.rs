@@ -11,7 +11,7 @@ mod reader;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
-pub use diagnostic::{Diagnostic, OperationNameFormat, Severity};
+pub use diagnostic::{Capture, Diagnostic, MessageCapture, OperationNameFormat, Severity, MAX_BODY_BYTES};
 pub use traces::{Conditions, Field, HeaderCondition, Segment, StatusMatch, Template, TraceRule};
 
 use crate::connection_string::{ConnectionString, ConnectionStringError};
@@ -458,6 +458,36 @@ mod diagnostic_tests {
     }
 
     #[test]
+    fn capture_and_masking_are_read_and_overridden_field_by_field() {
+        let c = parse(json!({
+            "diagnostic": {
+                "frontend": {"request": {"headers": ["Content-Type"], "body_bytes": 1024}, "response": {"body_bytes": 512}},
+                "backend": {"response": {"headers": ["x-backend"]}},
+                "data_masking": {"headers": [{"name": "x-secret", "mode": "Hide"}], "query_params": [{"name": "q"}], "json_fields": ["password"]}},
+            "apis": [{"name": "a", "match": {"route_names": ["r"]},
+                      "diagnostic": {"frontend": {"request": {"body_bytes": 0}}}}]}))
+        .unwrap();
+        let cap = &c.diagnostic.capture;
+        assert_eq!(cap.frontend_request, MessageCapture { headers: vec!["content-type".into()], body_bytes: 1024 });
+        assert_eq!(cap.frontend_response.body_bytes, 512);
+        assert_eq!(cap.backend_response.headers, vec!["x-backend".to_string()]);
+        assert_eq!(cap.request_body_bytes(), 1024);
+        assert!(cap.needs_response_headers());
+        let api = &c.apis[0].diagnostic.capture;
+        assert_eq!(api.frontend_request, MessageCapture { headers: vec!["content-type".into()], body_bytes: 0 }, "only body_bytes overridden");
+        assert_eq!(api.frontend_response.body_bytes, 512);
+        let m = &c.diagnostic.masking;
+        assert_eq!(m.header(b"x-secret"), crate::masking::Mode::Hide);
+        assert_eq!(m.header(b"authorization"), crate::masking::Mode::Mask, "defaults stay on");
+        assert!(m.masks_json_fields());
+        let e = |v: Value| parse(v).unwrap_err().to_string();
+        assert_eq!(e(json!({"diagnostic": {"frontend": {"request": {"body_bytes": 8193}}}})), "diagnostic.frontend.request.body_bytes: must be between 0 and 8192");
+        assert_eq!(e(json!({"diagnostic": {"backend": {"requests": {}}}})), "diagnostic.backend.requests: unknown field; allowed here: request, response");
+        assert_eq!(e(json!({"diagnostic": {"data_masking": {"headers": [{"name": "a", "mode": "blur"}]}}})), "diagnostic.data_masking.headers[0].mode: must be one of Mask, Hide, None");
+        assert!(!parse(json!({"diagnostic": {"data_masking": {"defaults": false}}})).unwrap().diagnostic.masking.masks_json_fields());
+    }
+
+    #[test]
     fn diagnostic_and_api_errors_name_the_field() {
         let e = |v: Value| parse(v).unwrap_err().to_string();
         assert_eq!(e(json!({"diagnostic": {"sampling_percentage": 101}})), "diagnostic.sampling_percentage: must be between 0 and 100");
@@ -473,7 +503,7 @@ mod diagnostic_tests {
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
-            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties"
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties, frontend, backend, data_masking"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),

@@ -4,11 +4,12 @@
 //! the finished exchange over. It never pauses the stream.
 
 use super::host;
+use crate::capture::BodyPrefix;
 use crate::correlation::IdText;
 use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
 use crate::pipeline::{Begun, Finished, Injection, Notice, Pipeline, RouteInfo};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -19,6 +20,9 @@ pub struct Exchange {
     started: Option<Started>,
     /// `Request-Context` to return to the client (Legacy correlation).
     response_context: Option<IdText>,
+    /// Body prefixes being captured (only when the diagnostic asks for them).
+    request_body: Option<BodyPrefix>,
+    response_body: Option<BodyPrefix>,
 }
 
 /// What request headers time left for log time.
@@ -30,7 +34,7 @@ struct Started {
 
 impl Exchange {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { root_id, pipeline, started: None, response_context: None }
+        Exchange { root_id, pipeline, started: None, response_context: None, request_body: None, response_body: None }
     }
 }
 
@@ -42,7 +46,10 @@ impl HttpContext for Exchange {
         let Ok(mut p) = pipeline.try_borrow_mut() else { return Action::Continue };
         // The request as the client sent it: later filters and the router may rewrite it.
         let started = start(&mut p, host::header_map(MapType::HttpRequestHeaders));
+        let (request_bytes, response_bytes) = p.body_capture(&started.0.begun);
         drop(p);
+        self.request_body = (request_bytes > 0).then(|| BodyPrefix::new(request_bytes));
+        self.response_body = (response_bytes > 0).then(|| BodyPrefix::new(response_bytes));
         match &started.1 {
             Injection::None => {}
             Injection::TraceParent(tp) => host::set_request_header("traceparent", tp),
@@ -55,6 +62,18 @@ impl HttpContext for Exchange {
             }
         }
         self.started = Some(started.0);
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        // Continue, always: Envoy hands over the current chunk only and the stream never
+        // waits for the filter. Only the missing prefix bytes are copied out.
+        capture_chunk(&mut self.request_body, BufferType::HttpRequestBody, body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        capture_chunk(&mut self.response_body, BufferType::HttpResponseBody, body_size);
         Action::Continue
     }
 
@@ -98,12 +117,26 @@ impl HttpContext for Exchange {
             outcome: &outcome,
             backend: backend.as_ref(),
             response_headers: response_headers.as_ref(),
+            request_body: self.request_body.as_ref(),
+            response_body: self.response_body.as_ref(),
         };
         for notice in p.finish(&done) {
             if let Notice::Warn(m) = notice {
                 log::warn!("appinsights[{}]: {m}", self.root_id);
             }
         }
+    }
+}
+
+/// Copies what is still missing of a body prefix out of the current chunk.
+fn capture_chunk(prefix: &mut Option<BodyPrefix>, kind: BufferType, chunk_size: usize) {
+    let Some(prefix) = prefix else { return };
+    let wanted = prefix.wanted().min(chunk_size);
+    if wanted == 0 {
+        return;
+    }
+    if let Some(bytes) = host::buffer(kind, wanted) {
+        prefix.push(&bytes);
     }
 }
 

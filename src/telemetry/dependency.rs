@@ -48,7 +48,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     let scheme: &[u8] = if backend.tls { b"https" } else { b"http" };
     let authority = if sent.authority().is_empty() { fe.authority() } else { sent.authority() };
     let path_and_query = if sent.path_and_query().is_empty() { fe.path_and_query() } else { sent.path_and_query() };
-    push_url_limited(out, scheme, authority, path_and_query, MAX_DATA);
+    push_url_limited(out, scheme, authority, &facts.masking.path_and_query(path_and_query), MAX_DATA);
     out.extend_from_slice(b",\"duration\":\"");
     push_timespan(out, duration);
     out.extend_from_slice(b"\",\"resultCode\":\"");
@@ -70,8 +70,28 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
         p.string("Attempts", backend.attempts.to_string().as_bytes());
     }
     facts.write_custom(&mut p);
+    write_capture(&mut p, facts, backend);
     p.finish();
     envelope::end(out);
+}
+
+/// The backend side of the capture settings: what was sent upstream and what came back.
+fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>, backend: &Backend) {
+    let (cap, oc) = (&facts.capture, facts.outcome);
+    let mut w = crate::capture::Writer::new(p, facts.masking);
+    let sent = backend.request.headers();
+    w.headers("Request", &cap.backend_request.headers, sent);
+    if let Some(h) = facts.response_headers {
+        w.headers("Response", &cap.backend_response.headers, h);
+    }
+    if let Some(b) = facts.request_body {
+        w.body("Request", b, cap.backend_request.body_bytes, oc.request_body_bytes, sent.get(b"content-encoding"));
+    }
+    if let Some(b) = facts.response_body {
+        let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
+        w.body("Response", b, cap.backend_response.body_bytes, oc.response_body_bytes, enc);
+    }
+    w.finish();
 }
 
 #[cfg(test)]

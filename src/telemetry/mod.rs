@@ -17,7 +17,10 @@ pub mod failure;
 pub mod request;
 pub mod trace;
 
+use crate::capture::BodyPrefix;
+use crate::config::Capture;
 use crate::correlation::IdText;
+use crate::masking::Masking;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
 
@@ -118,21 +121,33 @@ pub struct Facts<'a> {
     pub properties_json: &'a [u8],
     /// Custom properties from request headers: (property, lowercase header).
     pub header_properties: &'a [(String, String)],
+    /// What to capture, and what to mask wherever it appears.
+    pub capture: &'a Capture,
+    pub masking: &'a Masking,
+    /// Body prefixes captured as they streamed by.
+    pub request_body: Option<&'a BodyPrefix>,
+    pub response_body: Option<&'a BodyPrefix>,
 }
 
 impl Facts<'_> {
-    /// Adds the diagnostic's custom properties (static, then from request headers; secret
-    /// headers masked) to an item's `properties`.
+    /// Adds the diagnostic's custom properties (static, then from request headers, masked
+    /// or hidden as configured) to an item's `properties`.
     pub fn write_custom(&self, p: &mut envelope::Members<'_>) {
         if !self.properties_json.is_empty() {
             p.raw_members(self.properties_json);
         }
         let headers = self.frontend.headers();
         for (name, header) in self.header_properties {
-            if let Some(value) = headers.get(header.as_bytes()) {
-                p.string(name, crate::masking::header_value(header.as_bytes(), value));
+            let value = headers.get(header.as_bytes()).and_then(|v| self.masking.header_value(header.as_bytes(), v));
+            if let Some(value) = value {
+                p.string(name, value);
             }
         }
+    }
+
+    /// The frontend `path?query` with masked query parameters.
+    pub fn masked_path_and_query(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.masking.path_and_query(self.frontend.path_and_query())
     }
 
     /// `METHOD /path` of the frontend request.

@@ -38,7 +38,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
     push_u64(out, u64::from(oc.response_code));
     out.extend_from_slice(if oc.success() { b"\",\"success\":true," } else { b"\",\"success\":false," });
     push_key(out, "url");
-    push_url(out, fe.scheme(), fe.authority(), fe.path_and_query());
+    push_url(out, fe.scheme(), fe.authority(), &facts.masked_path_and_query());
     if let Some(source) = facts.source {
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(source.as_bytes());
@@ -93,7 +93,28 @@ fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
         p.string("tracestate", state);
     }
     facts.write_custom(&mut p);
+    write_capture(&mut p, facts);
     p.finish();
+}
+
+/// The frontend side of the capture settings: what the client sent and received.
+fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>) {
+    let (cap, oc) = (&facts.capture, facts.outcome);
+    let mut w = crate::capture::Writer::new(p, facts.masking);
+    let request_headers = facts.frontend.headers();
+    w.headers("Request", &cap.frontend_request.headers, request_headers);
+    if let Some(h) = facts.response_headers {
+        w.headers("Response", &cap.frontend_response.headers, h);
+    }
+    if let Some(b) = facts.request_body {
+        let enc = request_headers.get(b"content-encoding");
+        w.body("Request", b, cap.frontend_request.body_bytes, oc.request_body_bytes, enc);
+    }
+    if let Some(b) = facts.response_body {
+        let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
+        w.body("Response", b, cap.frontend_response.body_bytes, oc.response_body_bytes, enc);
+    }
+    w.finish();
 }
 
 #[cfg(test)]
@@ -159,8 +180,21 @@ pub(crate) mod tests {
             sample_rate: 100.0,
             properties_json: b"",
             header_properties: &[],
+            capture: &NO_CAPTURE,
+            masking: &DEFAULT_MASKING,
+            request_body: None,
+            response_body: None,
         }
     }
+
+    pub(crate) static NO_CAPTURE: crate::config::Capture = crate::config::Capture {
+        frontend_request: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
+        frontend_response: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
+        backend_request: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
+        backend_response: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
+    };
+    pub(crate) static DEFAULT_MASKING: std::sync::LazyLock<crate::masking::Masking> =
+        std::sync::LazyLock::new(crate::masking::Masking::default);
 
     pub(crate) fn render(write: impl FnOnce(&mut Vec<u8>, &Identity)) -> Value {
         let who = Identity::new("ikey-1", "gateway", "gw-0");

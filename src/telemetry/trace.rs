@@ -7,7 +7,6 @@ use super::{Facts, Identity};
 use crate::config::{Field, HeaderCondition, Segment, Template, TraceRule};
 use crate::headers::HeaderMap;
 use crate::json::{push_bytes, push_key, push_str};
-use crate::masking;
 
 /// Longest trace message and property value the schema accepts.
 const MAX_MESSAGE: usize = 32_768;
@@ -54,15 +53,15 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
             out.extend_from_slice(fe.scheme());
             out.extend_from_slice(b"://");
             out.extend_from_slice(fe.authority());
-            out.extend_from_slice(fe.path_and_query());
+            out.extend_from_slice(&facts.masked_path_and_query());
         }
         Field::RequestHeader(name) => {
             let value = fe.headers().get(name.as_bytes()).unwrap_or_default();
-            out.extend_from_slice(masking::header_value(name.as_bytes(), value));
+            out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::ResponseHeader(name) => {
             let value = facts.response_headers.and_then(|h| h.get(name.as_bytes())).unwrap_or_default();
-            out.extend_from_slice(masking::header_value(name.as_bytes(), value));
+            out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::Status => out.extend_from_slice(oc.response_code.to_string().as_bytes()),
         Field::Route => out.extend_from_slice(facts.route_name),

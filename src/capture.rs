@@ -1,0 +1,273 @@
+//! Header and body capture, as API Management's diagnostic `frontend`/`backend` settings.
+//!
+//! Bodies are captured as they stream by: the filter copies at most the configured number
+//! of bytes out of each chunk Envoy hands it and never pauses or buffers the stream, so a
+//! server-sent-events response keeps flowing and a 10 MB upload costs the filter at most
+//! the capture limit in memory. Captured content becomes properties named the APIM way:
+//!
+//! - `Request-<header>` / `Response-<header>` (multi-valued headers joined with `, `);
+//! - `Request-Body` / `Response-Body`: the captured prefix as text; with
+//!   `…-Body-Truncated: true` when the body was longer, `…-Body-Encoding: base64` when it is
+//!   not UTF-8 (binary or compressed content is kept faithfully, not mangled), and
+//!   `…-Body-Content-Encoding` when the message declared one (`gzip`, `br`, …).
+//!
+//! Masking applies before anything is written. A per-item budget keeps every item under
+//! the service's 64 KB limit: captured content beyond it is left out and the item says so
+//! (`Capture-Truncated: true`).
+
+use crate::headers::HeaderMap;
+use crate::masking::Masking;
+use crate::telemetry::envelope::Members;
+use crate::telemetry::limits;
+
+/// Characters of captured content (headers and bodies) one item may carry; leaves room for
+/// the rest of the item under the service's 64 KB limit.
+pub const ITEM_CAPTURE_BUDGET: usize = 40 * 1024;
+
+/// The first bytes of a body, kept as they stream by.
+#[derive(Debug, Clone, Default)]
+pub struct BodyPrefix {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl BodyPrefix {
+    pub fn new(limit: u64) -> BodyPrefix {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        BodyPrefix { bytes: Vec::new(), limit }
+    }
+
+    /// How many more bytes are wanted (0: stop reading chunks).
+    pub fn wanted(&self) -> usize {
+        self.limit.saturating_sub(self.bytes.len())
+    }
+
+    /// Appends bytes read from the current chunk (at most [`BodyPrefix::wanted`]).
+    pub fn push(&mut self, chunk: &[u8]) {
+        let take = chunk.len().min(self.wanted());
+        self.bytes.extend_from_slice(chunk.get(..take).unwrap_or_default());
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Writes captured properties of one item, within [`ITEM_CAPTURE_BUDGET`].
+pub struct Writer<'m, 'o> {
+    pub members: &'m mut Members<'o>,
+    pub masking: &'m Masking,
+    budget: usize,
+    cut: bool,
+}
+
+impl<'m, 'o> Writer<'m, 'o> {
+    pub fn new(members: &'m mut Members<'o>, masking: &'m Masking) -> Self {
+        Writer { members, masking, budget: ITEM_CAPTURE_BUDGET, cut: false }
+    }
+
+    /// Takes `len` characters from the budget; false (and marks the item) if they do not fit.
+    fn spend(&mut self, len: usize) -> bool {
+        if len > self.budget {
+            self.cut = true;
+            return false;
+        }
+        self.budget -= len;
+        true
+    }
+
+    /// `<side>-<name>` for each configured header present in `map` (masked or hidden).
+    pub fn headers(&mut self, side: &str, names: &[String], map: &HeaderMap) {
+        for name in names {
+            let mut joined: Vec<u8> = Vec::new();
+            for (k, v) in map.iter() {
+                if k != name.as_bytes() {
+                    continue;
+                }
+                let Some(v) = self.masking.header_value(k, v) else { break };
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v);
+            }
+            if joined.is_empty() || !self.spend(joined.len().min(limits::PROPERTY_VALUE)) {
+                continue;
+            }
+            self.members.string(&format!("{side}-{name}"), &joined);
+        }
+    }
+
+    /// `<side>-Body` and its markers for a captured prefix of `limit` bytes out of a body
+    /// of `total` bytes.
+    pub fn body(&mut self, side: &str, prefix: &BodyPrefix, limit: u64, total: u64, content_encoding: Option<&[u8]>) {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let captured = prefix.bytes().get(..prefix.bytes().len().min(limit)).unwrap_or_default();
+        if captured.is_empty() {
+            return;
+        }
+        let masked = self.masking.json_body(captured);
+        let (text, base64) = render(&masked);
+        // Property values hold at most 8192 characters.
+        let shown = text.len().min(limits::PROPERTY_VALUE);
+        if !self.spend(shown) {
+            return;
+        }
+        self.members.string(&format!("{side}-Body"), text.get(..shown).unwrap_or_default());
+        let truncated = total > captured.len() as u64 || shown < text.len();
+        if truncated {
+            self.members.string(&format!("{side}-Body-Truncated"), b"true");
+        }
+        if base64 {
+            self.members.string(&format!("{side}-Body-Encoding"), b"base64");
+        }
+        if let Some(enc) = content_encoding.filter(|e| !e.is_empty() && *e != b"identity") {
+            self.members.string(&format!("{side}-Body-Content-Encoding"), enc);
+        }
+    }
+
+    /// Marks the item when the budget left captured content out.
+    pub fn finish(self) {
+        if self.cut {
+            self.members.string("Capture-Truncated", b"true");
+        }
+    }
+}
+
+/// The captured bytes as text: UTF-8 as is (a character cut at the end is dropped),
+/// anything else as base64. Returns (text, is base64).
+fn render(bytes: &[u8]) -> (Vec<u8>, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => (bytes.to_vec(), false),
+        // Only an incomplete character at the very end: the capture limit cut it.
+        Err(e) if e.error_len().is_none() && bytes.len() - e.valid_up_to() < 4 => {
+            (bytes.get(..e.valid_up_to()).unwrap_or_default().to_vec(), false)
+        }
+        Err(_) => (base64(bytes), true),
+    }
+}
+
+fn base64(bytes: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sym = |n: u32| ALPHABET.get((n & 63) as usize).copied().unwrap_or(b'=');
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = b(0) << 16 | b(1) << 8 | b(2);
+        out.push(sym(n >> 18));
+        out.push(sym(n >> 12));
+        out.push(if chunk.len() > 1 { sym(n >> 6) } else { b'=' });
+        out.push(if chunk.len() > 2 { sym(n) } else { b'=' });
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::masking::Mode;
+    use serde_json::Value;
+
+    fn props(f: impl FnOnce(&mut Writer<'_, '_>)) -> Value {
+        let mut out = b"{\"ver\":2".to_vec();
+        let masking = Masking::new(true, vec![("x-hidden".into(), Mode::Hide)], vec![], vec!["password".into()]);
+        {
+            let mut m = Members::new(&mut out, "properties");
+            let mut w = Writer::new(&mut m, &masking);
+            f(&mut w);
+            w.finish();
+            m.finish();
+        }
+        out.push(b'}');
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        v["properties"].clone()
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        HeaderMap::from_serialized(HeaderMap::serialize(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))))
+    }
+
+    #[test]
+    fn body_prefix_keeps_only_the_limit() {
+        let mut b = BodyPrefix::new(5);
+        b.push(b"abc");
+        assert_eq!(b.wanted(), 2);
+        b.push(b"defgh");
+        assert_eq!(b.bytes(), b"abcde");
+        assert_eq!(b.wanted(), 0);
+        b.push(b"more");
+        assert_eq!(b.bytes(), b"abcde");
+    }
+
+    #[test]
+    fn headers_are_named_the_apim_way_joined_and_masked() {
+        let h = map(&[("content-type", "application/json"), ("x-multi", "a"), ("x-multi", "b"),
+                      ("authorization", "Bearer s3cret"), ("x-hidden", "h")]);
+        let names: Vec<String> = ["content-type", "x-multi", "authorization", "x-hidden", "x-absent"].iter().map(|s| s.to_string()).collect();
+        let p = props(|w| w.headers("Request", &names, &h));
+        assert_eq!(p["Request-content-type"], "application/json");
+        assert_eq!(p["Request-x-multi"], "a, b");
+        assert_eq!(p["Request-authorization"], "***");
+        assert!(p.get("Request-x-hidden").is_none());
+        assert!(p.get("Request-x-absent").is_none());
+    }
+
+    #[test]
+    fn bodies_are_text_or_base64_and_marked() {
+        let mut b = BodyPrefix::new(16);
+        b.push(br#"{"password":"hunter2","a":1}"#);
+        let p = props(|w| w.body("Request", &b, 16, 28, None));
+        assert_eq!(p["Request-Body"], r#"{"password":"***""#);
+        assert_eq!(p["Request-Body-Truncated"], "true");
+        assert!(p.get("Request-Body-Encoding").is_none());
+
+        let mut bin = BodyPrefix::new(8);
+        bin.push(&[0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x01]);
+        let p = props(|w| w.body("Response", &bin, 8, 8, Some(b"gzip")));
+        assert_eq!(p["Response-Body"], "H4sIAP/+AAE=");
+        assert_eq!(p["Response-Body-Encoding"], "base64");
+        assert_eq!(p["Response-Body-Content-Encoding"], "gzip");
+        assert!(p.get("Response-Body-Truncated").is_none());
+    }
+
+    #[test]
+    fn a_character_cut_by_the_limit_is_not_binary() {
+        let mut b = BodyPrefix::new(4);
+        b.push("héé".as_bytes()); // h + 2-byte é + first byte of é
+        let p = props(|w| w.body("Request", &b, 4, 5, None));
+        assert_eq!(p["Request-Body"], "hé");
+        assert!(p.get("Request-Body-Encoding").is_none());
+    }
+
+    #[test]
+    fn a_smaller_limit_uses_a_prefix_of_the_capture() {
+        let mut b = BodyPrefix::new(10);
+        b.push(b"0123456789");
+        let p = props(|w| w.body("Request", &b, 4, 10, None));
+        assert_eq!(p["Request-Body"], "0123");
+        assert_eq!(p["Request-Body-Truncated"], "true");
+        let p = props(|w| w.body("Request", &b, 0, 10, None));
+        assert!(p.get("Request-Body").is_none(), "limit 0 captures nothing");
+    }
+
+    #[test]
+    fn the_item_budget_leaves_content_out_and_says_so() {
+        let big = "x".repeat(8000);
+        let pairs: Vec<(String, String)> = (0..10).map(|i| (format!("h{i}"), big.clone())).collect();
+        let h = HeaderMap::from_serialized(HeaderMap::serialize(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))));
+        let names: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
+        let p = props(|w| w.headers("Request", &names, &h));
+        let kept = names.iter().filter(|n| p.get(format!("Request-{n}")).is_some()).count();
+        assert_eq!(kept, 5, "40 KB of 8 KB headers");
+        assert_eq!(p["Capture-Truncated"], "true");
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), b"");
+        assert_eq!(base64(b"f"), b"Zg==");
+        assert_eq!(base64(b"fo"), b"Zm8=");
+        assert_eq!(base64(b"foo"), b"Zm9v");
+        assert_eq!(base64(b"foobar"), b"Zm9vYmFy");
+    }
+}
