@@ -146,6 +146,8 @@ pub struct Finished<'a> {
     /// Body prefixes captured while the exchange streamed.
     pub request_body: Option<&'a BodyPrefix>,
     pub response_body: Option<&'a BodyPrefix>,
+    /// Response headers as they reached the filter (for backend response capture).
+    pub backend_response_headers: Option<&'a HeaderMap>,
 }
 
 fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
@@ -325,6 +327,12 @@ impl Pipeline {
         (d.capture.request_body_bytes(), d.capture.response_body_bytes())
     }
 
+    /// Whether the response headers must be read when they arrive (backend capture).
+    pub fn captures_backend_response_headers(&self, begun: &Begun) -> bool {
+        let d = self.diagnostic_of(begun.api);
+        (begun.sampled || d.always_log_errors) && !d.capture.backend_response.headers.is_empty()
+    }
+
     /// Whether route and virtual-host metadata must be read at request headers (an API
     /// matches on it).
     pub fn metadata_needed(&self) -> bool {
@@ -372,6 +380,7 @@ impl Pipeline {
             masking: &d.masking,
             request_body: done.request_body,
             response_body: done.response_body,
+            backend_response_headers: done.backend_response_headers.or(done.response_headers),
         };
         let traces: Vec<&TraceRule> = traces.into_iter().filter(|r| trace::matches(r, &facts)).collect();
         let failure = if keep { failure::classify(oc) } else { None };
@@ -533,7 +542,7 @@ mod tests {
     fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun, Injection, Vec<Value>) {
         let (begun, injection) = p.begin(fe, &RouteInfo { name: route.as_bytes(), ..Default::default() });
         let be = backend();
-        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None, request_body: None, response_body: None });
+        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
         let mut items = Vec::new();
         while let Some((_, batch)) = p.next_due(u64::MAX, true) {
             for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -569,7 +578,7 @@ mod tests {
         let fe = frontend("/x", &[]);
         let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None, request_body: None, response_body: None });
+        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
         let (_, batch) = p.next_due(u64::MAX, true).unwrap();
         let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
@@ -736,7 +745,7 @@ mod tests {
         let fe = frontend("/x", &[]);
         for _ in 0..3 {
             let (begun, _) = p.begin(&fe, &RouteInfo::default());
-            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None });
+            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
         }
         let (i, batch) = p.next_due(u64::MAX, true).unwrap();
         p.sent(i, 11, batch);

@@ -20,6 +20,8 @@ pub struct Exchange {
     started: Option<Started>,
     /// `Request-Context` to return to the client (Legacy correlation).
     response_context: Option<IdText>,
+    /// The response headers as they reached this filter (backend response capture).
+    backend_response_headers: Option<crate::headers::HeaderMap>,
     /// Body prefixes being captured (only when the diagnostic asks for them).
     request_body: Option<BodyPrefix>,
     response_body: Option<BodyPrefix>,
@@ -34,7 +36,7 @@ struct Started {
 
 impl Exchange {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { root_id, pipeline, started: None, response_context: None, request_body: None, response_body: None }
+        Exchange { root_id, pipeline, started: None, response_context: None, request_body: None, response_body: None, backend_response_headers: None }
     }
 }
 
@@ -78,6 +80,15 @@ impl HttpContext for Exchange {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Backend response headers are captured here, before later encoder filters change
+        // them (the filter placed last before the router sees exactly what the backend sent).
+        let wants_backend_headers = match (&self.pipeline, &self.started) {
+            (Some(p), Some(started)) => p.try_borrow().is_ok_and(|p| p.captures_backend_response_headers(&started.begun)),
+            _ => false,
+        };
+        if wants_backend_headers {
+            self.backend_response_headers = Some(host::header_map(MapType::HttpResponseHeaders));
+        }
         // Legacy correlation tells the caller which application answered (as APIM does).
         if let Some(c) = self.response_context.take() {
             host::set_response_header("request-context", c.as_bytes());
@@ -119,6 +130,7 @@ impl HttpContext for Exchange {
             response_headers: response_headers.as_ref(),
             request_body: self.request_body.as_ref(),
             response_body: self.response_body.as_ref(),
+            backend_response_headers: self.backend_response_headers.as_ref(),
         };
         for notice in p.finish(&done) {
             if let Notice::Warn(m) = notice {

@@ -81,14 +81,14 @@ fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>, backend: &Backend) {
     let mut w = crate::capture::Writer::new(p, facts.masking);
     let sent = backend.request.headers();
     w.headers("Request", &cap.backend_request.headers, sent);
-    if let Some(h) = facts.response_headers {
+    if let Some(h) = facts.backend_response_headers {
         w.headers("Response", &cap.backend_response.headers, h);
     }
     if let Some(b) = facts.request_body {
         w.body("Request", b, cap.backend_request.body_bytes, oc.request_body_bytes, sent.get(b"content-encoding"));
     }
     if let Some(b) = facts.response_body {
-        let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
+        let enc = facts.backend_response_headers.and_then(|h| h.get(b"content-encoding"));
         w.body("Response", b, cap.backend_response.body_bytes, oc.response_body_bytes, enc);
     }
     w.finish();

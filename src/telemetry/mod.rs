@@ -127,6 +127,8 @@ pub struct Facts<'a> {
     /// Body prefixes captured as they streamed by.
     pub request_body: Option<&'a BodyPrefix>,
     pub response_body: Option<&'a BodyPrefix>,
+    /// Response headers as they reached the filter (else the final ones).
+    pub backend_response_headers: Option<&'a HeaderMap>,
 }
 
 impl Facts<'_> {

@@ -184,6 +184,7 @@ pub(crate) mod tests {
             masking: &DEFAULT_MASKING,
             request_body: None,
             response_body: None,
+            backend_response_headers: None,
         }
     }
 

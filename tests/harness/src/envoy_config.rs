@@ -46,6 +46,8 @@ pub struct Settings {
     pub extra_routes: Vec<String>,
     /// Virtual hosts (YAML flow mappings) placed before the catch-all one.
     pub extra_virtual_hosts: Vec<String>,
+    /// HTTP filters (YAML flow mappings) placed before this filter in the chain.
+    pub filters_before: Vec<String>,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             ca_bundle: DEFAULT_CA_BUNDLE.into(),
             extra_routes: Vec::new(),
             extra_virtual_hosts: Vec::new(),
+            filters_before: Vec::new(),
         }
     }
 }
@@ -120,7 +123,7 @@ static_resources:
                 match: {{prefix: "/"}}
                 route: {{cluster: backend, timeout: 30s}}
           http_filters:
-{filters}          - name: envoy.filters.http.router
+{filters_before}{filters}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
@@ -132,6 +135,7 @@ static_resources:
         clusters = clusters.concat(),
         extra_virtual_hosts = s.extra_virtual_hosts.iter().map(|v| format!("            - {v}\n")).collect::<String>(),
         extra_routes = s.extra_routes.iter().map(|r| format!("              - {r}\n")).collect::<String>(),
+        filters_before = s.filters_before.iter().map(|f| format!("          - {f}\n")).collect::<String>(),
     );
     Ok(out)
 }

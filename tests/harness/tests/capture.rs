@@ -39,6 +39,27 @@ fn configured_headers_land_on_the_request_or_the_dependency() {
 }
 
 #[test]
+fn backend_response_headers_are_what_reached_the_filter_and_frontend_ones_what_the_client_got() {
+    let s = start_with(
+        json!({"diagnostic": {"frontend": {"response": {"headers": ["x-edge", "content-type"]}},
+                              "backend": {"response": {"headers": ["x-edge", "content-type"]}}}}),
+        &[],
+        |s| {
+            // An edge filter before this one adds a header on the way back to the client.
+            s.filters_before = vec![r#"{name: edge, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation, mutations: {response_mutations: [{append: {header: {key: x-edge, value: added-at-the-edge}}}]}}}"#.into()];
+        },
+    );
+    let r = http::request(s.envoy.listener, "GET", "/edge", &[], b"").unwrap();
+    assert_eq!(r.header("x-edge"), Some("added-at-the-edge"));
+    let items = settled(&s.ingest, 2);
+    let req = one(&items, "RequestData", "name", "GET /edge");
+    let dep = one(&items, "RemoteDependencyData", "name", "GET /edge");
+    assert_eq!(props(&req)["Response-x-edge"], "added-at-the-edge", "what the client got");
+    assert!(props(&dep).get("Response-x-edge").is_none(), "not what the backend sent");
+    assert_eq!(props(&dep)["Response-content-type"], "application/json");
+}
+
+#[test]
 fn ten_megabytes_each_way_pass_intact_with_one_kilobyte_captured() {
     let s = start(
         json!({"diagnostic": {"frontend": {"request": {"body_bytes": 1024}, "response": {"body_bytes": 1024}},

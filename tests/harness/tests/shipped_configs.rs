@@ -28,6 +28,7 @@ fn compose_settings() -> Settings {
         ca_bundle: DEFAULT_CA_BUNDLE.into(),
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
+        filters_before: Vec::new(),
     }
 }
 

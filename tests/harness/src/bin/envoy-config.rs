@@ -59,6 +59,7 @@ fn settings() -> Result<Settings, String> {
         ca_bundle: var("CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.into()),
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
+        filters_before: Vec::new(),
     })
 }
 
