@@ -20,8 +20,8 @@ use crate::masking::Masking;
 use crate::telemetry::envelope::Members;
 use crate::telemetry::limits;
 
-/// Characters of captured content (headers and bodies) one item may carry; leaves room for
-/// the rest of the item under the service's 64 KB limit.
+/// Serialized bytes of captured content and custom properties one item may carry; leaves
+/// room for the rest of the item under the service's 64 KB limit.
 pub const ITEM_CAPTURE_BUDGET: usize = 40 * 1024;
 
 /// The first bytes of a body, kept as they stream by.
@@ -66,14 +66,25 @@ impl<'m, 'o> Writer<'m, 'o> {
         Writer { members, masking, budget: ITEM_CAPTURE_BUDGET, cut: false }
     }
 
-    /// Takes `len` characters from the budget; false (and marks the item) if they do not fit.
-    fn spend(&mut self, len: usize) -> bool {
-        if len > self.budget {
+    /// Writes one or more members with `write`; keeps them if their serialized size fits
+    /// the budget, else removes them and marks the item.
+    fn within_budget(&mut self, write: impl FnOnce(&mut Members<'o>)) -> bool {
+        let mark = self.members.checkpoint();
+        write(self.members);
+        let size = self.members.written_since(mark);
+        if size > self.budget {
+            self.members.rollback(mark);
             self.cut = true;
             return false;
         }
-        self.budget -= len;
+        self.budget -= size;
         true
+    }
+
+    /// A custom property taken from a request header (masked or hidden as configured).
+    pub fn header_property(&mut self, property: &str, header: &[u8], map: &HeaderMap) {
+        let Some(value) = map.get(header).and_then(|v| self.masking.header_value(header, v)) else { return };
+        self.within_budget(|m| m.string(property, value));
     }
 
     /// `<side>-<name>` for each configured header present in `map` (masked or hidden).
@@ -90,10 +101,10 @@ impl<'m, 'o> Writer<'m, 'o> {
                 }
                 joined.extend_from_slice(v);
             }
-            if joined.is_empty() || !self.spend(joined.len().min(limits::PROPERTY_VALUE)) {
+            if joined.is_empty() {
                 continue;
             }
-            self.members.string(&format!("{side}-{name}"), &joined);
+            self.within_budget(|m| m.string(&format!("{side}-{name}"), &joined));
         }
     }
 
@@ -107,22 +118,21 @@ impl<'m, 'o> Writer<'m, 'o> {
         }
         let masked = self.masking.json_body(captured);
         let (text, base64) = render(&masked);
-        // Property values hold at most 8192 characters.
-        let shown = text.len().min(limits::PROPERTY_VALUE);
-        if !self.spend(shown) {
-            return;
-        }
-        self.members.string(&format!("{side}-Body"), text.get(..shown).unwrap_or_default());
-        let truncated = total > captured.len() as u64 || shown < text.len();
-        if truncated {
-            self.members.string(&format!("{side}-Body-Truncated"), b"true");
-        }
-        if base64 {
-            self.members.string(&format!("{side}-Body-Encoding"), b"base64");
-        }
-        if let Some(enc) = content_encoding.filter(|e| !e.is_empty() && *e != b"identity") {
-            self.members.string(&format!("{side}-Body-Content-Encoding"), enc);
-        }
+        // Property values hold at most 8192 characters (text here is UTF-8 or base64).
+        let chars = if base64 { text.len() } else { String::from_utf8_lossy(&text).chars().count() };
+        let truncated = total > captured.len() as u64 || chars > limits::PROPERTY_VALUE;
+        self.within_budget(|m| {
+            m.string(&format!("{side}-Body"), &text);
+            if truncated {
+                m.string(&format!("{side}-Body-Truncated"), b"true");
+            }
+            if base64 {
+                m.string(&format!("{side}-Body-Encoding"), b"base64");
+            }
+            if let Some(enc) = content_encoding.filter(|e| !e.is_empty() && *e != b"identity") {
+                m.string_limited(&format!("{side}-Body-Content-Encoding"), enc, 64);
+            }
+        });
     }
 
     /// Marks the item when the budget left captured content out.
@@ -259,6 +269,16 @@ mod tests {
         let p = props(|w| w.headers("Request", &names, &h));
         let kept = names.iter().filter(|n| p.get(format!("Request-{n}")).is_some()).count();
         assert_eq!(kept, 5, "40 KB of 8 KB headers");
+        assert_eq!(p["Capture-Truncated"], "true");
+    }
+
+    #[test]
+    fn the_budget_counts_escaped_bytes_not_characters() {
+        // 8 KB of control characters escape to 6 bytes each: 48 KB, over the budget.
+        let mut b = BodyPrefix::new(8192);
+        b.push(&[0x01; 8192]);
+        let p = props(|w| w.body("Request", &b, 8192, 8192, None));
+        assert!(p.get("Request-Body").is_none());
         assert_eq!(p["Capture-Truncated"], "true");
     }
 

@@ -187,8 +187,6 @@ pub struct Outcome {
     pub request_body_bytes: u64,
     /// Response body bytes sent (`response.size`).
     pub response_body_bytes: u64,
-    /// `xds.route_name`, when the route has a name.
-    pub route_name: Option<Vec<u8>>,
     /// Client address without the port (`source.address`), only read when it is logged.
     pub client_ip: Option<Vec<u8>>,
     /// `response.code_details` (`via_upstream`, `route_not_found`, …), read for failures.

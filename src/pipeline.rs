@@ -99,6 +99,8 @@ pub struct Begun {
     pub source: Option<IdText>,
     /// Whether the diagnostic logs client IPs (so log time reads the address).
     pub log_client_ip: bool,
+    /// Whether a valid caller `traceparent` was continued (its `tracestate` is recorded).
+    pub continued_w3c: bool,
 }
 
 /// What Envoy's routing says about a request (read at request headers as needed).
@@ -111,17 +113,21 @@ pub struct RouteInfo<'a> {
     pub metadata_operation: &'a [u8],
 }
 
-/// The correlation header to send the backend.
-// Lives for one callback on the stack; boxing the large variant would allocate per request.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Injection {
-    None,
+/// Correlation headers to set on (or remove from) the request sent upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injection {
     /// `traceparent` (W3C).
-    TraceParent([u8; 55]),
-    /// `Request-Id` (Legacy), and `Request-Context: appId=cid-v1:<id>` when the logger's
-    /// application id is known (also sent back to the client).
-    RequestId { id: IdText, context: Option<IdText> },
+    pub traceparent: Option<[u8; 55]>,
+    /// `Request-Id` (Legacy).
+    pub request_id: Option<IdText>,
+    /// `Request-Context: appId=cid-v1:<id>` (Legacy, when the application id is known; also
+    /// returned to the client).
+    pub request_context: Option<IdText>,
+    /// Remove the caller's `traceparent` (Legacy: a W3C-first backend would otherwise
+    /// parent itself to the caller instead of the gateway's Dependency).
+    pub remove_traceparent: bool,
+    /// Remove the caller's `tracestate` (it describes a trace that is not continued).
+    pub remove_tracestate: bool,
 }
 
 /// What the log-time callback must read from Envoy.
@@ -205,12 +211,22 @@ pub struct Pipeline {
     config: Config,
     sinks: Vec<Sink>,
     ids: IdGenerator,
+    /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
+    app_contexts: Vec<Option<IdText>>,
 }
 
 impl Pipeline {
     pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
         let sinks = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
-        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed) }
+        let context_of = |d: &Diagnostic| {
+            let app = d.loggers.iter().find_map(|&i| config.loggers.get(i)?.connection.application_id.as_deref())?;
+            IdText::new(format!("appId=cid-v1:{app}").as_bytes())
+        };
+        let app_contexts = std::iter::once(&config.diagnostic)
+            .chain(config.apis.iter().map(|a| &a.diagnostic))
+            .map(context_of)
+            .collect();
+        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts }
     }
 
     pub fn config(&self) -> &Config {
@@ -245,8 +261,13 @@ impl Pipeline {
         let percentage = d.sampling_percentage;
         let log_client_ip = d.log_client_ip;
         let headers = fe.headers();
+        // W3C: more than one traceparent header makes it invalid.
+        let traceparent = match headers.iter().filter(|(k, _)| *k == b"traceparent").count() {
+            1 => headers.get(b"traceparent"),
+            _ => None,
+        };
         let incoming = Incoming {
-            traceparent: headers.get(b"traceparent"),
+            traceparent,
             request_id: headers.get(b"request-id"),
             request_context: headers.get(b"request-context"),
         };
@@ -270,23 +291,38 @@ impl Pipeline {
             dependency_id: id(&dependency_span),
         };
         let sampled = sampling::is_sampled_in(operation_id.as_bytes(), percentage);
-        let injection = match (protocol, trace_id) {
-            (Protocol::W3C, Some(t)) => Injection::TraceParent(correlation::format_traceparent(&t, &dependency_span, sampled)),
-            (Protocol::Legacy, _) => Injection::RequestId { id: operation.dependency_id, context: self.app_context(api) },
-            _ => Injection::None,
+        let has_tracestate = headers.get(b"tracestate").is_some();
+        let continued_w3c = protocol == Protocol::W3C && caller.is_some_and(|c| c.sampled.is_some());
+        let injection = match protocol {
+            Protocol::W3C => Injection {
+                traceparent: trace_id.map(|t| correlation::format_traceparent(&t, &dependency_span, sampled)),
+                // tracestate belongs to the caller's traceparent: not kept for a new trace.
+                remove_tracestate: has_tracestate && !continued_w3c,
+                ..Injection::default()
+            },
+            Protocol::Legacy => Injection {
+                request_id: Some(operation.dependency_id),
+                request_context: self.app_context(api),
+                remove_traceparent: incoming.traceparent.is_some() || headers.get(b"traceparent").is_some(),
+                remove_tracestate: has_tracestate,
+                ..Injection::default()
+            },
+            Protocol::None => Injection::default(),
         };
         let source = match protocol {
             Protocol::None => None,
             _ => incoming.request_context.and_then(correlation::request_context_app_id),
         };
-        (Begun { api, operation_name, operation, sampled, source, log_client_ip }, injection)
+        (Begun { api, operation_name, operation, sampled, source, log_client_ip, continued_w3c }, injection)
     }
 
-    /// `appId=cid-v1:<id>` of the first logger of the diagnostic that knows its id.
+    /// `appId=cid-v1:<id>` of the first logger of the diagnostic that knows its id
+    /// (prepared once per configuration).
     fn app_context(&self, api: Option<usize>) -> Option<IdText> {
-        let d = self.diagnostic_of(api);
-        let app = d.loggers.iter().find_map(|&i| self.config.loggers.get(i)?.connection.application_id.as_deref())?;
-        IdText::new(format!("appId=cid-v1:{app}").as_bytes())
+        match api {
+            None => self.app_contexts.first().copied().flatten(),
+            Some(i) => self.app_contexts.get(i + 1).copied().flatten(),
+        }
     }
 
     fn diagnostic_of(&self, api: Option<usize>) -> &Diagnostic {
@@ -307,12 +343,13 @@ impl Pipeline {
         let probe = Outcome { response_code, response_flags, ..Default::default() };
         let failed = !probe.success();
         let request = keeps_request(d, begun.sampled, failed);
-        let traces = active_traces(d).next().is_some();
+        let mut traces = active_traces(d).filter(|r| r.when.could_match(response_code, failed)).peekable();
+        let any_trace = traces.peek().is_some();
+        let trace_headers = traces.any(TraceRule::needs_response_headers);
         Needs {
-            outcome: request || traces,
+            outcome: request || any_trace,
             backend: request,
-            response_headers: (request && d.capture.needs_response_headers())
-                || active_traces(d).any(TraceRule::needs_response_headers),
+            response_headers: (request && d.capture.needs_response_headers()) || trace_headers,
         }
     }
 
@@ -381,16 +418,20 @@ impl Pipeline {
             request_body: done.request_body,
             response_body: done.response_body,
             backend_response_headers: done.backend_response_headers.or(done.response_headers),
+            tracestate: done.begun.continued_w3c.then(|| done.frontend.headers().get(b"tracestate")).flatten(),
+            request_written: keep,
+            lean: false,
         };
+        let lean = Facts { lean: true, ..facts };
         let traces: Vec<&TraceRule> = traces.into_iter().filter(|r| trace::matches(r, &facts)).collect();
         let failure = if keep { failure::classify(oc) } else { None };
         let now = oc.start_unix_nanos.saturating_add(oc.duration_nanos);
         let mut notices = Vec::new();
         for &i in &d.loggers {
             let Some(sink) = sinks.get_mut(i) else { continue };
-            let mut add = |write: &dyn Fn(&mut Vec<u8>, &Identity)| {
+            let mut add = |write: &dyn Fn(&mut Vec<u8>, &Identity, &Facts<'_>)| {
                 let identity = &sink.identity;
-                let added = sink.outbox.add(now, |out| write(out, identity));
+                let added = sink.outbox.add_or_trim(now, |out, trim| write(out, identity, if trim { &lean } else { &facts }));
                 if added != Added::Queued {
                     if let Some(n) = sink.drop_warning.allow(now, WARN_INTERVAL_NANOS) {
                         notices.push(Notice::Warn(drop_message(sink, added, n)));
@@ -398,16 +439,16 @@ impl Pipeline {
                 }
             };
             if keep {
-                add(&|out, who| request::write(out, who, &facts));
+                add(&|out, who, f| request::write(out, who, f));
                 if let Some(backend) = facts.backend {
-                    add(&|out, who| dependency::write(out, who, &facts, backend));
+                    add(&|out, who, f| dependency::write(out, who, f, backend));
                 }
                 if let Some(kind) = &failure {
-                    add(&|out, who| exception::write(out, who, &facts, kind));
+                    add(&|out, who, f| exception::write(out, who, f, kind));
                 }
             }
             for rule in &traces {
-                add(&|out, who| trace::write(out, who, &facts, rule));
+                add(&|out, who, f| trace::write(out, who, f, rule));
             }
         }
         notices
@@ -566,7 +607,7 @@ mod tests {
         assert_eq!(req["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(req["tags"]["ai.operation.parentId"], "00f067aa0ba902b7", "the caller's span");
         assert_eq!(dep["tags"]["ai.operation.parentId"], req["data"]["baseData"]["id"]);
-        let Injection::TraceParent(tp) = injection else { panic!("{injection:?}") };
+        let tp = injection.traceparent.expect("a traceparent for the backend");
         let tp = std::str::from_utf8(&tp).unwrap();
         assert_eq!(tp, format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", dep["data"]["baseData"]["id"].as_str().unwrap()));
         assert!(begun.sampled);
@@ -592,7 +633,7 @@ mod tests {
         let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
         assert!(!begun.sampled);
         assert!(items.is_empty());
-        assert!(matches!(injection, Injection::TraceParent(tp) if tp.ends_with(b"-00")), "the backend learns it was not sampled");
+        assert!(injection.traceparent.is_some_and(|tp| tp.ends_with(b"-00")), "the backend learns it was not sampled");
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
         assert!(p.may_emit(&begun), "errors are always logged: the status must be looked at");
         assert!(!p.needs(&begun, 200, 0).outcome, "an unsampled success: nothing more to read");
@@ -631,6 +672,17 @@ mod tests {
     }
 
     #[test]
+    fn trace_rules_ruled_out_by_status_need_nothing_more_read() {
+        let p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "error", "when": {"status": ["5xx"]}, "message": "m"}]}}));
+        let (begun, _) = pipeline(json!({})).begin(&frontend("/x", &[]), &RouteInfo::default());
+        let begun = Begun { sampled: false, ..begun };
+        assert!(p.may_emit(&begun));
+        assert!(!p.needs(&begun, 200, 0).outcome, "a 200 cannot match a 5xx rule");
+        assert!(p.needs(&begun, 503, 0).outcome);
+    }
+
+    #[test]
     fn traces_are_not_sampled() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
             "traces": [{"severity": "information", "message": "seen {request.path}"}]}}));
@@ -638,6 +690,7 @@ mod tests {
         assert!(!begun.sampled);
         assert_eq!(kinds(&items), ["MessageData"]);
         assert_eq!(items[0]["sampleRate"], 100);
+        assert_eq!(items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"], "no Request was sent: parented to the operation");
     }
 
     #[test]
@@ -688,7 +741,10 @@ mod tests {
         assert_eq!(req["data"]["baseData"]["source"], "cid-v1:caller");
         let dep_id = items[1]["data"]["baseData"]["id"].as_str().unwrap();
         assert!(dep_id.starts_with("|root-1.") && dep_id.ends_with('.'), "{dep_id}");
-        assert_eq!(injection, Injection::RequestId { id: IdText::new(dep_id.as_bytes()).unwrap(), context: None });
+        assert_eq!(injection.request_id, Some(IdText::new(dep_id.as_bytes()).unwrap()));
+        assert_eq!(injection.request_context, None);
+        assert!(injection.remove_traceparent, "the caller's traceparent would bypass the gateway");
+        assert_eq!(injection.traceparent, None);
     }
 
     #[test]
@@ -716,15 +772,37 @@ mod tests {
             "loggers": {"a": {"connection_string": "InstrumentationKey=k;ApplicationId=app-42;IngestionEndpoint=http://127.0.0.1:9/"}},
             "diagnostic": {"correlation_protocol": "Legacy"}}));
         let (_, injection) = p.begin(&frontend("/x", &[]), &RouteInfo::default());
-        let Injection::RequestId { context: Some(c), .. } = injection else { panic!("{injection:?}") };
-        assert_eq!(c.as_str(), "appId=cid-v1:app-42");
+        assert_eq!(injection.request_context.unwrap().as_str(), "appId=cid-v1:app-42");
+    }
+
+    #[test]
+    fn duplicate_or_invalid_traceparents_restart_the_trace_and_drop_tracestate() {
+        let mut p = pipeline(json!({}));
+        let two = frontend("/x", &[("traceparent", TP), ("traceparent", TP), ("tracestate", "a=1")]);
+        let (begun, injection) = p.begin(&two, &RouteInfo::default());
+        assert_ne!(begun.operation.operation_id.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(injection.remove_tracestate);
+        let one_valid = frontend("/x", &[("traceparent", TP), ("tracestate", "a=1")]);
+        let (begun, injection) = p.begin(&one_valid, &RouteInfo::default());
+        assert!(begun.continued_w3c && !injection.remove_tracestate);
+    }
+
+    #[test]
+    fn oversized_items_are_sent_lean_not_dropped() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "header_properties": {"H1": "x-big", "H2": "x-big2"}}}));
+        // Non-UTF-8 bytes become 3-byte U+FFFD: 8 KB of them is 24 KB per property.
+        let big = "\u{FFFD}".repeat(8000);
+        let fe = frontend("/x", &[("x-big", &big), ("x-big2", &big), ("tracestate", &big), ("traceparent", TP)]);
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(200));
+        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData"], "nothing dropped");
+        assert!(p.stats()[0].1.dropped_too_large == 0);
     }
 
     #[test]
     fn correlation_none_neither_reads_nor_injects() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "correlation_protocol": "None"}}));
         let (_, injection, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
-        assert_eq!(injection, Injection::None);
+        assert_eq!(injection, Injection::default());
         assert_ne!(items[0]["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"]);
     }

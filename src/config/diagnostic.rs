@@ -219,7 +219,69 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             .map(|(name, header)| (name, header.to_ascii_lowercase()))
             .collect();
     }
+    check_property_names(&d, f)?;
     Ok(d)
+}
+
+/// Property names the filter writes itself; custom properties and trace metadata may not
+/// reuse them (an item would carry the same key twice).
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "Request Id",
+    "HTTP Method",
+    "API Name",
+    "API Revision",
+    "Operation Name",
+    "Service Name",
+    "tracestate",
+    "Backend Address",
+    "Attempts",
+    "Response Code",
+    "Response Flags",
+    "Response Code Details",
+    "Source",
+    "Capture-Truncated",
+];
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_PROPERTIES.contains(&name) || name.starts_with("Request-") || name.starts_with("Response-")
+}
+
+/// Every property name of an item must be unique.
+fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError> {
+    let statics: Vec<String> = static_names(&d.properties_json);
+    let mut seen: Vec<&str> = Vec::new();
+    let named = statics.iter().map(|n| ("properties", n.as_str()))
+        .chain(d.header_properties.iter().map(|(n, _)| ("header_properties", n.as_str())));
+    for (field, name) in named {
+        if is_reserved(name) {
+            return Err(err(format!("{}.{name}", f.path(field)), Problem::Invalid(reserved_message())));
+        }
+        if seen.contains(&name) {
+            return Err(err(format!("{}.{name}", f.path(field)), Problem::Invalid("is already a property name in properties".into())));
+        }
+        seen.push(name);
+    }
+    for (i, rule) in d.traces.iter().enumerate() {
+        for (name, _) in &rule.metadata {
+            if is_reserved(name) || seen.contains(&name.as_str()) {
+                return Err(err(
+                    format!("{}[{i}].metadata.{name}", f.path("traces")),
+                    Problem::Invalid(format!("{}, or a name from properties/header_properties", reserved_message())),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reserved_message() -> String {
+    format!("is a name the filter uses itself ({}, Request-*, Response-*)", RESERVED_PROPERTIES.join(", "))
+}
+
+/// The names in a pre-rendered `"a":"1","b":"2"` fragment.
+fn static_names(json: &[u8]) -> Vec<String> {
+    let wrapped = [b"{".as_slice(), json, b"}"].concat();
+    serde_json::from_slice::<serde_json::Map<String, Value>>(&wrapped).map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
 fn overlay_message(target: &mut MessageCapture, side: &Fields<'_>, key: &str) -> Result<(), ConfigError> {

@@ -488,6 +488,22 @@ mod diagnostic_tests {
     }
 
     #[test]
+    fn property_names_may_not_collide() {
+        let e = |v: Value| parse(v).unwrap_err().to_string();
+        assert!(e(json!({"diagnostic": {"properties": {"API Name": "x"}}}))
+            .starts_with("diagnostic.properties.API Name: is a name the filter uses itself"));
+        assert!(e(json!({"diagnostic": {"header_properties": {"Request-Tenant": "x-tenant"}}}))
+            .starts_with("diagnostic.header_properties.Request-Tenant: is a name the filter uses itself"));
+        assert_eq!(
+            e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Tenant": "x-tenant"}}})),
+            "diagnostic.header_properties.Tenant: is already a property name in properties"
+        );
+        assert!(e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "traces": [{"message": "m", "metadata": {"Tenant": "x"}}]}}))
+            .starts_with("diagnostic.traces[0].metadata.Tenant: is a name the filter uses itself"));
+        assert!(parse(json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Client": "x-client"}}})).is_ok());
+    }
+
+    #[test]
     fn diagnostic_and_api_errors_name_the_field() {
         let e = |v: Value| parse(v).unwrap_err().to_string();
         assert_eq!(e(json!({"diagnostic": {"sampling_percentage": 101}})), "diagnostic.sampling_percentage: must be between 0 and 100");

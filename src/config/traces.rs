@@ -53,6 +53,15 @@ pub struct Conditions {
     pub failed: Option<bool>,
 }
 
+impl Conditions {
+    /// Whether the rule can still match, judging only by status and failure (known before
+    /// anything else is read at log time).
+    pub fn could_match(&self, status: u32, failed: bool) -> bool {
+        (self.statuses.is_empty() || self.statuses.iter().any(|s| s.matches(status)))
+            && self.failed.is_none_or(|f| f == failed)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusMatch {
     /// `"4xx"` → 4.

@@ -24,8 +24,11 @@ pub struct Stats {
     pub items_queued: u64,
     /// Items dropped because the memory budget was full.
     pub dropped_buffer_full: u64,
-    /// Items dropped because they exceeded the service's 64 KB item limit.
+    /// Items dropped because they exceeded the service's 64 KB item limit even when
+    /// written lean.
     pub dropped_too_large: u64,
+    /// Items that came out over 64 KB and were sent lean (without captured content).
+    pub items_trimmed: u64,
     pub batches_sent: u64,
     pub items_sent: u64,
     pub bytes_sent: u64,
@@ -84,14 +87,27 @@ impl Outbox {
     }
 
     /// Serializes one item with `write` into the open batch, or drops it (and counts why).
-    pub fn add(&mut self, now: u64, write: impl FnOnce(&mut Vec<u8>)) -> Added {
+    pub fn add(&mut self, now: u64, write: impl Fn(&mut Vec<u8>)) -> Added {
+        self.add_or_trim(now, |out, _lean| write(out))
+    }
+
+    /// Serializes one item with `write(out, false)`; an item over the service's 64 KB limit
+    /// is written again with `write(out, true)` (lean: without optional content), and
+    /// dropped (and counted) only if still too large.
+    pub fn add_or_trim(&mut self, now: u64, write: impl Fn(&mut Vec<u8>, bool)) -> Added {
         let start = self.open.body.len();
-        write(&mut self.open.body);
-        let len = self.open.body.len().saturating_sub(start);
+        write(&mut self.open.body, false);
+        let mut len = self.open.body.len().saturating_sub(start);
         if len > ITEM_BYTES {
             self.open.body.truncate(start);
-            self.stats.dropped_too_large += 1;
-            return Added::DroppedTooLarge;
+            write(&mut self.open.body, true);
+            len = self.open.body.len().saturating_sub(start);
+            if len > ITEM_BYTES {
+                self.open.body.truncate(start);
+                self.stats.dropped_too_large += 1;
+                return Added::DroppedTooLarge;
+            }
+            self.stats.items_trimmed += 1;
         }
         if self.buffered_bytes + len > self.limits.max_buffer_bytes as usize {
             self.open.body.truncate(start);
@@ -262,7 +278,7 @@ mod tests {
         }
     }
 
-    fn item(n: usize) -> impl FnOnce(&mut Vec<u8>) {
+    fn item(n: usize) -> impl Fn(&mut Vec<u8>) {
         move |out: &mut Vec<u8>| {
             out.extend(std::iter::repeat_n(b'x', n - 1));
             out.push(b'\n');
@@ -322,6 +338,15 @@ mod tests {
         assert_eq!(o.add(0, item(ITEM_BYTES + 1)), Added::DroppedTooLarge);
         assert_eq!(o.stats.dropped_too_large, 1);
         assert!(o.next_due(0, true).is_none());
+    }
+
+    #[test]
+    fn oversized_items_are_written_again_lean_before_being_dropped() {
+        let mut o = Outbox::new(Delivery { max_buffer_bytes: 1 << 20, ..limits() });
+        let write = |out: &mut Vec<u8>, lean: bool| out.extend(std::iter::repeat_n(b'x', if lean { 100 } else { ITEM_BYTES + 1 }));
+        assert_eq!(o.add_or_trim(0, write), Added::Queued);
+        assert_eq!((o.stats.items_trimmed, o.stats.dropped_too_large), (1, 0));
+        assert_eq!(o.next_due(0, true).unwrap().body.len(), 100);
     }
 
     #[test]

@@ -29,6 +29,7 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -100,6 +101,16 @@ pub fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
 /// Sets (replaces) a request header; failures are ignored (the stream must go on).
 pub fn set_request_header(name: &str, value: &[u8]) {
     replace_header(MapType::HttpRequestHeaders, name, value);
+}
+
+/// Removes a request header; failures are ignored.
+pub fn remove_request_header(name: &str) {
+    let map = MapType::HttpRequestHeaders as u32;
+    // SAFETY: the pointer and length describe a live slice for the duration of the call.
+    let status = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
+    if status != STATUS_OK {
+        log::debug!("appinsights: could not remove header {name} (status {status})");
+    }
 }
 
 /// Sets (replaces) a response header; failures are ignored.

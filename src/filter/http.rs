@@ -52,16 +52,22 @@ impl HttpContext for Exchange {
         drop(p);
         self.request_body = (request_bytes > 0).then(|| BodyPrefix::new(request_bytes));
         self.response_body = (response_bytes > 0).then(|| BodyPrefix::new(response_bytes));
-        match &started.1 {
-            Injection::None => {}
-            Injection::TraceParent(tp) => host::set_request_header("traceparent", tp),
-            Injection::RequestId { id, context } => {
-                host::set_request_header("request-id", id.as_bytes());
-                if let Some(c) = context {
-                    host::set_request_header("request-context", c.as_bytes());
-                    self.response_context = Some(*c);
-                }
-            }
+        let injection = &started.1;
+        if let Some(tp) = &injection.traceparent {
+            host::set_request_header("traceparent", tp);
+        }
+        if injection.remove_traceparent {
+            host::remove_request_header("traceparent");
+        }
+        if injection.remove_tracestate {
+            host::remove_request_header("tracestate");
+        }
+        if let Some(id) = &injection.request_id {
+            host::set_request_header("request-id", id.as_bytes());
+        }
+        if let Some(c) = injection.request_context {
+            host::set_request_header("request-context", c.as_bytes());
+            self.response_context = Some(c);
         }
         self.started = Some(started.0);
         Action::Continue
@@ -187,7 +193,6 @@ fn read_outcome(started: &Started, response_code: u32, response_flags: u64) -> O
         response_flags,
         request_body_bytes: host::property_u64(b"request\0size").unwrap_or(0),
         response_body_bytes: host::property_u64(b"response\0size").unwrap_or(0),
-        route_name: Some(started.route_name.clone()),
         client_ip: None,
         code_details: None,
     };

@@ -27,7 +27,7 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     let duration = backend.latency_nanos.filter(|&l| l > 0).unwrap_or(oc.duration_nanos).min(oc.duration_nanos);
     // The backend call ends about when the exchange ends.
     let start = oc.start_unix_nanos + (oc.duration_nanos - duration);
-    let head = Head { kind: Kind::Dependency, time_unix_nanos: start, parent_id: op.request_id.as_bytes(), sample_rate: facts.sample_rate };
+    let head = Head { kind: Kind::Dependency, time_unix_nanos: start, parent_id: facts.child_parent(), sample_rate: facts.sample_rate };
     envelope::begin(out, who, facts, &head);
     out.extend_from_slice(b",\"id\":\"");
     out.extend_from_slice(op.dependency_id.as_bytes());
@@ -52,12 +52,14 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     out.extend_from_slice(b",\"duration\":\"");
     push_timespan(out, duration);
     out.extend_from_slice(b"\",\"resultCode\":\"");
-    let failed_kind = failure::classify(oc).filter(|k| k.backend_failed);
+    let kind = failure::classify(oc);
+    let failed_kind = kind.filter(|k| k.backend_failed);
     // The backend's own status when it answered (even if Envoy then gave up, e.g. retries
-    // exhausted); the failure kind when it never did.
+    // exhausted); the failure kind when it never did or no response came at all.
     let answered = oc.via_upstream() == Some(true);
-    match failed_kind {
-        Some(k) if !answered => out.extend_from_slice(k.type_name.as_bytes()),
+    match (failed_kind, kind) {
+        (Some(k), _) if !answered => out.extend_from_slice(k.type_name.as_bytes()),
+        (_, Some(k)) if oc.response_code == 0 => out.extend_from_slice(k.type_name.as_bytes()),
         _ => push_u64(out, u64::from(oc.response_code)),
     }
     let success = failed_kind.is_none() && (1..400).contains(&oc.response_code);
@@ -69,16 +71,19 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     if backend.attempts > 1 {
         p.string("Attempts", backend.attempts.to_string().as_bytes());
     }
-    facts.write_custom(&mut p);
-    write_capture(&mut p, facts, backend);
+    let mut w = crate::capture::Writer::new(&mut p, facts.masking);
+    facts.write_custom(&mut w);
+    if !facts.lean {
+        write_capture(&mut w, facts, backend);
+    }
+    w.finish();
     p.finish();
     envelope::end(out);
 }
 
 /// The backend side of the capture settings: what was sent upstream and what came back.
-fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>, backend: &Backend) {
+fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>, backend: &Backend) {
     let (cap, oc) = (&facts.capture, facts.outcome);
-    let mut w = crate::capture::Writer::new(p, facts.masking);
     let sent = backend.request.headers();
     w.headers("Request", &cap.backend_request.headers, sent);
     if let Some(h) = facts.backend_response_headers {
@@ -91,7 +96,6 @@ fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>, backend: &Backend) {
         let enc = facts.backend_response_headers.and_then(|h| h.get(b"content-encoding"));
         w.body("Response", b, cap.backend_response.body_bytes, oc.response_body_bytes, enc);
     }
-    w.finish();
 }
 
 #[cfg(test)]
@@ -172,5 +176,9 @@ mod tests {
         let oc = Outcome { response_code: 200, response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..outcome() };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
         assert_eq!(v["data"]["baseData"]["success"], true, "the backend answered; the client left");
+        let oc = Outcome { response_code: 0, response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..outcome() };
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
+        assert_eq!(v["data"]["baseData"]["resultCode"], "ClientConnectionFailure", "no response at all");
+        assert_eq!(v["data"]["baseData"]["success"], false);
     }
 }

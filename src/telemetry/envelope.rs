@@ -104,6 +104,28 @@ impl<'a> Members<'a> {
         self.out.push(b':');
     }
 
+    /// Where the output stands, to undo what follows with [`Members::rollback`].
+    pub fn checkpoint(&self) -> (usize, bool) {
+        (self.out.len(), self.open)
+    }
+
+    /// Removes everything written since `checkpoint`.
+    pub fn rollback(&mut self, checkpoint: (usize, bool)) {
+        self.out.truncate(checkpoint.0);
+        self.open = checkpoint.1;
+    }
+
+    /// Bytes written since `checkpoint`.
+    pub fn written_since(&self, checkpoint: (usize, bool)) -> usize {
+        self.out.len().saturating_sub(checkpoint.0)
+    }
+
+    /// A string property with a tighter limit than the schema's.
+    pub fn string_limited(&mut self, name: &str, value: &[u8], max_chars: usize) {
+        self.next(name);
+        push_bytes(self.out, value, max_chars.min(limits::PROPERTY_VALUE));
+    }
+
     /// A string property (value lossily decoded and cut to the schema limit).
     pub fn string(&mut self, name: &str, value: &[u8]) {
         self.next(name);

@@ -18,11 +18,11 @@ const MAX_MESSAGE: usize = 32_768;
 
 /// Appends one Exception envelope describing why the exchange failed.
 pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, kind: &FailureKind) {
-    let (oc, op) = (facts.outcome, facts.operation);
+    let oc = facts.outcome;
     let head = Head {
         kind: Kind::Exception,
         time_unix_nanos: oc.start_unix_nanos.saturating_add(oc.duration_nanos),
-        parent_id: op.request_id.as_bytes(),
+        parent_id: facts.child_parent(),
         sample_rate: facts.sample_rate,
     };
     let where_ = location(facts);
@@ -33,10 +33,10 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, kind: &Failur
     push_str(out, kind.type_name, limits::NAME);
     out.push(b',');
     push_key(out, "message");
-    push_str(out, &message, MAX_MESSAGE);
+    push_str(out, &message, if facts.lean { 1024 } else { MAX_MESSAGE });
     out.extend_from_slice(b",\"hasFullStack\":false,");
     push_key(out, "stack");
-    push_str(out, &format!("{}: {message}\n   at {where_}", kind.type_name), MAX_MESSAGE);
+    push_str(out, &format!("{}\n   at {where_}", kind.type_name), MAX_MESSAGE);
     out.extend_from_slice(b"}],\"severityLevel\":\"Error\",");
     push_key(out, "problemId");
     push_str(out, &format!("{} at {where_}", kind.type_name), limits::NAME);
@@ -54,7 +54,9 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, kind: &Failur
     if let Some(details) = oc.code_details.as_deref().filter(|d| !d.is_empty()) {
         p.string("Response Code Details", details);
     }
-    facts.write_custom(&mut p);
+    let mut w = crate::capture::Writer::new(&mut p, facts.masking);
+    facts.write_custom(&mut w);
+    w.finish();
     p.finish();
     envelope::end(out);
 }

@@ -95,7 +95,9 @@ pub fn describe(kind: &Kind, request_line: &[u8], oc: &Outcome) -> String {
     if !flag_names.is_empty() {
         details.push(format!("flags {flag_names}"));
     }
-    format!("{}: {} ({})", String::from_utf8_lossy(request_line), kind.meaning, details.join(", "))
+    // The request line is bounded like an item name, so a huge path cannot blow up the item.
+    let line: String = String::from_utf8_lossy(request_line).chars().take(1024).collect();
+    format!("{line}: {} ({})", kind.meaning, details.join(", "))
 }
 
 #[cfg(test)]

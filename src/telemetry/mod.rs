@@ -129,21 +129,40 @@ pub struct Facts<'a> {
     pub response_body: Option<&'a BodyPrefix>,
     /// Response headers as they reached the filter (else the final ones).
     pub backend_response_headers: Option<&'a HeaderMap>,
+    /// The caller's `tracestate`, when its trace is continued.
+    pub tracestate: Option<&'a [u8]>,
+    /// Whether the Request item is written (else Traces hang under the caller instead).
+    pub request_written: bool,
+    /// Write only what the item needs: no captured content, custom properties or
+    /// `tracestate` (the retry for an item that came out over the 64 KB limit).
+    pub lean: bool,
 }
 
 impl Facts<'_> {
     /// Adds the diagnostic's custom properties (static, then from request headers, masked
-    /// or hidden as configured) to an item's `properties`.
-    pub fn write_custom(&self, p: &mut envelope::Members<'_>) {
+    /// or hidden as configured) to an item's `properties`, within the item's capture budget.
+    /// Nothing in a lean item.
+    pub fn write_custom(&self, w: &mut crate::capture::Writer<'_, '_>) {
+        if self.lean {
+            return;
+        }
         if !self.properties_json.is_empty() {
-            p.raw_members(self.properties_json);
+            w.members.raw_members(self.properties_json);
         }
         let headers = self.frontend.headers();
         for (name, header) in self.header_properties {
-            let value = headers.get(header.as_bytes()).and_then(|v| self.masking.header_value(header.as_bytes(), v));
-            if let Some(value) = value {
-                p.string(name, value);
-            }
+            w.header_property(name, header.as_bytes(), headers);
+        }
+    }
+
+    /// The parent of Dependency, Exception and Trace items: the Request when it is written;
+    /// otherwise (a Trace of a sampled-out operation) the caller, or the operation itself.
+    pub fn child_parent(&self) -> &[u8] {
+        let op = self.operation;
+        if self.request_written {
+            op.request_id.as_bytes()
+        } else {
+            op.parent_id.as_ref().unwrap_or(&op.operation_id).as_bytes()
         }
     }
 

@@ -74,7 +74,7 @@ fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
     let fe = facts.frontend;
     let mut p = Members::new(out, "properties");
     if !fe.request_id().is_empty() {
-        p.string("Request Id", fe.request_id());
+        p.string_limited("Request Id", fe.request_id(), 256);
     }
     p.string("HTTP Method", fe.method());
     match facts.api {
@@ -89,18 +89,22 @@ fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
         None => {}
     }
     p.raw_string("Service Name", &who.service_name);
-    if let Some(state) = fe.headers().get(b"tracestate").filter(|s| !s.is_empty()) {
-        p.string("tracestate", state);
+    if let Some(state) = facts.tracestate.filter(|s| !s.is_empty() && !facts.lean) {
+        // W3C: vendors keep at least 512 characters of tracestate.
+        p.string_limited("tracestate", state, 512);
     }
-    facts.write_custom(&mut p);
-    write_capture(&mut p, facts);
+    let mut w = crate::capture::Writer::new(&mut p, facts.masking);
+    facts.write_custom(&mut w);
+    if !facts.lean {
+        write_capture(&mut w, facts);
+    }
+    w.finish();
     p.finish();
 }
 
 /// The frontend side of the capture settings: what the client sent and received.
-fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>) {
+fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>) {
     let (cap, oc) = (&facts.capture, facts.outcome);
-    let mut w = crate::capture::Writer::new(p, facts.masking);
     let request_headers = facts.frontend.headers();
     w.headers("Request", &cap.frontend_request.headers, request_headers);
     if let Some(h) = facts.response_headers {
@@ -114,7 +118,6 @@ fn write_capture(p: &mut Members<'_>, facts: &Facts<'_>) {
         let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
         w.body("Response", b, cap.frontend_response.body_bytes, oc.response_body_bytes, enc);
     }
-    w.finish();
 }
 
 #[cfg(test)]
@@ -149,7 +152,6 @@ pub(crate) mod tests {
             response_code: 201,
             request_body_bytes: 17,
             response_body_bytes: 2048,
-            route_name: Some(b"orders".to_vec()),
             client_ip: Some(b"10.0.0.7".to_vec()),
             ..Default::default()
         }
@@ -185,6 +187,9 @@ pub(crate) mod tests {
             request_body: None,
             response_body: None,
             backend_response_headers: None,
+            tracestate: fe.headers().get(b"tracestate"),
+            request_written: true,
+            lean: false,
         }
     }
 

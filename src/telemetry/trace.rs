@@ -81,13 +81,13 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceR
     let head = Head {
         kind: Kind::Trace,
         time_unix_nanos: oc.start_unix_nanos.saturating_add(oc.duration_nanos),
-        parent_id: facts.operation.request_id.as_bytes(),
+        parent_id: facts.child_parent(),
         sample_rate: 100.0,
     };
     envelope::begin(out, who, facts, &head);
     out.push(b',');
     push_key(out, "message");
-    push_bytes(out, &render(&rule.message, facts), MAX_MESSAGE);
+    push_bytes(out, &render(&rule.message, facts), if facts.lean { 4096 } else { MAX_MESSAGE });
     out.push(b',');
     push_key(out, "severityLevel");
     push_str(out, rule.severity.level_name(), 16);
@@ -95,10 +95,14 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceR
     if let Some(source) = &rule.source {
         p.string("Source", source.as_bytes());
     }
-    for (name, template) in &rule.metadata {
-        p.string(name, &render(template, facts));
+    if !facts.lean {
+        for (name, template) in &rule.metadata {
+            p.string(name, &render(template, facts));
+        }
     }
-    facts.write_custom(&mut p);
+    let mut w = crate::capture::Writer::new(&mut p, facts.masking);
+    facts.write_custom(&mut w);
+    w.finish();
     p.finish();
     envelope::end(out);
 }

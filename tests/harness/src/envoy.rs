@@ -53,8 +53,17 @@ impl Envoy {
 
     /// Starts Envoy with a rendered configuration (use [`ephemeral`] ports).
     pub fn start_yaml(yaml: &str, extra_args: &[&str]) -> Result<Envoy, String> {
+        Envoy::start_yaml_env(yaml, extra_args, &[])
+    }
+
+    /// As [`Envoy::start`], with extra environment variables for the Envoy process.
+    pub fn start_env(settings: &Settings, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Envoy, String> {
+        Envoy::start_yaml_env(&render(&ephemeral(settings))?, extra_args, env)
+    }
+
+    fn start_yaml_env(yaml: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Envoy, String> {
         let dir = scratch_dir("envoy");
-        let mut child = spawn(yaml, &dir, extra_args)?;
+        let mut child = spawn(yaml, &dir, extra_args, env)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let admin = loop {
             if let Some(addr) = std::fs::read_to_string(dir.join("admin")).ok().and_then(|s| s.trim().parse().ok()) {
@@ -79,7 +88,7 @@ impl Envoy {
     /// log, or an error if it was still running after `within`.
     pub fn expect_refusal(yaml: &str, within: Duration) -> Result<(ExitStatus, String), String> {
         let dir = scratch_dir("refusal");
-        let mut child = spawn(yaml, &dir, &[])?;
+        let mut child = spawn(yaml, &dir, &[], &[])?;
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -140,7 +149,7 @@ pub fn ephemeral(settings: &Settings) -> Settings {
     s
 }
 
-fn spawn(yaml: &str, dir: &Path, extra_args: &[&str]) -> Result<Child, String> {
+fn spawn(yaml: &str, dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Child, String> {
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, yaml).map_err(|e| format!("writing {}: {e}", config.display()))?;
     let log = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
@@ -151,6 +160,7 @@ fn spawn(yaml: &str, dir: &Path, extra_args: &[&str]) -> Result<Child, String> {
         .arg("--admin-address-path")
         .arg(dir.join("admin"))
         .args(extra_args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

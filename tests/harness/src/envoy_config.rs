@@ -160,6 +160,8 @@ fn wasm_filter_yaml(name: &str, wasm_path: &str, plugin_config: &Value) -> Strin
                   vm_id: {name}
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: {path}}}}}
+                  # The default cloud role instance when Envoy has no --service-node.
+                  environment_variables: {{host_env_keys: [HOSTNAME]}}
 "#
     )
 }
