@@ -28,6 +28,7 @@ pub mod correlation;
 pub mod delivery;
 pub mod exchange;
 pub mod headers;
+pub mod identity;
 pub mod ids;
 pub mod json;
 pub mod masking;

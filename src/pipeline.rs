@@ -18,7 +18,8 @@ use crate::capture::BodyPrefix;
 use crate::config::{Config, Diagnostic, Logger, OperationNameFormat, RouteFacts, TraceRule};
 use crate::correlation::{self, IdText, Incoming, Protocol};
 use crate::delivery::track::{self, Verdict};
-use crate::delivery::{Added, Batch, LogLimiter, Outbox, Stats};
+use crate::delivery::{Added, Batch, Completion, LogLimiter, Outbox, Stats};
+use crate::identity::TokenSource;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
 use crate::ids::{IdGenerator, SpanId};
@@ -40,11 +41,16 @@ pub struct Roles {
 pub struct Sink {
     pub id: String,
     pub cluster: String,
-    /// Pseudo-headers and headers of every track request, prepared once.
+    /// `:authority` and `:path` of every track request, prepared once.
     pub authority: String,
     pub path: String,
     identity: Identity,
     pub outbox: Outbox,
+    /// Entra ID tokens, when the logger uses managed identity.
+    pub token: Option<TokenSource>,
+    gzip: bool,
+    /// A 401/403 already made the token refresh once since the last success.
+    refreshed_for_auth: bool,
     drop_warning: LogLimiter,
     failure_warning: LogLimiter,
 }
@@ -52,27 +58,117 @@ pub struct Sink {
 impl Sink {
     fn new(logger: &Logger, roles: &Roles, config: &Config) -> Sink {
         let endpoint = &logger.connection.ingestion_endpoint;
+        let token = logger.identity.as_ref().map(|(identity, cluster)| {
+            TokenSource::new(identity, logger.connection.aad_audience.as_deref(), cluster)
+        });
+        let outbox = Outbox::new(config.delivery);
         Sink {
             id: logger.id.clone(),
             cluster: logger.cluster.clone(),
             authority: endpoint.authority(),
             path: endpoint.track_path(),
             identity: Identity::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
-            outbox: Outbox::new(config.delivery),
+            outbox: if token.is_some() { outbox.with_credentials() } else { outbox },
+            token,
+            gzip: config.delivery.gzip,
+            refreshed_for_auth: false,
             drop_warning: LogLimiter::default(),
             failure_warning: LogLimiter::default(),
         }
     }
 
-    /// Headers of a track request carrying `body_len` bytes.
-    pub fn request_headers(&self) -> [(&str, &str); 4] {
-        [
-            (":method", "POST"),
-            (":path", &self.path),
-            (":authority", &self.authority),
-            ("content-type", "application/x-json-stream"),
-        ]
+    /// Whether batches can go now: without managed identity always, with it once a token
+    /// is held.
+    fn can_send(&self, now: u64) -> bool {
+        self.token.as_ref().is_none_or(|t| t.authorization(now).is_some())
     }
+
+    fn warn(&mut self, now: u64, problem: &str) -> Option<Notice> {
+        let suppressed = self.failure_warning.allow(now, WARN_INTERVAL_NANOS)?;
+        Some(Notice::Warn(format!("logger {}: {problem}{}", self.id, suppressed_note(suppressed))))
+    }
+}
+
+/// Counter (only grows) or gauge (goes up and down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// A callout the root context should start.
+#[derive(Debug)]
+pub enum Work {
+    /// Post a batch to the logger's ingestion endpoint.
+    Ingest { sink: usize, batch: Batch },
+    /// Fetch an Entra ID token for the logger.
+    Token { sink: usize },
+}
+
+/// A prepared HTTP callout.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub cluster: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: std::borrow::Cow<'a, [u8]>,
+    pub timeout_ms: u64,
+}
+
+/// What a token answer means for the operator (never the token itself).
+fn token_answered(s: &mut Sink, answer: Answer<'_>, now: u64, random: u64) -> Option<Notice> {
+    let t = s.token.as_mut()?;
+    match t.answered(answer.status, answer.body, now, random) {
+        Ok(()) => {
+            // Batches that waited for credentials may go now.
+            s.outbox.resume();
+            None
+        }
+        Err(e) => {
+            let cluster = t.cluster.clone();
+            s.warn(now, &format!("no Entra ID token from the metadata endpoint (cluster {cluster}): {e}; telemetry waits"))
+        }
+    }
+}
+
+/// A log line for an answer worth one (`None` for a full success).
+fn describe_verdict(verdict: &Verdict, done: &Completion, cluster: &str, now: u64) -> Option<String> {
+    let items = done.items;
+    let wait = |until: u64| (until.saturating_sub(now) as f64 / 1e9 * 10.0).round() / 10.0;
+    Some(match verdict {
+        Verdict::Accepted { errors, .. } if errors.is_empty() => return None,
+        Verdict::Accepted { errors, .. } => {
+            let first = errors.first().map(|e| format!(" (first: item {} status {}: {})", e.index, e.status_code, e.message));
+            format!(
+                "{} of {items} items accepted, {} to retry, {} refused{}",
+                done.accepted,
+                done.retried,
+                done.dropped,
+                first.unwrap_or_default()
+            )
+        }
+        Verdict::Rejected { status } => {
+            let why = match status {
+                400 => "invalid data or instrumentation key",
+                402 => "the resource's daily quota is exhausted",
+                404 => "wrong endpoint: use the connection string's regional IngestionEndpoint",
+                _ => "refused",
+            };
+            format!("{items} items dropped: ingestion answered {status} ({why})")
+        }
+        Verdict::Unauthorized { status } if done.needs_credentials => {
+            format!("ingestion answered {status}: refreshing the Entra ID token; {items} items wait")
+        }
+        Verdict::Unauthorized { status } => format!(
+            "{items} items dropped: ingestion answered {status}; the resource requires Entra ID authentication (configure identity)"
+        ),
+        Verdict::Transient { status, .. } => {
+            format!("ingestion answered {status}: {items} items retried in {} s", wait(done.paused_until))
+        }
+        Verdict::NoResponse => format!(
+            "no answer from cluster {cluster} (timeout, reset or no healthy upstream): {items} items retried in {} s",
+            wait(done.paused_until)
+        ),
+    })
 }
 
 /// The ingestion service's answer to one callout, as the proxy-wasm layer read it.
@@ -213,6 +309,8 @@ pub struct Pipeline {
     ids: IdGenerator,
     /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
     app_contexts: Vec<Option<IdText>>,
+    /// Operations dropped by sampling.
+    pub sampled_out: u64,
 }
 
 impl Pipeline {
@@ -226,7 +324,7 @@ impl Pipeline {
             .chain(config.apis.iter().map(|a| &a.diagnostic))
             .map(context_of)
             .collect();
-        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts }
+        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts, sampled_out: 0 }
     }
 
     pub fn config(&self) -> &Config {
@@ -291,6 +389,9 @@ impl Pipeline {
             dependency_id: id(&dependency_span),
         };
         let sampled = sampling::is_sampled_in(operation_id.as_bytes(), percentage);
+        if !sampled {
+            self.sampled_out += 1;
+        }
         let has_tracestate = headers.get(b"tracestate").is_some();
         let continued_w3c = protocol == Protocol::W3C && caller.is_some_and(|c| c.sampled.is_some());
         let injection = match protocol {
@@ -454,12 +555,45 @@ impl Pipeline {
         notices
     }
 
-    /// The next batch due for sending, and the index of its sink.
-    pub fn next_due(&mut self, now: u64, flush_all: bool) -> Option<(usize, Batch)> {
+    /// The next callout to start: a due token request first, then a due batch of a
+    /// logger that can send (`flush_all` at shutdown: every batch, ignoring backoff).
+    pub fn next_work(&mut self, now: u64, flush_all: bool) -> Option<Work> {
+        if let Some(i) = self.sinks.iter().position(|s| s.token.as_ref().is_some_and(|t| t.due(now))) {
+            return Some(Work::Token { sink: i });
+        }
         self.sinks
             .iter_mut()
             .enumerate()
-            .find_map(|(i, s)| s.outbox.next_due(now, flush_all).map(|b| (i, b)))
+            .filter(|(_, s)| s.can_send(now))
+            .find_map(|(i, s)| s.outbox.next_due(now, flush_all).map(|batch| Work::Ingest { sink: i, batch }))
+    }
+
+    /// The track request for `batch` (gzip-compressed when configured).
+    pub fn ingest_request<'a>(&'a self, sink: usize, batch: &'a Batch, now: u64) -> Option<Outgoing<'a>> {
+        let s = self.sinks.get(sink)?;
+        let mut headers = vec![
+            (":method", "POST".to_string()),
+            (":path", s.path.clone()),
+            (":authority", s.authority.clone()),
+            ("content-type", "application/x-json-stream".to_string()),
+        ];
+        if let Some(auth) = s.token.as_ref().and_then(|t| t.authorization(now)) {
+            headers.push(("authorization", auth.to_string()));
+        }
+        let body = if s.gzip {
+            headers.push(("content-encoding", "gzip".to_string()));
+            std::borrow::Cow::Owned(crate::delivery::gzip::compress(&batch.body))
+        } else {
+            std::borrow::Cow::Borrowed(batch.body.as_slice())
+        };
+        Some(Outgoing { cluster: &s.cluster, headers, body, timeout_ms: self.config.delivery.timeout_ms })
+    }
+
+    /// The token request of `sink`'s managed identity.
+    pub fn token_request(&self, sink: usize) -> Option<Outgoing<'_>> {
+        let t = self.sinks.get(sink)?.token.as_ref()?;
+        let headers = t.request_headers().iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Some(Outgoing { cluster: &t.cluster, headers, body: std::borrow::Cow::Borrowed(&[]), timeout_ms: crate::identity::FETCH_TIMEOUT_MS })
     }
 
     pub fn sink(&self, index: usize) -> Option<&Sink> {
@@ -467,51 +601,107 @@ impl Pipeline {
     }
 
     /// The callout for `batch` started and will answer with `token`.
-    pub fn sent(&mut self, sink: usize, token: u32, batch: Batch) {
+    pub fn sent(&mut self, sink: usize, token: u32, batch: Batch, wire_bytes: usize) {
         if let Some(s) = self.sinks.get_mut(sink) {
-            s.outbox.sent(token, batch);
+            s.outbox.sent(token, batch, wire_bytes);
         }
     }
 
-    /// Envoy refused to start the callout (e.g. the cluster does not exist).
+    /// Envoy refused to start the callout (unknown cluster, no healthy host): retried
+    /// with backoff.
     pub fn send_failed(&mut self, sink: usize, batch: Batch, why: &str, now: u64) -> Option<Notice> {
+        let random = self.ids.next_u64();
         let s = self.sinks.get_mut(sink)?;
         let items = batch.items;
-        s.outbox.send_failed(batch);
-        let suppressed = s.failure_warning.allow(now, WARN_INTERVAL_NANOS)?;
-        Some(Notice::Warn(format!(
-            "logger {}: could not send {items} items to cluster {}: {why}{}",
-            s.id,
-            s.cluster,
-            suppressed_note(suppressed)
-        )))
+        s.outbox.send_failed(batch, now, random);
+        let cluster = s.cluster.clone();
+        s.warn(now, &format!("could not send {items} items to cluster {cluster}: {why}; retrying with backoff"))
     }
 
-    /// Applies the ingestion service's answer to the batch sent with `token`.
-    /// `status` is `None` when the callout got no HTTP answer.
-    pub fn completed(&mut self, token: u32, answer: Answer<'_>, now: u64) -> Vec<Notice> {
-        let Some(s) = self.sinks.iter_mut().find(|s| s.outbox.owns(token)) else {
-            return vec![Notice::Debug(format!("answer for unknown callout {token} ignored"))];
-        };
-        let items = s.outbox.items_of(token).unwrap_or(0);
-        let verdict = &track::classify(answer.status, answer.retry_after, answer.body, items);
-        if s.outbox.completed(token, verdict).is_none() {
-            return Vec::new();
-        }
-        let problem = match verdict {
-            Verdict::Accepted { errors, .. } if errors.is_empty() => return Vec::new(),
-            Verdict::Accepted { accepted, errors } => {
-                let first = errors.first().map(|e| format!(" (first: item {} status {}: {})", e.index, e.status_code, e.message));
-                format!("{accepted} of {items} items accepted{}", first.unwrap_or_default())
+    /// A token request started (`callout`) or could not start (`None`).
+    pub fn token_started(&mut self, sink: usize, callout: Option<u32>, now: u64) -> Option<Notice> {
+        let random = self.ids.next_u64();
+        let s = self.sinks.get_mut(sink)?;
+        let t = s.token.as_mut()?;
+        match callout {
+            Some(c) => {
+                t.started(c);
+                None
             }
-            Verdict::Rejected { status } => format!("{items} items rejected with status {status}"),
-            Verdict::Transient { status, .. } => format!("{items} items lost: ingestion answered status {status}"),
-            Verdict::NoResponse => format!("{items} items lost: no answer from cluster {} (timeout, reset or no healthy upstream)", s.cluster),
-        };
-        match s.failure_warning.allow(now, WARN_INTERVAL_NANOS) {
-            Some(suppressed) => vec![Notice::Warn(format!("logger {}: {problem}{}", s.id, suppressed_note(suppressed)))],
-            None => Vec::new(),
+            None => {
+                t.start_failed(now, random);
+                let cluster = t.cluster.clone();
+                s.warn(now, &format!("could not request an Entra ID token through cluster {cluster}: Envoy refused the callout"))
+            }
         }
+    }
+
+    /// Applies an answer: the ingestion service's to a batch, or the metadata endpoint's
+    /// to a token request. `status` is `None` when the callout got no HTTP answer.
+    pub fn completed(&mut self, callout: u32, answer: Answer<'_>, now: u64) -> Vec<Notice> {
+        let random = self.ids.next_u64();
+        if let Some(s) = self.sinks.iter_mut().find(|s| s.token.as_ref().is_some_and(|t| t.owns(callout))) {
+            return token_answered(s, answer, now, random).into_iter().collect();
+        }
+        let Some(s) = self.sinks.iter_mut().find(|s| s.outbox.owns(callout)) else {
+            return vec![Notice::Debug(format!("answer for unknown callout {callout} ignored"))];
+        };
+        let items = s.outbox.items_of(callout).unwrap_or(0);
+        let verdict = track::classify(answer.status, answer.retry_after, answer.body, items);
+        let Some(done) = s.outbox.completed(callout, &verdict, now, random) else { return Vec::new() };
+        if done.needs_credentials {
+            if let Some(t) = s.token.as_mut() {
+                if s.refreshed_for_auth {
+                    // Refreshed once already and still refused: back off before the next try.
+                    s.outbox.pause_for(now, crate::delivery::backoff::delay_nanos(2, 1_000, 60_000, random));
+                }
+                t.invalidate();
+                s.refreshed_for_auth = true;
+            }
+        } else if matches!(verdict, Verdict::Accepted { .. }) {
+            s.refreshed_for_auth = false;
+        }
+        let problem = describe_verdict(&verdict, &done, &s.cluster, now);
+        problem.and_then(|p| s.warn(now, &p)).into_iter().collect()
+    }
+
+    /// The Envoy stats this pipeline reports, with their current values: per logger
+    /// `appinsights.<logger>.<name>`, plus `appinsights.operations_sampled_out`. The list
+    /// (names, kinds, order) is fixed for a configuration.
+    pub fn metrics(&self) -> Vec<(String, MetricKind, u64)> {
+        let mut out = vec![("appinsights.operations_sampled_out".to_string(), MetricKind::Counter, self.sampled_out)];
+        for s in &self.sinks {
+            let st = s.outbox.stats;
+            let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
+            let counters = [
+                ("items_created", st.items_queued),
+                ("items_sent", st.items_sent),
+                ("items_accepted", st.items_accepted),
+                ("items_retried", st.items_retried),
+                ("items_dropped_buffer_full", st.dropped_buffer_full),
+                ("items_dropped_rejected", st.dropped_rejected),
+                ("items_dropped_too_large", st.dropped_too_large),
+                ("items_dropped_expired", st.dropped_expired),
+                ("items_trimmed", st.items_trimmed),
+                ("batches_sent", st.batches_sent),
+                ("bytes_sent", st.bytes_sent),
+                ("callout_failures", st.callout_failures),
+                ("throttled", st.throttled),
+                ("token_refreshes", tokens.refreshes),
+                ("token_failures", tokens.failures),
+            ];
+            for (name, value) in counters {
+                out.push((format!("appinsights.{}.{name}", s.id), MetricKind::Counter, value));
+            }
+            out.push((format!("appinsights.{}.buffered_items", s.id), MetricKind::Gauge, s.outbox.buffered_items()));
+            out.push((format!("appinsights.{}.buffered_bytes", s.id), MetricKind::Gauge, s.outbox.buffered_bytes() as u64));
+        }
+        out
+    }
+
+    /// Whether nothing is waiting or in flight in any logger.
+    pub fn is_idle(&self) -> bool {
+        self.sinks.iter().all(|s| s.outbox.is_idle())
     }
 
     /// Counters of every sink, in logger order.
@@ -585,7 +775,7 @@ mod tests {
         let be = backend();
         p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
         let mut items = Vec::new();
-        while let Some((_, batch)) = p.next_due(u64::MAX, true) {
+        while let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) {
             for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 items.push(serde_json::from_slice(line).unwrap());
             }
@@ -620,7 +810,7 @@ mod tests {
         let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
         p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
-        let (_, batch) = p.next_due(u64::MAX, true).unwrap();
+        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else { panic!() };
         let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
         assert_eq!(items[1]["data"]["baseData"]["exceptions"][0]["typeName"], "RouteNotFound");
@@ -808,13 +998,44 @@ mod tests {
     }
 
     #[test]
-    fn track_requests_go_to_the_endpoint_path_and_authority() {
+    fn track_requests_go_to_the_endpoint_path_and_authority_gzipped() {
         let p = pipeline(json!({}));
-        let h = p.sink(0).unwrap().request_headers();
-        assert_eq!(h[1], (":path", "/v2.1/track"));
-        assert_eq!(h[2], (":authority", "127.0.0.1:9001"));
-        let h = p.sink(1).unwrap().request_headers();
-        assert_eq!(h[2], (":authority", "dc.services.visualstudio.com"));
+        let batch = Batch::default();
+        let out = p.ingest_request(0, &batch, 0).unwrap();
+        assert_eq!(out.cluster, "ca");
+        assert_eq!(out.headers[1], (":path", "/v2.1/track".to_string()));
+        assert_eq!(out.headers[2], (":authority", "127.0.0.1:9001".to_string()));
+        assert!(out.headers.contains(&("content-encoding", "gzip".to_string())));
+        assert_eq!(&out.body[..2], &[0x1f, 0x8b]);
+        let out = p.ingest_request(1, &batch, 0).unwrap();
+        assert_eq!(out.headers[2], (":authority", "dc.services.visualstudio.com".to_string()));
+        let plain = pipeline(json!({"delivery": {"gzip": false}}));
+        let out = plain.ingest_request(0, &batch, 0).unwrap();
+        assert!(!out.headers.iter().any(|(k, _)| *k == "content-encoding"));
+    }
+
+    #[test]
+    fn managed_identity_fetches_a_token_first_and_sends_it() {
+        let mut p = pipeline(json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "identity": "SystemAssigned"}}}));
+        let fe = frontend("/x", &[]);
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
+        let now = 1_700_000_000_000_000_000;
+        let Some(Work::Token { sink }) = p.next_work(now, true) else { panic!("a token first") };
+        let req = p.token_request(sink).unwrap();
+        assert_eq!(req.cluster, "imds");
+        assert!(p.token_started(sink, Some(5), now).is_none());
+        assert!(p.next_work(now, true).is_none(), "telemetry waits for the token");
+        let body = br#"{"access_token":"tok","expires_in":"3600"}"#;
+        assert!(p.completed(5, Answer { status: Some(200), retry_after: None, body }, now).is_empty());
+        let Some(Work::Ingest { sink, batch }) = p.next_work(now, true) else { panic!("then the batch") };
+        let out = p.ingest_request(sink, &batch, now).unwrap();
+        assert!(out.headers.contains(&("authorization", "Bearer tok".to_string())));
+        p.sent(sink, 6, batch, 10);
+        // 401: the token is dropped and fetched again; the batch waits for it.
+        let notes = p.completed(6, Answer { status: Some(401), ..Default::default() }, now);
+        assert!(notes[0].clone() == Notice::Warn("logger a: ingestion answered 401: refreshing the Entra ID token; 1 items wait".into()), "{notes:?}");
+        assert!(matches!(p.next_work(now, true), Some(Work::Token { .. })));
     }
 
     #[test]
@@ -825,11 +1046,11 @@ mod tests {
             let (begun, _) = p.begin(&fe, &RouteInfo::default());
             p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
         }
-        let (i, batch) = p.next_due(u64::MAX, true).unwrap();
-        p.sent(i, 11, batch);
+        let Some(Work::Ingest { sink, batch }) = p.next_work(1_700_000_010_000_000_000, true) else { panic!() };
+        p.sent(sink, 11, batch, 100);
         let notes = p.completed(11, Answer { status: Some(400), ..Default::default() }, 0);
-        assert_eq!(notes, vec![Notice::Warn("logger a: 3 items rejected with status 400".into())]);
-        assert_eq!(p.stats()[0].1.items_rejected, 3);
+        assert_eq!(notes, vec![Notice::Warn("logger a: 3 items dropped: ingestion answered 400 (invalid data or instrumentation key)".into())]);
+        assert_eq!(p.stats()[0].1.dropped_rejected, 3);
         let notes = p.completed(99, Answer::default(), 0);
         assert!(matches!(notes[0], Notice::Debug(_)));
     }

@@ -33,6 +33,14 @@ pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4;
 /// Timeout of one ingestion callout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Whether batches are gzip-compressed (decided from scripts/bench.sh measurements).
+pub const DEFAULT_GZIP: bool = true;
+/// First wait after a failed delivery.
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 1_000;
+/// Longest wait between delivery attempts.
+pub const DEFAULT_RETRY_MAX_MS: u64 = 60_000;
+/// How long shutting down may wait for buffered telemetry to go out.
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 5_000;
 
 /// The validated configuration.
 ///
@@ -57,6 +65,9 @@ pub struct Logger {
     pub id: String,
     pub connection: ConnectionString,
     pub cluster: String,
+    /// Managed identity for Entra ID tokens, and the cluster that reaches the metadata
+    /// endpoint.
+    pub identity: Option<(crate::identity::Identity, String)>,
 }
 
 /// Batching and callout settings, per worker thread.
@@ -68,6 +79,11 @@ pub struct Delivery {
     pub max_buffer_bytes: u64,
     pub max_in_flight: u64,
     pub timeout_ms: u64,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Compress batches with gzip.
+    pub gzip: bool,
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Delivery {
@@ -79,6 +95,10 @@ impl Default for Delivery {
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            retry_initial_ms: DEFAULT_RETRY_INITIAL_MS,
+            retry_max_ms: DEFAULT_RETRY_MAX_MS,
+            gzip: DEFAULT_GZIP,
+            drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
         }
     }
 }
@@ -158,7 +178,9 @@ pub(crate) fn err(field: impl Into<String>, problem: Problem) -> ConfigError {
 }
 
 const TOP_FIELDS: &[&str] = &["loggers", "diagnostic", "apis", "cloud_role", "cloud_role_instance", "delivery"];
-const LOGGER_FIELDS: &[&str] = &["connection_string", "instrumentation_key", "cluster"];
+const LOGGER_FIELDS: &[&str] = &["connection_string", "instrumentation_key", "cluster", "identity", "identity_cluster"];
+/// Envoy cluster that reaches the instance metadata endpoint (169.254.169.254:80).
+pub const DEFAULT_IDENTITY_CLUSTER: &str = "imds";
 const DELIVERY_FIELDS: &[&str] = &[
     "flush_interval_ms",
     "max_batch_items",
@@ -166,6 +188,10 @@ const DELIVERY_FIELDS: &[&str] = &[
     "max_buffer_bytes",
     "max_in_flight",
     "timeout_ms",
+    "retry_initial_ms",
+    "retry_max_ms",
+    "gzip",
+    "drain_timeout_ms",
 ];
 
 /// Longest `ai.cloud.role` / `ai.cloud.roleInstance` the schema allows.
@@ -242,7 +268,24 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
         Some(c) if !is_name(c) => return Err(err(f.path("cluster"), Problem::InvalidName)),
         Some(c) => c.to_string(),
     };
-    Ok(Logger { id: id.to_string(), connection, cluster })
+    let identity = match f.string("identity")? {
+        None => None,
+        Some(v) => {
+            let identity = crate::identity::Identity::parse(v).ok_or_else(|| {
+                err(f.path("identity"), Problem::Invalid("must be SystemAssigned or a managed identity's client id".into()))
+            })?;
+            let cluster = match f.string("identity_cluster")? {
+                None => DEFAULT_IDENTITY_CLUSTER.to_string(),
+                Some(c) if is_name(c) => c.to_string(),
+                Some(_) => return Err(err(f.path("identity_cluster"), Problem::InvalidName)),
+            };
+            Some((identity, cluster))
+        }
+    };
+    if identity.is_none() && f.get("identity_cluster").is_some() {
+        return Err(err(f.path("identity_cluster"), Problem::Invalid("needs identity".into())));
+    }
+    Ok(Logger { id: id.to_string(), connection, cluster, identity })
 }
 
 fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
@@ -254,7 +297,14 @@ fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
         max_buffer_bytes: f.uint("max_buffer_bytes", 64 * 1024, 1 << 30)?.unwrap_or(d.max_buffer_bytes),
         max_in_flight: f.uint("max_in_flight", 1, 64)?.unwrap_or(d.max_in_flight),
         timeout_ms: f.uint("timeout_ms", 100, 300_000)?.unwrap_or(d.timeout_ms),
+        retry_initial_ms: f.uint("retry_initial_ms", 10, 600_000)?.unwrap_or(d.retry_initial_ms),
+        retry_max_ms: f.uint("retry_max_ms", 10, 3_600_000)?.unwrap_or(d.retry_max_ms),
+        gzip: f.bool("gzip")?.unwrap_or(d.gzip),
+        drain_timeout_ms: f.uint("drain_timeout_ms", 0, 60_000)?.unwrap_or(d.drain_timeout_ms),
     };
+    if delivery.retry_max_ms < delivery.retry_initial_ms {
+        return Err(err(f.path("retry_max_ms"), Problem::Invalid("must be at least delivery.retry_initial_ms".into())));
+    }
     if delivery.max_buffer_bytes < delivery.max_batch_bytes {
         return Err(err(f.path("max_buffer_bytes"), Problem::BufferSmallerThanBatch));
     }
@@ -329,7 +379,7 @@ mod tests {
         assert_eq!(error_of(json!({"loggers": {}})), "loggers: at least one logger is required");
         assert_eq!(
             error_of(json!({"loggers": {"main": {"conection_string": CS}}})),
-            "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster"
+            "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster, identity, identity_cluster"
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": "nonsense"}}})),
@@ -388,6 +438,19 @@ mod tests {
             error_of(json!({"loggers": {"bad name": {"connection_string": CS}}})),
             "loggers.bad name: may contain only letters, digits, '_', '-', '.', '|' and ':'"
         );
+    }
+
+    #[test]
+    fn managed_identity_is_system_assigned_or_a_client_id() {
+        let c = parse(json!({"loggers": {"main": {"connection_string": CS, "identity": "SystemAssigned"},
+                                         "user": {"connection_string": CS, "identity": "1111-2222", "identity_cluster": "metadata", "cluster": "other"}}})).unwrap();
+        assert_eq!(c.loggers[0].identity, Some((crate::identity::Identity::SystemAssigned, "imds".into())));
+        assert_eq!(c.loggers[1].identity, Some((crate::identity::Identity::UserAssigned { client_id: "1111-2222".into() }, "metadata".into())));
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": CS, "identity": "not valid!"}}})),
+            "loggers.main.identity: must be SystemAssigned or a managed identity's client id"
+        );
+        assert_eq!(error_of(json!({"loggers": {"main": {"connection_string": CS, "identity_cluster": "x"}}})), "loggers.main.identity_cluster: needs identity");
     }
 
     #[test]

@@ -6,10 +6,24 @@
 //! ([`Outbox::next_due`]), posts them, and reports back ([`Outbox::sent`],
 //! [`Outbox::send_failed`], [`Outbox::completed`]).
 //!
-//! Memory is bounded: every byte waiting or in flight counts against `max_buffer_bytes`;
-//! an item that does not fit is dropped and counted, never queued. The outbox does no I/O
-//! and reads no clock: the caller passes `now`, so the policy is tested on the host.
+//! Failures never lose what can still be delivered:
+//! - a transient failure (408/429/439/5xx, timeout, reset, no answer, a callout Envoy
+//!   refused) puts the batch back at the head of the queue and pauses the logger: the
+//!   service's `Retry-After`, else exponential backoff with jitter and a cap; while
+//!   failing, one batch at a time probes for recovery;
+//! - a 206 answer sends again exactly the items the service marked retryable, nothing
+//!   it accepted;
+//! - 400/402/404 and other refusals drop the batch (counted); 401/403 wait for fresh
+//!   credentials when the logger uses managed identity.
+//!
+//! Memory is bounded: everything waiting, retrying or in flight counts against
+//! `max_buffer_bytes`; past it the oldest waiting batches are dropped first (counted) to
+//! make room. Items older than the service accepts are dropped rather than sent. The
+//! outbox does no I/O and reads no clock or randomness: the caller passes `now` and a
+//! random number, so the policy is tested on the host.
 
+pub mod backoff;
+pub mod gzip;
 pub mod track;
 
 use crate::config::Delivery;
@@ -17,38 +31,52 @@ use crate::telemetry::limits::ITEM_BYTES;
 use std::collections::VecDeque;
 use track::Verdict;
 
+/// The service refuses items older than 48 hours; stop trying a little before.
+pub const MAX_ITEM_AGE_NANOS: u64 = 47 * 3600 * 1_000_000_000;
+
 /// Counters of what happened to items, per outbox (the source of the Envoy stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Items serialized and queued.
     pub items_queued: u64,
-    /// Items dropped because the memory budget was full.
+    /// Items handed to Envoy in a callout (retries count again).
+    pub items_sent: u64,
+    /// Items the service stored.
+    pub items_accepted: u64,
+    /// Items queued again after a transient failure.
+    pub items_retried: u64,
+    /// Items dropped for the memory budget: new ones that did not fit, or the oldest
+    /// waiting ones, dropped to make room.
     pub dropped_buffer_full: u64,
-    /// Items dropped because they exceeded the service's 64 KB item limit even when
-    /// written lean.
+    /// Items the service refused for good (bad data, quota, no access).
+    pub dropped_rejected: u64,
+    /// Items over the service's 64 KB limit even when written lean.
     pub dropped_too_large: u64,
+    /// Items that became too old to be accepted while waiting to be delivered.
+    pub dropped_expired: u64,
     /// Items that came out over 64 KB and were sent lean (without captured content).
     pub items_trimmed: u64,
     pub batches_sent: u64,
-    pub items_sent: u64,
+    /// Bytes of request bodies handed to Envoy (after compression).
     pub bytes_sent: u64,
-    /// Items the service stored.
-    pub items_accepted: u64,
-    /// Items the service refused (bad data, quota): not sent again.
-    pub items_rejected: u64,
-    /// Items lost to a failed delivery (no answer, 5xx, throttling).
-    pub items_failed: u64,
     /// Callouts Envoy refused to start or that got no HTTP answer.
     pub callout_failures: u64,
+    /// Answers that asked the gateway to slow down (429, 439, 503).
+    pub throttled: u64,
 }
 
 /// A batch of serialized items.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// NDJSON, uncompressed (kept for a retry, which may need single lines).
     pub body: Vec<u8>,
     pub items: u32,
     /// When the first item was added (caller's clock, nanoseconds).
     opened_at: u64,
+    /// Not to be sent before this time (a partial retry's backoff).
+    not_before: u64,
+    /// Attempts made so far.
+    pub attempts: u32,
 }
 
 /// Outcome of [`Outbox::add`].
@@ -59,17 +87,39 @@ pub enum Added {
     DroppedTooLarge,
 }
 
+/// What an answer changed, for the caller's log line and credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub items: u32,
+    pub accepted: u32,
+    /// Items queued again.
+    pub retried: u32,
+    /// Items dropped for good.
+    pub dropped: u32,
+    /// The service refused the credentials (401/403): fetch a new token.
+    pub needs_credentials: bool,
+    /// When the logger sends again (0: now).
+    pub paused_until: u64,
+}
+
 /// Batches for one logger on one worker.
 #[derive(Debug)]
 pub struct Outbox {
     limits: Delivery,
     open: Batch,
-    sealed: VecDeque<Batch>,
+    /// Sealed batches and batches waiting for a retry, oldest first.
+    queue: VecDeque<Batch>,
     in_flight: Vec<(u32, Batch)>,
-    /// Serialized bytes in the open, sealed and in-flight batches.
+    /// Serialized bytes in the open, queued and in-flight batches.
     buffered_bytes: usize,
     /// A sent batch's buffer, kept to be filled again instead of allocating.
     spare: Option<Vec<u8>>,
+    /// Consecutive transient failures (0: healthy).
+    failures: u32,
+    /// Nothing is sent before this time (backoff or `Retry-After`).
+    paused_until: u64,
+    /// Whether the logger authenticates (401/403 then mean "refresh the token").
+    uses_credentials: bool,
     pub stats: Stats,
 }
 
@@ -78,12 +128,21 @@ impl Outbox {
         Outbox {
             limits,
             open: Batch::default(),
-            sealed: VecDeque::new(),
+            queue: VecDeque::new(),
             in_flight: Vec::new(),
             buffered_bytes: 0,
             spare: None,
+            failures: 0,
+            paused_until: 0,
+            uses_credentials: false,
             stats: Stats::default(),
         }
+    }
+
+    /// The logger sends an Entra ID token: 401/403 are retried after a refresh.
+    pub fn with_credentials(mut self) -> Self {
+        self.uses_credentials = true;
+        self
     }
 
     /// Serializes one item with `write` into the open batch, or drops it (and counts why).
@@ -109,7 +168,7 @@ impl Outbox {
             }
             self.stats.items_trimmed += 1;
         }
-        if self.buffered_bytes + len > self.limits.max_buffer_bytes as usize {
+        if !self.make_room(len) {
             self.open.body.truncate(start);
             self.stats.dropped_buffer_full += 1;
             return Added::DroppedBufferFull;
@@ -134,43 +193,76 @@ impl Outbox {
         Added::Queued
     }
 
+    /// Frees space for `len` more bytes by dropping the oldest waiting batches; false if
+    /// even that is not enough (everything left is in flight or in the open batch).
+    fn make_room(&mut self, len: usize) -> bool {
+        let budget = self.limits.max_buffer_bytes as usize;
+        while self.buffered_bytes + len > budget {
+            let Some(oldest) = self.queue.pop_front() else { return false };
+            self.stats.dropped_buffer_full += u64::from(oldest.items);
+            self.release(oldest);
+        }
+        true
+    }
+
     fn seal(&mut self) {
-        let fresh = Batch { body: self.spare.take().unwrap_or_default(), items: 0, opened_at: 0 };
+        let fresh = Batch { body: self.spare.take().unwrap_or_default(), ..Batch::default() };
         let full = std::mem::replace(&mut self.open, fresh);
         if full.items > 0 {
-            self.sealed.push_back(full);
+            self.queue.push_back(full);
         }
     }
 
-    /// The next batch to post now, if any: sealed ones first, then the open one once it is
-    /// older than the flush interval (or at once with `flush_all`). `None` while the
-    /// in-flight limit is reached.
+    /// The next batch to post now, if any: queued ones (oldest first, once their retry
+    /// time has come), then the open one once it is older than the flush interval (or at
+    /// once with `flush_all`, which also ignores backoff: the gateway is shutting down).
+    /// `None` while paused or at the in-flight limit (one batch while failing).
     pub fn next_due(&mut self, now: u64, flush_all: bool) -> Option<Batch> {
-        if self.in_flight.len() as u64 >= self.limits.max_in_flight {
+        if !flush_all && now < self.paused_until {
             return None;
         }
-        if self.sealed.is_empty() && self.open.items > 0 {
-            let age = now.saturating_sub(self.open.opened_at);
-            if flush_all || age >= self.limits.flush_interval_ms * 1_000_000 {
-                self.seal();
-            }
+        let limit = if self.failures > 0 && !flush_all { 1 } else { self.limits.max_in_flight };
+        if self.in_flight.len() as u64 >= limit {
+            return None;
         }
-        self.sealed.pop_front()
+        loop {
+            let ready = self.queue.iter().position(|b| flush_all || b.not_before <= now);
+            let batch = match ready {
+                Some(i) => self.queue.remove(i)?,
+                None => {
+                    let age = now.saturating_sub(self.open.opened_at);
+                    if self.open.items == 0 || !(flush_all || age >= self.limits.flush_interval_ms * 1_000_000) {
+                        return None;
+                    }
+                    self.seal();
+                    self.queue.pop_back()?
+                }
+            };
+            if now.saturating_sub(batch.opened_at) > MAX_ITEM_AGE_NANOS {
+                self.stats.dropped_expired += u64::from(batch.items);
+                self.release(batch);
+                continue;
+            }
+            return Some(batch);
+        }
     }
 
-    /// The batch was handed to Envoy; its answer will come with `token`.
-    pub fn sent(&mut self, token: u32, batch: Batch) {
+    /// The batch was handed to Envoy (`wire_bytes` after compression); its answer will
+    /// come with `token`.
+    pub fn sent(&mut self, token: u32, mut batch: Batch, wire_bytes: usize) {
+        batch.attempts += 1;
         self.stats.batches_sent += 1;
         self.stats.items_sent += u64::from(batch.items);
-        self.stats.bytes_sent += batch.body.len() as u64;
+        self.stats.bytes_sent += wire_bytes as u64;
         self.in_flight.push((token, batch));
     }
 
-    /// Envoy refused to start the callout: the batch is lost (counted).
-    pub fn send_failed(&mut self, batch: Batch) {
+    /// Envoy refused to start the callout (unknown cluster, no healthy host): a transient
+    /// failure, retried with backoff.
+    pub fn send_failed(&mut self, mut batch: Batch, now: u64, random: u64) -> u64 {
+        batch.attempts += 1;
         self.stats.callout_failures += 1;
-        self.stats.items_failed += u64::from(batch.items);
-        self.release(batch);
+        self.retry_whole(batch, now, None, random)
     }
 
     /// Whether this outbox is waiting for the answer with `token`.
@@ -183,31 +275,101 @@ impl Outbox {
         self.in_flight.iter().find(|(t, _)| *t == token).map(|(_, b)| b.items)
     }
 
-    /// Records the service's verdict on the batch sent with `token`. Returns the verdict's
-    /// batch size, or `None` for an unknown token.
-    pub fn completed(&mut self, token: u32, verdict: &Verdict) -> Option<u32> {
+    /// Applies the service's verdict on the batch sent with `token` (`None` for an unknown
+    /// token). `random` drives the backoff's jitter.
+    pub fn completed(&mut self, token: u32, verdict: &Verdict, now: u64, random: u64) -> Option<Completion> {
         let at = self.in_flight.iter().position(|(t, _)| *t == token)?;
         let (_, batch) = self.in_flight.swap_remove(at);
-        let items = u64::from(batch.items);
+        let items = batch.items;
+        let mut done = Completion { items, ..Completion::default() };
         match verdict {
             Verdict::Accepted { accepted, errors } => {
-                let accepted = u64::from(*accepted).min(items);
-                self.stats.items_accepted += accepted;
-                let retryable = errors.iter().filter(|e| e.is_retryable()).count() as u64;
-                let failed = retryable.min(items - accepted);
-                self.stats.items_failed += failed;
-                self.stats.items_rejected += items - accepted - failed;
+                self.failures = 0;
+                let accepted = (*accepted).min(items);
+                let retry: Vec<usize> = errors.iter().filter(|e| e.is_retryable()).map(|e| e.index).collect();
+                let retried = self.retry_lines(&batch, &retry, now, random);
+                done.accepted = accepted;
+                done.retried = retried;
+                done.dropped = items - accepted - retried.min(items - accepted);
+                self.stats.items_accepted += u64::from(accepted);
+                self.stats.dropped_rejected += u64::from(done.dropped);
+                self.release(batch);
             }
-            Verdict::Rejected { .. } => self.stats.items_rejected += items,
-            Verdict::Transient { .. } => self.stats.items_failed += items,
+            Verdict::Rejected { .. } => {
+                self.failures = 0;
+                done.dropped = items;
+                self.stats.dropped_rejected += u64::from(items);
+                self.release(batch);
+            }
+            Verdict::Unauthorized { .. } if self.uses_credentials => {
+                // Fresh credentials first; the batch goes again once they are in.
+                done.needs_credentials = true;
+                done.retried = items;
+                self.requeue(batch, now);
+            }
+            Verdict::Unauthorized { .. } => {
+                done.dropped = items;
+                self.stats.dropped_rejected += u64::from(items);
+                self.release(batch);
+            }
+            Verdict::Transient { status, retry_after } => {
+                if matches!(status, 429 | 439 | 503) {
+                    self.stats.throttled += 1;
+                }
+                let wait = retry_after.as_deref().and_then(|v| backoff::retry_after_nanos(v, now));
+                done.retried = items;
+                done.paused_until = self.retry_whole(batch, now, wait, random);
+            }
             Verdict::NoResponse => {
                 self.stats.callout_failures += 1;
-                self.stats.items_failed += items;
+                done.retried = items;
+                done.paused_until = self.retry_whole(batch, now, None, random);
             }
         }
-        let n = batch.items;
-        self.release(batch);
-        Some(n)
+        Some(done)
+    }
+
+    /// Puts a batch back at the head of the queue and pauses the logger.
+    fn retry_whole(&mut self, batch: Batch, now: u64, wait: Option<u64>, random: u64) -> u64 {
+        self.failures = self.failures.saturating_add(1);
+        let delay = wait.unwrap_or_else(|| {
+            backoff::delay_nanos(self.failures, self.limits.retry_initial_ms, self.limits.retry_max_ms, random)
+        });
+        self.paused_until = now.saturating_add(delay);
+        self.stats.items_retried += u64::from(batch.items);
+        self.requeue(batch, now);
+        self.paused_until
+    }
+
+    fn requeue(&mut self, mut batch: Batch, now: u64) {
+        batch.not_before = now;
+        self.queue.push_front(batch);
+    }
+
+    /// Queues a new batch with the given lines of `batch` (a 206's retryable items), after
+    /// a backoff of its own; returns how many lines it took.
+    fn retry_lines(&mut self, batch: &Batch, indexes: &[usize], now: u64, random: u64) -> u32 {
+        if indexes.is_empty() {
+            return 0;
+        }
+        let mut body = Vec::new();
+        let mut items = 0;
+        for (i, line) in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            if indexes.contains(&i) {
+                body.extend_from_slice(line);
+                body.push(b'\n');
+                items += 1;
+            }
+        }
+        if items == 0 {
+            return 0;
+        }
+        let delay = backoff::delay_nanos(batch.attempts.max(1), self.limits.retry_initial_ms, self.limits.retry_max_ms, random);
+        self.buffered_bytes += body.len();
+        self.stats.items_retried += u64::from(items);
+        let retry = Batch { body, items, opened_at: batch.opened_at, not_before: now.saturating_add(delay), attempts: batch.attempts };
+        self.queue.push_front(retry);
+        items
     }
 
     fn release(&mut self, batch: Batch) {
@@ -220,18 +382,40 @@ impl Outbox {
         }
     }
 
-    /// Serialized bytes waiting or in flight.
+    /// Serialized bytes waiting, retrying or in flight.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
     }
 
-    /// Items waiting to be sent (not in flight).
-    pub fn queued_items(&self) -> u64 {
-        self.sealed.iter().map(|b| u64::from(b.items)).sum::<u64>() + u64::from(self.open.items)
+    /// Items waiting, retrying or in flight.
+    pub fn buffered_items(&self) -> u64 {
+        let queued: u64 = self.queue.iter().map(|b| u64::from(b.items)).sum();
+        let flying: u64 = self.in_flight.iter().map(|(_, b)| u64::from(b.items)).sum();
+        queued + flying + u64::from(self.open.items)
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Whether nothing is waiting or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty() && self.open.items == 0
+    }
+
+    /// When the logger sends again (0 or in the past: now).
+    pub fn paused_until(&self) -> u64 {
+        self.paused_until
+    }
+
+    /// Lifts a pause (fresh credentials arrived).
+    pub fn resume(&mut self) {
+        self.paused_until = 0;
+    }
+
+    /// Sends nothing for `wait` nanoseconds.
+    pub fn pause_for(&mut self, now: u64, wait: u64) {
+        self.paused_until = self.paused_until.max(now.saturating_add(wait));
     }
 }
 
@@ -266,6 +450,7 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+    const S: u64 = 1_000 * MS;
 
     fn limits() -> Delivery {
         Delivery {
@@ -274,7 +459,9 @@ mod tests {
             max_batch_bytes: 100,
             max_buffer_bytes: 1000,
             max_in_flight: 2,
-            timeout_ms: 1000,
+            retry_initial_ms: 1000,
+            retry_max_ms: 8000,
+            ..Delivery::default()
         }
     }
 
@@ -283,6 +470,19 @@ mod tests {
             out.extend(std::iter::repeat_n(b'x', n - 1));
             out.push(b'\n');
         }
+    }
+
+    /// An item whose line says which one it is.
+    fn named(i: usize) -> impl Fn(&mut Vec<u8>) {
+        move |out: &mut Vec<u8>| out.extend_from_slice(format!("item-{i}\n").as_bytes())
+    }
+
+    fn lines(b: &Batch) -> Vec<String> {
+        String::from_utf8(b.body.clone()).unwrap().lines().map(str::to_string).collect()
+    }
+
+    fn accepted(n: u32) -> Verdict {
+        Verdict::Accepted { accepted: n, errors: vec![] }
     }
 
     #[test]
@@ -301,43 +501,145 @@ mod tests {
         for _ in 0..3 {
             o.add(0, item(10));
         }
-        let b = o.next_due(0, false).unwrap();
-        assert_eq!(b.items, 3, "item limit seals the batch");
+        assert_eq!(o.next_due(0, false).unwrap().items, 3, "item limit seals the batch");
         o.add(0, item(60));
         o.add(0, item(60)); // would exceed 100 bytes: starts the next batch
         let b = o.next_due(0, false).unwrap();
         assert_eq!((b.items, b.body.len()), (1, 60));
         assert!(o.next_due(0, false).is_none(), "second one is still open and young");
-        let b = o.next_due(0, true).unwrap();
-        assert_eq!((b.items, b.body.len()), (1, 60));
+        assert_eq!(o.next_due(0, true).unwrap().body.len(), 60);
     }
 
     #[test]
-    fn the_memory_budget_drops_new_items_and_counts_them() {
+    fn a_transient_failure_retries_the_batch_first_after_a_backoff_then_recovers() {
         let mut o = Outbox::new(limits());
-        let mut queued = 0;
-        for _ in 0..30 {
-            if o.add(0, item(50)) == Added::Queued {
-                queued += 1;
-            }
+        for i in 0..3 {
+            o.add(0, named(i));
         }
-        assert_eq!(queued, 20);
-        assert_eq!(o.stats.dropped_buffer_full, 10);
-        assert!(o.buffered_bytes() <= 1000);
-        // In-flight batches still count until their answer arrives.
-        let b = o.next_due(0, true).unwrap();
-        o.sent(1, b);
-        assert_eq!(o.add(0, item(50)), Added::DroppedBufferFull);
-        o.completed(1, &Verdict::Accepted { accepted: 2, errors: vec![] });
-        assert_eq!(o.add(0, item(50)), Added::Queued);
+        let b = o.next_due(0, false).unwrap();
+        o.sent(1, b, 30);
+        o.add(0, named(3));
+        let done = o.completed(1, &Verdict::Transient { status: 500, retry_after: None }, 0, 0).unwrap();
+        assert_eq!(done.retried, 3);
+        assert!((500 * MS..=1000 * MS).contains(&done.paused_until), "first backoff: 0.5-1 s");
+        assert!(o.next_due(400 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"), "shutdown flushes anyway");
     }
 
     #[test]
-    fn oversized_items_are_dropped_not_sent() {
-        let mut o = Outbox::new(Delivery { max_buffer_bytes: 1 << 20, ..limits() });
-        assert_eq!(o.add(0, item(ITEM_BYTES + 1)), Added::DroppedTooLarge);
-        assert_eq!(o.stats.dropped_too_large, 1);
-        assert!(o.next_due(0, true).is_none());
+    fn while_failing_one_batch_probes_and_success_releases_the_rest() {
+        let mut o = Outbox::new(Delivery { max_batch_items: 1, ..limits() });
+        for i in 0..4 {
+            o.add(0, named(i));
+        }
+        let b = o.next_due(0, false).unwrap();
+        o.sent(1, b, 7);
+        o.completed(1, &Verdict::NoResponse, 0, 0).unwrap();
+        let probe = o.next_due(10 * S, false).unwrap();
+        assert_eq!(lines(&probe), ["item-0"], "the failed batch goes first");
+        o.sent(2, probe, 7);
+        assert!(o.next_due(10 * S, false).is_none(), "only one in flight while failing");
+        o.completed(2, &accepted(1), 10 * S, 0).unwrap();
+        let a = o.next_due(10 * S, false).unwrap();
+        o.sent(3, a, 7);
+        assert!(o.next_due(10 * S, false).is_some(), "healthy: the in-flight limit is back");
+        assert_eq!(o.stats.items_accepted, 1);
+        assert_eq!(o.stats.items_retried, 1);
+        assert_eq!(o.stats.callout_failures, 1);
+    }
+
+    #[test]
+    fn retry_after_is_respected_to_the_second() {
+        let mut o = Outbox::new(limits());
+        o.add(0, named(0));
+        let b = o.next_due(0, true).unwrap();
+        o.sent(1, b, 7);
+        let done = o.completed(1, &Verdict::Transient { status: 429, retry_after: Some("7".into()) }, 100 * S, 0).unwrap();
+        assert_eq!(done.paused_until, 107 * S);
+        assert!(o.next_due(107 * S - 1, false).is_none(), "nothing early");
+        assert!(o.next_due(107 * S, false).is_some());
+        assert_eq!(o.stats.throttled, 1);
+    }
+
+    #[test]
+    fn partial_success_resends_exactly_the_retryable_items() {
+        let mut o = Outbox::new(Delivery { max_batch_items: 10, ..limits() });
+        for i in 0..5 {
+            o.add(0, named(i));
+        }
+        let b = o.next_due(0, true).unwrap();
+        o.sent(1, b, 35);
+        let errors = vec![
+            ItemError { index: 1, status_code: 500, message: String::new() },
+            ItemError { index: 2, status_code: 400, message: String::new() },
+            ItemError { index: 4, status_code: 429, message: String::new() },
+        ];
+        let done = o.completed(1, &Verdict::Accepted { accepted: 2, errors }, 0, 0).unwrap();
+        assert_eq!((done.accepted, done.retried, done.dropped), (2, 2, 1));
+        assert!(o.next_due(0, false).is_none(), "the retry waits its backoff");
+        let retry = o.next_due(2 * S, false).unwrap();
+        assert_eq!(lines(&retry), ["item-1", "item-4"]);
+        assert_eq!(retry.attempts, 1);
+        let s = o.stats;
+        assert_eq!((s.items_accepted, s.items_retried, s.dropped_rejected), (2, 2, 1));
+    }
+
+    #[test]
+    fn refusals_drop_and_unauthorized_waits_only_with_credentials() {
+        let mut o = Outbox::new(limits());
+        o.add(0, named(0));
+        let b = o.next_due(0, true).unwrap();
+        o.sent(1, b, 7);
+        let done = o.completed(1, &Verdict::Rejected { status: 400 }, 0, 0).unwrap();
+        assert_eq!(done.dropped, 1);
+        o.add(0, named(1));
+        let b = o.next_due(0, true).unwrap();
+        o.sent(2, b, 7);
+        assert_eq!(o.completed(2, &Verdict::Unauthorized { status: 401 }, 0, 0).unwrap().dropped, 1);
+        assert_eq!(o.stats.dropped_rejected, 2);
+        assert!(o.is_idle());
+
+        let mut o = Outbox::new(limits()).with_credentials();
+        o.add(0, named(0));
+        let b = o.next_due(0, true).unwrap();
+        o.sent(1, b, 7);
+        let done = o.completed(1, &Verdict::Unauthorized { status: 403 }, 0, 0).unwrap();
+        assert!(done.needs_credentials);
+        assert_eq!(lines(&o.next_due(0, false).unwrap()), ["item-0"], "kept for the next token");
+    }
+
+    #[test]
+    fn the_memory_budget_drops_the_oldest_waiting_items_first() {
+        let mut o = Outbox::new(Delivery { max_batch_items: 1, max_buffer_bytes: 1000, ..limits() });
+        let big = |i: usize| move |out: &mut Vec<u8>| out.extend_from_slice(format!("{i:0>249}\n").as_bytes());
+        for i in 0..4 {
+            assert_eq!(o.add(0, big(i)), Added::Queued);
+        }
+        assert_eq!(o.add(0, big(4)), Added::Queued, "room made by dropping the oldest");
+        assert_eq!(o.stats.dropped_buffer_full, 1);
+        assert!(o.buffered_bytes() <= 1000);
+        let first = o.next_due(0, false).unwrap();
+        assert!(lines(&first)[0].ends_with('1'), "item 0 was the one dropped");
+        // In-flight batches are never dropped: with everything in flight, new items are.
+        o.sent(1, first, 250);
+        let b = o.next_due(0, false).unwrap();
+        o.sent(2, b, 250);
+        let mut o2 = Outbox::new(Delivery { max_batch_items: 1, max_buffer_bytes: 500, max_in_flight: 2, ..limits() });
+        o2.add(0, big(0));
+        o2.add(0, big(1));
+        for t in 1..=2 {
+            let b = o2.next_due(0, false).unwrap();
+            o2.sent(t, b, 250);
+        }
+        assert_eq!(o2.add(0, big(2)), Added::DroppedBufferFull);
+    }
+
+    #[test]
+    fn items_too_old_for_the_service_are_dropped_not_sent() {
+        let mut o = Outbox::new(limits());
+        o.add(0, named(0));
+        assert!(o.next_due(MAX_ITEM_AGE_NANOS + 1, true).is_none());
+        assert_eq!(o.stats.dropped_expired, 1);
+        assert_eq!(o.buffered_bytes(), 0);
     }
 
     #[test]
@@ -347,57 +649,24 @@ mod tests {
         assert_eq!(o.add_or_trim(0, write), Added::Queued);
         assert_eq!((o.stats.items_trimmed, o.stats.dropped_too_large), (1, 0));
         assert_eq!(o.next_due(0, true).unwrap().body.len(), 100);
+        assert_eq!(o.add(0, item(ITEM_BYTES + 1)), Added::DroppedTooLarge);
     }
 
     #[test]
-    fn in_flight_limit_holds_back_further_batches() {
-        let mut o = Outbox::new(limits());
-        for _ in 0..9 {
-            o.add(0, item(10));
-        }
-        let a = o.next_due(0, false).unwrap();
-        o.sent(1, a);
-        let b = o.next_due(0, false).unwrap();
-        o.sent(2, b);
-        assert!(o.next_due(0, false).is_none());
-        assert!(o.owns(2) && !o.owns(3));
-        o.completed(2, &Verdict::Rejected { status: 400 });
-        assert!(o.next_due(0, false).is_some());
-    }
-
-    #[test]
-    fn verdicts_update_the_counters() {
+    fn counters_add_up_and_buffers_are_released() {
         let mut o = Outbox::new(Delivery { max_batch_items: 100, ..limits() });
         for _ in 0..4 {
             o.add(0, item(10));
         }
         let b = o.next_due(0, true).unwrap();
-        o.sent(7, b);
-        let errors = vec![
-            ItemError { index: 0, status_code: 400, message: String::new() },
-            ItemError { index: 1, status_code: 503, message: String::new() },
-        ];
-        assert_eq!(o.completed(7, &Verdict::Accepted { accepted: 2, errors }), Some(4));
-        assert_eq!(o.completed(7, &Verdict::NoResponse), None, "each answer counts once");
+        o.sent(7, b, 40);
+        assert_eq!(o.buffered_items(), 4);
+        o.completed(7, &accepted(4), 0, 0).unwrap();
+        assert!(o.completed(7, &Verdict::NoResponse, 0, 0).is_none(), "each answer counts once");
         let s = o.stats;
-        assert_eq!((s.items_sent, s.items_accepted, s.items_rejected, s.items_failed), (4, 2, 1, 1));
-        assert_eq!(s.bytes_sent, 40);
+        assert_eq!((s.items_queued, s.items_sent, s.items_accepted, s.batches_sent, s.bytes_sent), (4, 4, 4, 1, 40));
         assert_eq!(o.buffered_bytes(), 0);
-    }
-
-    #[test]
-    fn failed_sends_and_missing_answers_count_as_failures() {
-        let mut o = Outbox::new(limits());
-        o.add(0, item(10));
-        let b = o.next_due(0, true).unwrap();
-        o.send_failed(b);
-        o.add(0, item(10));
-        let b = o.next_due(0, true).unwrap();
-        o.sent(3, b);
-        o.completed(3, &Verdict::NoResponse);
-        assert_eq!(o.stats.callout_failures, 2);
-        assert_eq!(o.stats.items_failed, 2);
-        assert_eq!(o.buffered_bytes(), 0);
+        assert!(o.is_idle());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum Verdict {
     Rejected { status: u16 },
     /// The whole batch failed for a reason that may pass (408, 429, 5xx, …).
     Transient { status: u16, retry_after: Option<String> },
+    /// The service refused the credentials (401, 403).
+    Unauthorized { status: u16 },
     /// No HTTP answer: reset, timeout, no healthy upstream.
     NoResponse,
 }
@@ -47,6 +49,7 @@ pub fn classify(status: Option<u16>, retry_after: Option<&str>, body: &[u8], ite
         200 => Verdict::Accepted { accepted: items, errors: Vec::new() },
         206 => partial(body, items),
         408 | 429 | 439 | 500..=599 => Verdict::Transient { status, retry_after: retry_after.map(str::to_string) },
+        401 | 403 => Verdict::Unauthorized { status },
         _ => Verdict::Rejected { status },
     }
 }
@@ -121,5 +124,6 @@ mod tests {
         );
         assert_eq!(classify(Some(503), None, b"", 1), Verdict::Transient { status: 503, retry_after: None });
         assert_eq!(classify(None, None, b"", 1), Verdict::NoResponse);
+        assert_eq!(classify(Some(401), None, b"", 1), Verdict::Unauthorized { status: 401 });
     }
 }

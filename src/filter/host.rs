@@ -30,6 +30,9 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_done() -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -124,6 +127,47 @@ fn replace_header(map: MapType, name: &str, value: &[u8]) {
     let status = unsafe { proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
     if status != STATUS_OK {
         log::debug!("appinsights: could not set header {name} (status {status})");
+    }
+}
+
+/// Metric kinds of the ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Counter = 0,
+    Gauge = 1,
+}
+
+/// Defines (or finds) a metric; `None` if Envoy refused.
+pub fn define_metric(kind: Metric, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: the name slice and the id pointer are valid for the call.
+    let status = unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) };
+    (status == STATUS_OK).then_some(id)
+}
+
+/// Adds `delta` to a metric (counters only grow: callers pass positive deltas for them).
+pub fn increment_metric(id: u32, delta: i64) {
+    if delta != 0 {
+        // SAFETY: plain values.
+        let _ = unsafe { proxy_increment_metric(id, delta) };
+    }
+}
+
+/// Tells Envoy a root context that deferred its teardown (on_done false) is finished.
+pub fn done() {
+    // SAFETY: no arguments.
+    let _ = unsafe { proxy_done() };
+}
+
+/// Bytes of this VM's linear memory.
+pub fn memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) as u64 * 65_536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
     }
 }
 

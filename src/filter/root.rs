@@ -1,9 +1,10 @@
-//! Root context: configuration, batching clock and callouts for one plugin on one worker.
+//! Root context: configuration, the delivery clock, callouts, Envoy stats and drain for one
+//! plugin on one worker.
 
 use super::host;
 use super::http::Exchange;
 use crate::config::Config;
-use crate::pipeline::{Answer, Notice, Pipeline, Roles};
+use crate::pipeline::{Answer, MetricKind, Notice, Outgoing, Pipeline, Roles, Work};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 /// Longest tick: how late a batch may be sent after it became due.
 const MAX_TICK_MS: u64 = 100;
-/// Largest ingestion answer read (answers are small JSON documents).
+/// Largest answer read (ingestion answers and tokens are small JSON documents).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// `ai.cloud.role` when neither the configuration nor Envoy's node names one.
 const DEFAULT_ROLE: &str = "envoy";
@@ -20,11 +21,17 @@ const DEFAULT_ROLE: &str = "envoy";
 pub struct Root {
     context_id: u32,
     pipeline: Option<Rc<RefCell<Pipeline>>>,
+    /// Envoy stat ids, in the order of `Pipeline::metrics`, and the values last reported.
+    metrics: Vec<(u32, MetricKind, u64)>,
+    memory_metric: Option<(u32, u64)>,
+    /// Shutting down: flush everything, then tell Envoy we are done (by this time at the
+    /// latest, unix nanoseconds).
+    draining_until: Option<u64>,
 }
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
-        Root { context_id, pipeline: None }
+        Root { context_id, pipeline: None, metrics: Vec::new(), memory_metric: None, draining_until: None }
     }
 
     fn configure(&mut self) -> Result<(), String> {
@@ -37,7 +44,17 @@ impl Root {
             .iter()
             .map(|l| format!("{} -> {} via cluster {}", l.id, l.connection.ingestion_endpoint.url(), l.cluster))
             .collect();
-        self.pipeline = Some(Rc::new(RefCell::new(Pipeline::new(config, &roles, host::random_seed()))));
+        let pipeline = Pipeline::new(config, &roles, host::random_seed());
+        self.metrics = pipeline
+            .metrics()
+            .into_iter()
+            .filter_map(|(name, kind, _)| {
+                let abi = if kind == MetricKind::Counter { host::Metric::Counter } else { host::Metric::Gauge };
+                host::define_metric(abi, &name).map(|id| (id, kind, 0))
+            })
+            .collect();
+        self.memory_metric = host::define_metric(host::Metric::Gauge, "appinsights.vm_memory_bytes").map(|id| (id, 0));
+        self.pipeline = Some(Rc::new(RefCell::new(pipeline)));
         proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick_ms))
             .map_err(|s| format!("could not set the tick period: {s:?}"))?;
         log::info!(
@@ -50,43 +67,84 @@ impl Root {
         Ok(())
     }
 
-    /// Posts every batch that is due (bounded by each logger's in-flight limit).
-    fn flush(&self, flush_all: bool) {
+    /// Starts every callout that is due: token requests, then batches.
+    fn pump(&self, flush_all: bool) {
         let Some(pipeline) = &self.pipeline else { return };
         let now = host::now_nanos();
-        loop {
+        // Bounded: each round starts a callout or stops.
+        for _ in 0..1024 {
             let Ok(mut p) = pipeline.try_borrow_mut() else { return };
-            let Some((sink_index, batch)) = p.next_due(now, flush_all) else { return };
-            let timeout = Duration::from_millis(p.config().delivery.timeout_ms);
-            let Some(sink) = p.sink(sink_index) else { return };
-            let result = proxy_wasm::hostcalls::dispatch_http_call(
-                &sink.cluster,
-                sink.request_headers().to_vec(),
-                Some(&batch.body),
-                Vec::new(),
-                timeout,
-            );
-            match result {
-                Ok(token) => p.sent(sink_index, token, batch),
-                Err(status) => {
-                    let why = format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)");
-                    if let Some(n) = p.send_failed(sink_index, batch, &why, now) {
-                        emit(self.context_id, &n);
+            let notice = match p.next_work(now, flush_all) {
+                None => return,
+                Some(Work::Token { sink }) => {
+                    let callout = p.token_request(sink).and_then(|req| dispatch(&req).ok());
+                    p.token_started(sink, callout, now)
+                }
+                Some(Work::Ingest { sink, batch }) => {
+                    let started = p.ingest_request(sink, &batch, now).map(|req| (dispatch(&req), req.body.len()));
+                    match started {
+                        Some((Ok(callout), wire)) => {
+                            p.sent(sink, callout, batch, wire);
+                            None
+                        }
+                        Some((Err(why), _)) => p.send_failed(sink, batch, &why, now),
+                        None => None,
                     }
                 }
+            };
+            drop(p);
+            if let Some(n) = notice {
+                emit(self.context_id, &n);
             }
         }
     }
+
+    /// Reports what changed since the last tick to Envoy's stats (a few host calls per
+    /// tick, none per request).
+    fn publish_metrics(&mut self) {
+        let Some(pipeline) = &self.pipeline else { return };
+        let Ok(p) = pipeline.try_borrow() else { return };
+        for ((id, kind, last), (_, _, value)) in self.metrics.iter_mut().zip(p.metrics()) {
+            let delta = value as i64 - *last as i64;
+            if delta != 0 && (*kind == MetricKind::Gauge || delta > 0) {
+                host::increment_metric(*id, delta);
+            }
+            *last = value;
+        }
+        if let Some((id, last)) = &mut self.memory_metric {
+            let now = host::memory_bytes();
+            host::increment_metric(*id, now as i64 - *last as i64);
+            *last = now;
+        }
+    }
+
+    /// While draining: done once nothing is left or the deadline passed.
+    fn drain_step(&mut self) {
+        let Some(deadline) = self.draining_until else { return };
+        self.pump(true);
+        let idle = self.pipeline.as_ref().is_none_or(|p| p.try_borrow().is_ok_and(|p| p.is_idle()));
+        if idle || host::now_nanos() >= deadline {
+            if !idle {
+                log::warn!("appinsights[{}]: shutting down with telemetry not yet delivered (drain timeout)", self.context_id);
+            }
+            self.draining_until = None;
+            host::done();
+        }
+    }
+}
+
+/// Starts a callout; the error says why Envoy refused it.
+fn dispatch(req: &Outgoing<'_>) -> Result<u32, String> {
+    let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = if req.body.is_empty() { None } else { Some(&req.body[..]) };
+    proxy_wasm::hostcalls::dispatch_http_call(req.cluster, headers, body, Vec::new(), Duration::from_millis(req.timeout_ms))
+        .map_err(|status| format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)"))
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
         let Some(pipeline) = &self.pipeline else { return };
-        let headers = if num_headers > 0 {
-            host::header_map(MapType::HttpCallResponseHeaders)
-        } else {
-            Default::default()
-        };
+        let headers = if num_headers > 0 { host::header_map(MapType::HttpCallResponseHeaders) } else { Default::default() };
         let status = headers
             .get(b":status")
             .and_then(|s| std::str::from_utf8(s).ok())
@@ -105,8 +163,29 @@ impl Context for Root {
         for n in &notices {
             emit(self.context_id, n);
         }
-        // A slot is free again: send what waited for it.
-        self.flush(false);
+        if self.draining_until.is_some() {
+            self.drain_step();
+        } else {
+            // A slot is free again (or a token arrived): send what waited for it.
+            self.pump(false);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        // Envoy is draining or replacing this configuration: deliver what is buffered,
+        // within the drain timeout, before the VM goes.
+        let Some(pipeline) = &self.pipeline else { return true };
+        let timeout_ms = pipeline.try_borrow().map(|p| p.config().delivery.drain_timeout_ms).unwrap_or(0);
+        if timeout_ms == 0 {
+            return true;
+        }
+        self.draining_until = Some(host::now_nanos().saturating_add(timeout_ms * 1_000_000));
+        self.pump(true);
+        let idle = pipeline.try_borrow().is_ok_and(|p| p.is_idle());
+        if idle {
+            self.draining_until = None;
+        }
+        idle
     }
 }
 
@@ -122,7 +201,12 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.flush(false);
+        if self.draining_until.is_some() {
+            self.drain_step();
+        } else {
+            self.pump(false);
+        }
+        self.publish_metrics();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -142,7 +226,7 @@ fn emit(context_id: u32, notice: &Notice) {
 }
 
 /// Role and instance: the configuration's, else Envoy's node cluster and id
-/// (`--service-cluster`, `--service-node`; in Istio, the workload and pod), else defaults.
+/// (`--service-cluster`, `--service-node`), else `$HOSTNAME`, else defaults.
 fn resolve_roles(config: &Config) -> Roles {
     let node = |field: &[u8]| {
         let mut path = b"xds\0node\0".to_vec();

@@ -48,7 +48,12 @@ pub struct Settings {
     pub extra_virtual_hosts: Vec<String>,
     /// HTTP filters (YAML flow mappings) placed before this filter in the chain.
     pub filters_before: Vec<String>,
+    /// `host:port` of the instance metadata endpoint, for loggers with managed identity.
+    pub imds_address: String,
 }
+
+/// Azure's instance metadata endpoint.
+pub const DEFAULT_IMDS_ADDRESS: &str = "169.254.169.254:80";
 
 impl Settings {
     /// Defaults for a local run: listener on 127.0.0.1:10000, admin on 127.0.0.1:9901.
@@ -66,6 +71,7 @@ impl Settings {
             extra_routes: Vec::new(),
             extra_virtual_hosts: Vec::new(),
             filters_before: Vec::new(),
+            imds_address: DEFAULT_IMDS_ADDRESS.into(),
         }
     }
 }
@@ -91,6 +97,7 @@ pub fn render(s: &Settings) -> Result<String, String> {
         FilterKind::AppInsights => {
             let config = Config::from_value(&s.plugin_config).map_err(|e| format!("plugin configuration: {e}"))?;
             clusters.extend(ingestion_clusters(&config, &s.ca_bundle)?);
+            clusters.extend(identity_clusters(&config, &s.imds_address)?);
             wasm_filter_yaml("appinsights", &s.wasm_path, &s.plugin_config)
         }
         FilterKind::Noop => wasm_filter_yaml("noop", &s.wasm_path, &json!({})),
@@ -201,6 +208,18 @@ fn ingestion_clusters(config: &Config, ca_bundle: &str) -> Result<Vec<String>, S
     Ok(out)
 }
 
+/// One cluster per distinct identity cluster name, pointing at the metadata endpoint.
+fn identity_clusters(config: &Config, imds_address: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<&str> = config.loggers.iter().filter_map(|l| l.identity.as_ref().map(|(_, c)| c.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    if let Some(taken) = names.iter().find(|n| config.loggers.iter().any(|l| l.cluster == **n) || **n == "backend") {
+        return Err(format!("identity_cluster {taken} is already used for something else"));
+    }
+    let endpoint = Endpoint::parse(&format!("http://{imds_address}")).map_err(|e| format!("IMDS_ADDRESS {imds_address}: {e}"))?;
+    Ok(names.iter().map(|n| cluster_yaml(n, &endpoint, None)).collect())
+}
+
 fn cluster_yaml(name: &str, endpoint: &Endpoint, tls_ca_bundle: Option<&str>) -> String {
     let is_ip = endpoint.host.parse::<std::net::IpAddr>().is_ok();
     let kind = if is_ip { "STATIC" } else { "STRICT_DNS" };
@@ -295,6 +314,14 @@ mod tests {
         let line = yaml.lines().find(|l| l.trim_start().starts_with("value: ")).unwrap();
         let embedded: String = serde_json::from_str(line.trim_start().trim_start_matches("value: ")).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&embedded).unwrap(), cfg);
+    }
+
+    #[test]
+    fn managed_identity_gets_a_metadata_endpoint_cluster() {
+        let cfg = json!({"loggers": {"main": {"connection_string": CS, "identity": "SystemAssigned"}}});
+        let yaml = render(&Settings::local("127.0.0.1:8080", "/m.wasm", cfg)).unwrap();
+        assert!(yaml.contains("  - name: imds\n    type: STATIC"));
+        assert!(yaml.contains("address: \"169.254.169.254\", port_value: 80"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn compose_settings() -> Settings {
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
+        imds_address: harness::envoy_config::DEFAULT_IMDS_ADDRESS.into(),
     }
 }
 

@@ -11,8 +11,9 @@
 //! | `WASM` | `dist/envoy_appinsights.wasm` | the module's path as Envoy sees it |
 //! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter) or `none` |
 //! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
+//! | `IMDS_ADDRESS` | `169.254.169.254:80` | the metadata endpoint, for loggers with `identity` |
 
-use harness::envoy_config::{render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE};
+use harness::envoy_config::{render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS};
 use std::process::ExitCode;
 
 fn var(name: &str) -> Option<String> {
@@ -60,6 +61,7 @@ fn settings() -> Result<Settings, String> {
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
+        imds_address: var("IMDS_ADDRESS").unwrap_or_else(|| DEFAULT_IMDS_ADDRESS.into()),
     })
 }
 
