@@ -558,7 +558,12 @@ impl Pipeline {
     /// The next callout to start: a due token request first, then a due batch of a
     /// logger that can send (`flush_all` at shutdown: every batch, ignoring backoff).
     pub fn next_work(&mut self, now: u64, flush_all: bool) -> Option<Work> {
-        if let Some(i) = self.sinks.iter().position(|s| s.token.as_ref().is_some_and(|t| t.due(now))) {
+        // Tokens are fetched when there is telemetry to send (or to keep a held one fresh),
+        // so VMs that see no traffic never call the metadata endpoint.
+        let wants_token = |s: &Sink| {
+            s.token.as_ref().is_some_and(|t| t.due(now) && (t.authorization(now).is_some() || !s.outbox.is_idle()))
+        };
+        if let Some(i) = self.sinks.iter().position(wants_token) {
             return Some(Work::Token { sink: i });
         }
         self.sinks

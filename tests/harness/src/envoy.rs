@@ -113,6 +113,11 @@ impl Envoy {
         admin_get(self.admin, path)
     }
 
+    /// POST on the admin interface.
+    pub fn admin_post(&self, path: &str) -> Option<String> {
+        admin_request(self.admin, "POST", path)
+    }
+
     /// Asks Envoy to exit and waits for it (kills it after 10 s).
     pub fn stop(mut self) -> String {
         self.shutdown();

@@ -85,6 +85,8 @@ pub struct ReceivedRequest {
     pub body: Vec<u8>,
     /// The status answered; 0 when the connection was dropped on purpose.
     pub status_answered: u16,
+    /// When it arrived, milliseconds after the endpoint started.
+    pub at_ms: u64,
 }
 
 /// Everything the endpoint remembers.
@@ -97,10 +99,13 @@ struct Recorded {
     /// Requests the current fault still applies to (`None`: until changed).
     fault_left: Option<u32>,
     store: Option<File>,
+    /// When set, track requests must carry `Authorization: Bearer <one of these>`.
+    accepted_tokens: Option<Vec<String>>,
 }
 
 /// State shared by the request handler and the test-facing API.
 struct Shared {
+    started: Instant,
     expected_ikey: Option<String>,
     keep: Option<usize>,
     recorded: Mutex<Recorded>,
@@ -127,6 +132,7 @@ impl IngestServer {
             None => None,
         };
         let shared = Arc::new(Shared {
+            started: Instant::now(),
             expected_ikey: cfg.expected_ikey,
             keep: cfg.keep,
             recorded: Mutex::new(Recorded { store, ..Recorded::default() }),
@@ -185,6 +191,11 @@ impl IngestServer {
             };
         }
         rec.items.clone()
+    }
+
+    /// Requires `Authorization: Bearer <token>` with one of `tokens` (`None`: no check).
+    pub fn set_accepted_tokens(&self, tokens: Option<Vec<String>>) {
+        self.shared.lock().accepted_tokens = tokens;
     }
 
     /// A snapshot of the counters.

@@ -7,6 +7,7 @@
 //! - [`ingest`]: a local Application Insights ingestion endpoint (`/v2/track`,
 //!   `/v2.1/track`) that validates, stores and records what the filter sends, with
 //!   fault injection and an HTTP control API;
+//! - [`imds`]: a double of Azure's instance metadata endpoint (managed identity tokens);
 //! - [`backend`]: a sample upstream service with status/delay/bytes/SSE/echo routes;
 //! - [`cli`]: the small argument parser shared by the two programs;
 //! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
@@ -19,5 +20,6 @@ pub mod cli;
 pub mod envoy;
 pub mod envoy_config;
 pub mod http;
+pub mod imds;
 pub mod ingest;
 pub mod schema;

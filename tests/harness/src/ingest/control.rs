@@ -49,6 +49,10 @@ fn not_allowed(allow: &str) -> Response {
 
 /// Ingestion: judge the items, apply the current fault, record, answer.
 fn track(shared: &Shared, req: &Request) -> Reply {
+    let at_ms = shared.started.elapsed().as_millis() as u64;
+    if let Some(reply) = refuse_credentials(shared, req, at_ms) {
+        return reply;
+    }
     let fault = take_fault(shared);
     if let Fault::Slow(delay) = fault {
         thread::sleep(delay);
@@ -65,9 +69,27 @@ fn track(shared: &Shared, req: &Request) -> Reply {
         Reply::Drop | Reply::Stream { .. } => 0,
     };
     let body = decoded.unwrap_or_else(|_| req.body.clone());
-    let received = ReceivedRequest { path: req.path.clone(), headers: req.headers.clone(), body, status_answered };
+    let received = ReceivedRequest { path: req.path.clone(), headers: req.headers.clone(), body, status_answered, at_ms };
     record(shared, received, &outcome, fault.stores_items());
     reply
+}
+
+/// When bearer tokens are required: 401 for a request without one of them (recorded,
+/// nothing stored), like the service for an Entra ID-only resource.
+fn refuse_credentials(shared: &Shared, req: &Request, at_ms: u64) -> Option<Reply> {
+    let accepted = shared.lock().accepted_tokens.clone()?;
+    let presented = req.header("authorization").and_then(|a| a.strip_prefix("Bearer "));
+    if presented.is_some_and(|t| accepted.iter().any(|a| a == t)) {
+        return None;
+    }
+    let body = payload::decode_body(req).unwrap_or_else(|_| req.body.clone());
+    let received = ReceivedRequest { path: req.path.clone(), headers: req.headers.clone(), body, status_answered: 401, at_ms };
+    let mut rec = shared.lock();
+    rec.stats.requests += 1;
+    rec.requests.push(received);
+    drop(rec);
+    let answer = serde_json::json!({"itemsReceived": 0, "itemsAccepted": 0, "errors": []});
+    Some(crate::http::Response::json(401, &answer).into())
 }
 
 fn ndjson(lines: impl Iterator<Item = String>) -> Response {

@@ -114,3 +114,26 @@ pub fn assert_linked(items: &[Value]) {
 pub fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+/// The filter's Envoy stats whose names start with `prefix` (e.g. `appinsights.`), as
+/// numbers. Envoy lists them with its `wasmcustom.` namespace, which is stripped here.
+pub fn envoy_stats(envoy: &harness::envoy::Envoy, prefix: &str) -> std::collections::BTreeMap<String, i64> {
+    let text = envoy.admin_get("/stats?filter=appinsights").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.strip_prefix("wasmcustom.").unwrap_or(k), v))
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter_map(|(k, v)| v.trim().parse::<i64>().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// Unique items by type and id (traces and exceptions have no id: by type and time).
+pub fn item_keys(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| {
+            let id = i["data"]["baseData"]["id"].as_str().map(str::to_string).unwrap_or_else(|| i["time"].to_string());
+            format!("{}|{}|{}", i["data"]["baseType"], i["tags"]["ai.operation.id"], id)
+        })
+        .collect()
+}

@@ -1,0 +1,325 @@
+//! Reliable delivery through the real Envoy, against the local ingestion endpoint's fault
+//! modes: outages, throttling, partial success, broken answers, timeouts, managed
+//! identity, stats, drain.
+
+mod common;
+
+use common::*;
+use harness::envoy::{filter_wasm, Envoy};
+use harness::envoy_config::Settings;
+use harness::http;
+use harness::imds::Imds;
+use harness::ingest::{Fault, IngestConfig, IngestServer};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn lines(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// Sends `rps` requests per second from a thread until stopped; counts them.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(gateway: std::net::SocketAddr, rps: u64) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (s, n) = (stop.clone(), sent.clone());
+        let handle = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let _ = http::request(gateway, "GET", &format!("/steady/{i}"), &[], b"");
+                n.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1000 / rps));
+            }
+        });
+        Traffic { stop, sent, handle }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_thirty_second_outage_loses_only_what_the_budget_cannot_hold_and_counts_it() {
+    let s = start(
+        json!({"delivery": {"flush_interval_ms": 200, "retry_initial_ms": 200, "retry_max_ms": 1000,
+                            "max_batch_bytes": 16384, "max_buffer_bytes": 65536}}),
+        &[],
+    );
+    s.ingest.set_fault(Fault::Status { code: 503, retry_after: None });
+    let traffic = Traffic::start(s.envoy.listener, 20);
+    std::thread::sleep(Duration::from_secs(10));
+    let memory_at_10s = envoy_stats(&s.envoy, "appinsights.vm_memory_bytes")["appinsights.vm_memory_bytes"];
+    std::thread::sleep(Duration::from_secs(20));
+    let memory_at_30s = envoy_stats(&s.envoy, "appinsights.vm_memory_bytes")["appinsights.vm_memory_bytes"];
+    s.ingest.set_fault(Fault::None);
+    std::thread::sleep(Duration::from_secs(3));
+    let requests = traffic.stop();
+    let items = settled(&s.ingest, 2);
+    // Nothing pending any more: every created item is accounted for.
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    let get = |k: &str| st.get(&format!("appinsights.main.{k}")).copied().unwrap_or(-1);
+    eprintln!("outage: {requests} requests; stats {st:?}; memory {memory_at_10s} -> {memory_at_30s}");
+    assert_eq!(get("buffered_items"), 0, "{st:#?}");
+    assert_eq!(get("items_created"), 2 * requests as i64, "a request and a dependency each");
+    let dropped = get("items_dropped_buffer_full");
+    assert!(dropped > 0, "the outage overflowed the 64 KB budget: {st:#?}");
+    assert_eq!(get("items_created"), get("items_accepted") + dropped + get("items_dropped_rejected"), "{st:#?}");
+    // Exactly once: what the endpoint stored is what the filter counted as accepted, no duplicates.
+    let keys = item_keys(&items);
+    let unique: HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "no item delivered twice");
+    assert_eq!(items.len() as i64, get("items_accepted"));
+    assert!(get("items_retried") > 0 && get("throttled") > 0);
+    // Memory stayed flat once the budget was full.
+    assert!(memory_at_30s <= memory_at_10s + 256 * 1024, "VM memory {memory_at_10s} -> {memory_at_30s}");
+    assert!(!s.envoy.log().contains("panicked"));
+}
+
+#[test]
+fn retry_after_is_respected_nothing_is_sent_early() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
+    s.ingest.set_fault_for(Fault::Status { code: 429, retry_after: Some("3".into()) }, Some(1));
+    http::request(s.envoy.listener, "GET", "/throttled", &[], b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    http::request(s.envoy.listener, "GET", "/during-pause", &[], b"").unwrap();
+    settled(&s.ingest, 4);
+    let reqs = s.ingest.requests();
+    assert_eq!(reqs[0].status_answered, 429);
+    assert!(reqs.len() >= 2);
+    let gap = reqs[1].at_ms - reqs[0].at_ms;
+    assert!(gap >= 3000, "next track request {gap} ms after the 429 (Retry-After: 3)");
+    assert_eq!(s.ingest.items().len(), 4, "both requests' items delivered once the pause ended");
+}
+
+#[test]
+fn partial_success_resends_exactly_the_failed_retryable_items() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 300, "max_batch_items": 4, "retry_initial_ms": 100}}), &[]);
+    s.ingest.set_fault_for(Fault::Partial { fail_indexes: vec![1, 3], code: 500 }, Some(1));
+    http::request(s.envoy.listener, "GET", "/partial/a", &[], b"").unwrap();
+    http::request(s.envoy.listener, "GET", "/partial/b", &[], b"").unwrap();
+    let items = settled(&s.ingest, 4);
+    let reqs = s.ingest.requests();
+    assert_eq!(reqs[0].status_answered, 206);
+    let first = lines(&reqs[0].body);
+    assert_eq!(first.len(), 4);
+    assert_eq!(lines(&reqs[1].body), vec![first[1].clone(), first[3].clone()], "exactly items 1 and 3 again");
+    assert_eq!(reqs.len(), 2, "nothing else resent");
+    let keys = item_keys(&items);
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 4);
+    assert_eq!(items.len(), 4);
+}
+
+#[test]
+fn garbage_and_truncated_answers_never_break_the_filter() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
+    for (fault, path) in [(Fault::Garbage, "/garbage"), (Fault::Truncated, "/truncated"), (Fault::None, "/normal")] {
+        s.ingest.set_fault_for(fault, Some(1));
+        assert_eq!(http::request(s.envoy.listener, "GET", path, &[], b"").unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let items = settled(&s.ingest, 6);
+    for path in ["/garbage", "/truncated", "/normal"] {
+        one(&items, "RequestData", "name", &format!("GET {path}"));
+    }
+    let log = s.envoy.log();
+    assert!(!log.contains("panicked") && !log.contains("critical"), "{log}");
+}
+
+#[test]
+fn a_slow_endpoint_beyond_the_callout_timeout_is_retried() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200}}), &[]);
+    s.ingest.set_fault_for(Fault::Slow(Duration::from_millis(1500)), Some(1));
+    http::request(s.envoy.listener, "GET", "/slow", &[], b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.ingest.requests().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reqs = s.ingest.requests();
+    assert!(reqs.len() >= 2, "the timed-out batch was sent again");
+    assert_eq!(lines(&reqs[0].body), lines(&reqs[1].body), "the same batch");
+    std::thread::sleep(Duration::from_millis(2000));
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    assert!(st["appinsights.main.items_retried"] >= 2, "{st:#?}");
+    assert_eq!(st["appinsights.main.buffered_items"], 0);
+}
+
+#[test]
+fn managed_identity_fetches_caches_and_refreshes_tokens_on_expiry_and_on_401() {
+    let imds = Imds::start(8).unwrap();
+    let ingest = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
+    let tokens = |list: &[&str]| Some(list.iter().map(|t| t.to_string()).collect());
+    ingest.set_accepted_tokens(tokens(&["token-1", "token-2"]));
+    let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
+    let mut logger = logger_for(&ingest, "appinsights");
+    logger["identity"] = json!("SystemAssigned");
+    let config = json!({"loggers": {"main": logger}, "delivery": {"flush_interval_ms": 100}});
+    let mut settings = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
+    settings.imds_address = imds.addr().to_string();
+    let envoy = Envoy::start(&settings, &[]).unwrap();
+    let auth_of = |i: usize| {
+        ingest.requests()[i].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
+    };
+
+    http::request(envoy.listener, "GET", "/mi/1", &[], b"").unwrap();
+    settled(&ingest, 2);
+    assert_eq!(auth_of(0).as_deref(), Some("Bearer token-1"), "fetched when telemetry was waiting");
+    let (path, metadata) = &imds.requests()[0];
+    assert_eq!(metadata.as_deref(), Some("true"));
+    assert!(path.contains("api-version=2018-02-01") && path.contains("resource=https%3A%2F%2Fmonitor.azure.com%2F"), "{path}");
+
+    http::request(envoy.listener, "GET", "/mi/2", &[], b"").unwrap();
+    settled(&ingest, 4);
+    assert_eq!(auth_of(ingest.requests().len() - 1).as_deref(), Some("Bearer token-1"), "cached");
+    assert_eq!(imds.issued(), 1);
+
+    // Eight-second tokens are refreshed at half their lifetime; the next one lives long.
+    imds.set_lifetime(600);
+    std::thread::sleep(Duration::from_secs(5));
+    http::request(envoy.listener, "GET", "/mi/3", &[], b"").unwrap();
+    settled(&ingest, 6);
+    assert_eq!(auth_of(ingest.requests().len() - 1).as_deref(), Some("Bearer token-2"), "refreshed before expiry");
+
+    // The service stops accepting token-2: one 401, a fresh token, the same batch again.
+    ingest.set_accepted_tokens(tokens(&["token-3"]));
+    http::request(envoy.listener, "GET", "/mi/4", &[], b"").unwrap();
+    let items = settled(&ingest, 8);
+    let reqs = ingest.requests();
+    let summary: Vec<(u16, Option<String>, usize)> = (0..reqs.len()).map(|i| (reqs[i].status_answered, auth_of(i), lines(&reqs[i].body).len())).collect();
+    let refused = reqs.iter().position(|r| r.status_answered == 401).unwrap_or_else(|| panic!("one 401: {summary:?}; imds {:?}", imds.requests()));
+    assert_eq!(lines(&reqs[refused].body), lines(&reqs[refused + 1].body), "the refused batch went again");
+    assert_eq!(auth_of(refused + 1).as_deref(), Some("Bearer token-3"));
+    assert_eq!(item_keys(&items).iter().collect::<HashSet<_>>().len(), 8, "delivered exactly once");
+    let st = envoy_stats(&envoy, "appinsights.main.token");
+    assert_eq!(st["appinsights.main.token_refreshes"], 3);
+    assert!(!envoy.log().contains("token-"), "tokens never appear in the log");
+}
+
+#[test]
+fn envoy_stats_match_what_the_endpoint_saw_and_reach_prometheus() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
+    for i in 0..10 {
+        http::request(s.envoy.listener, "GET", &format!("/counted/{i}"), &[], b"").unwrap();
+    }
+    let items = settled(&s.ingest, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let st = envoy_stats(&s.envoy, "appinsights.");
+    let seen = s.ingest.stats();
+    assert_eq!(st["appinsights.main.items_created"], 20);
+    assert_eq!(st["appinsights.main.items_sent"], seen.items_received as i64);
+    assert_eq!(st["appinsights.main.items_accepted"], seen.items_accepted as i64);
+    assert_eq!(st["appinsights.main.items_accepted"], items.len() as i64);
+    assert_eq!(st["appinsights.main.batches_sent"], seen.requests as i64);
+    assert!(st["appinsights.main.bytes_sent"] > 0);
+    assert_eq!(st["appinsights.main.buffered_items"], 0);
+    assert_eq!(st["appinsights.operations_sampled_out"], 0);
+    assert!(st["appinsights.vm_memory_bytes"] > 0);
+    let gz = s.ingest.requests()[0].headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
+    assert!(gz, "batches are gzip-compressed by default");
+    let prometheus = s.envoy.admin_get("/stats/prometheus").unwrap_or_default();
+    assert!(prometheus.contains("appinsights_main_items_accepted"), "{prometheus}");
+}
+
+/// A bootstrap whose listener comes from a watched file (LDS), so the test can replace
+/// the filter's configuration while Envoy runs.
+fn dynamic_bootstrap(dir: &std::path::Path, backend: std::net::SocketAddr, ingest: std::net::SocketAddr) -> String {
+    format!(
+        r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
+node: {{id: lds-test, cluster: lds-test}}
+dynamic_resources:
+  lds_config: {{path_config_source: {{path: {lds}}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: backend
+    type: STATIC
+    load_assignment: {{cluster_name: backend, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {bp}}}}}}}}}]}}]}}
+  - name: appinsights
+    type: STATIC
+    load_assignment: {{cluster_name: appinsights, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {ip}}}}}}}}}]}}]}}
+"#,
+        lds = dir.join("lds.yaml").display(),
+        bp = backend.port(),
+        ip = ingest.port(),
+    )
+}
+
+fn lds(port: u16, plugin_config: &Value) -> String {
+    let wasm = filter_wasm();
+    format!(
+        r#"resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: ingress
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: ingress
+        route_config: {{virtual_hosts: [{{name: b, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: backend}}}}]}}]}}
+        http_filters:
+        - name: envoy.filters.http.wasm
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+            config:
+              name: appinsights
+              root_id: appinsights
+              configuration: {{"@type": type.googleapis.com/google.protobuf.StringValue, value: {config}}}
+              vm_config: {{vm_id: appinsights, runtime: envoy.wasm.runtime.v8, code: {{local: {{filename: {wasm}}}}}}}
+        - name: envoy.filters.http.router
+          typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#,
+        config = Value::String(plugin_config.to_string()),
+        wasm = wasm.display(),
+    )
+}
+
+#[test]
+fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
+    let ingest = IngestServer::start(IngestConfig::default()).unwrap();
+    let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
+    let dir = harness::envoy::scratch_dir("lds");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
+    let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old", "delivery": {"flush_interval_ms": 60000}});
+    std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
+    // The old listener drains for one second, then its filter configuration goes.
+    let envoy = Envoy::start_yaml(&dynamic_bootstrap(&dir, backend.addr(), ingest.addr()), &["--drain-time-s", "1"]).unwrap();
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for i in 0..3 {
+        assert_eq!(http::request(gateway, "GET", &format!("/old/{i}"), &[], b"").unwrap().status, 200);
+    }
+    assert!(ingest.items().is_empty(), "a minute's flush interval: nothing sent yet");
+    // A new filter configuration (a different role): Envoy replaces the listener, and the
+    // old configuration's root context drains before its VM goes.
+    let new = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "new", "delivery": {"flush_interval_ms": 100}});
+    std::fs::write(dir.join("lds.tmp"), lds(port, &new)).unwrap();
+    std::fs::rename(dir.join("lds.tmp"), dir.join("lds.yaml")).unwrap();
+    let items = ingest.wait_for_items(6, Duration::from_secs(15));
+    assert_eq!(items.len(), 6, "the old configuration's items, flushed on replacement; log:\n{}", envoy.log());
+    assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
+}
+
+#[test]
+fn while_envoy_drains_before_shutdown_buffered_telemetry_keeps_flowing() {
+    let s = start(json!({}), &[]);
+    for i in 0..3 {
+        http::request(s.envoy.listener, "GET", &format!("/draining/{i}"), &[], b"").unwrap();
+    }
+    // The graceful shutdown Envoy documents: drain listeners, wait, then quit.
+    assert!(s.envoy.admin_post("/drain_listeners?graceful").is_some());
+    let items = s.ingest.wait_for_items(6, Duration::from_secs(5));
+    assert_eq!(items.len(), 6, "delivered on the normal flush interval during the drain");
+}
