@@ -11,6 +11,8 @@
 #   CONCURRENCY    Envoy worker threads (default: one per core)
 #   SERVICE_CLUSTER / SERVICE_NODE  Envoy's --service-cluster / --service-node (the
 #                  telemetry's default cloud role and role instance)
+#   IMDS_ADDRESS   the instance metadata endpoint for managed identity (default
+#                  169.254.169.254:80)
 #
 # The Envoy cluster for ingestion is derived from the connection string's endpoint
 # (plain http, or https with SNI and certificate verification).
