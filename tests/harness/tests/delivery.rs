@@ -323,3 +323,30 @@ fn while_envoy_drains_before_shutdown_buffered_telemetry_keeps_flowing() {
     let items = s.ingest.wait_for_items(6, Duration::from_secs(5));
     assert_eq!(items.len(), 6, "delivered on the normal flush interval during the drain");
 }
+
+#[test]
+fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
+    let ingest = IngestServer::start(IngestConfig::default()).unwrap();
+    ingest.set_fault(Fault::Status { code: 503, retry_after: None });
+    let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
+    let dir = harness::envoy::scratch_dir("lds-timeout");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
+    let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old",
+                     "delivery": {"flush_interval_ms": 60000, "drain_timeout_ms": 2000}});
+    std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
+    let envoy = Envoy::start_yaml(&dynamic_bootstrap(&dir, backend.addr(), ingest.addr()), &["--drain-time-s", "1"]).unwrap();
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    http::request(gateway, "GET", "/old", &[], b"").unwrap();
+    let new = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "new"});
+    std::fs::write(dir.join("lds.tmp"), lds(port, &new)).unwrap();
+    std::fs::rename(dir.join("lds.tmp"), dir.join("lds.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !envoy.log().contains("drain timeout") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(envoy.log().contains("shutting down with telemetry not yet delivered (drain timeout)"), "{}", envoy.log());
+    assert!(ingest.requests().len() >= 1, "it tried");
+    // The gateway keeps serving with the new configuration.
+    assert_eq!(http::request(gateway, "GET", "/after", &[], b"").unwrap().status, 200);
+}
