@@ -346,7 +346,7 @@ fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(envoy.log().contains("shutting down with telemetry not yet delivered (drain timeout)"), "{}", envoy.log());
-    assert!(ingest.requests().len() >= 1, "it tried");
+    assert!(!ingest.requests().is_empty(), "it tried");
     // The gateway keeps serving with the new configuration.
     assert_eq!(http::request(gateway, "GET", "/after", &[], b"").unwrap().status, 200);
 }
