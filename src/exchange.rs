@@ -177,15 +177,17 @@ pub mod flags {
 pub struct Outcome {
     /// When the first byte of the request arrived (`request.time`), unix nanoseconds.
     pub start_unix_nanos: u64,
-    /// Envoy's own request duration (`request.duration`).
+    /// From `request.time` to the end of the exchange (`request.duration` when the clock
+    /// cannot tell).
     pub duration_nanos: u64,
     /// HTTP status sent to the client; 0 when no response was sent.
     pub response_code: u32,
     /// `response.flags`.
     pub response_flags: u64,
-    /// Request body bytes received (`request.size`).
+    /// Request body bytes (counted by the body callbacks; `request.size` when they did not
+    /// run).
     pub request_body_bytes: u64,
-    /// Response body bytes sent (`response.size`).
+    /// Response body bytes (as `request_body_bytes`; `response.size`).
     pub response_body_bytes: u64,
     /// Client address without the port (`source.address`), only read when it is logged.
     pub client_ip: Option<Vec<u8>>,
@@ -216,9 +218,12 @@ pub struct Backend {
     pub cluster: Vec<u8>,
     /// The host that served the last attempt (`upstream.address`).
     pub address: Option<Vec<u8>>,
-    /// First byte sent to last byte received (`response.backend_latency`).
+    /// The backend call's latency: on a clean exchange, from the filter passing the request
+    /// on to the end of the exchange (the filter's clock); otherwise Envoy's
+    /// `response.backend_latency` (first byte sent to last byte received).
     pub latency_nanos: Option<u64>,
-    /// Whether the connection to the backend used TLS (`upstream.tls_version` present).
+    /// Whether the connection to the backend used TLS (`upstream.tls_version` present;
+    /// remembered per cluster for a minute).
     pub tls: bool,
     /// The request as sent upstream (after route rewrites): `:path`, `:authority`.
     pub request: Frontend,

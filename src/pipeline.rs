@@ -311,7 +311,13 @@ pub struct Pipeline {
     app_contexts: Vec<Option<IdText>>,
     /// Operations dropped by sampling.
     pub sampled_out: u64,
+    /// Per cluster: whether it speaks TLS to its backends, and when that was read.
+    cluster_tls: Vec<(Vec<u8>, bool, u64)>,
 }
+
+/// A cluster's TLS setting changes only with its configuration: re-read once a minute.
+pub const CLUSTER_TLS_TTL_NANOS: u64 = 60_000_000_000;
+const CLUSTER_TLS_ENTRIES: usize = 32;
 
 impl Pipeline {
     pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
@@ -324,7 +330,7 @@ impl Pipeline {
             .chain(config.apis.iter().map(|a| &a.diagnostic))
             .map(context_of)
             .collect();
-        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts, sampled_out: 0 }
+        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts, sampled_out: 0, cluster_tls: Vec::new() }
     }
 
     pub fn config(&self) -> &Config {
@@ -463,6 +469,34 @@ impl Pipeline {
             return (0, 0);
         }
         (d.capture.request_body_bytes(), d.capture.response_body_bytes())
+    }
+
+    /// Whether a sampled operation's Request will carry response headers: then log time
+    /// reads them first and takes the status from them (one host call instead of two).
+    pub fn wants_response_headers(&self, begun: &Begun) -> bool {
+        let d = self.diagnostic_of(begun.api);
+        begun.sampled && d.logs_successful_requests() && d.capture.needs_response_headers()
+    }
+
+    /// Whether `cluster` uses TLS to its backends, as last read within
+    /// [`CLUSTER_TLS_TTL_NANOS`] (`None`: read it and [`Pipeline::remember_cluster_tls`]).
+    pub fn cluster_tls(&self, cluster: &[u8], now: u64) -> Option<bool> {
+        self.cluster_tls
+            .iter()
+            .find(|e| e.0 == cluster && now.saturating_sub(e.2) < CLUSTER_TLS_TTL_NANOS)
+            .map(|e| e.1)
+    }
+
+    /// Remembers a cluster's TLS (a few dozen clusters at most: the oldest entry goes).
+    pub fn remember_cluster_tls(&mut self, cluster: &[u8], tls: bool, now: u64) {
+        self.cluster_tls.retain(|e| e.0 != cluster);
+        if self.cluster_tls.len() >= CLUSTER_TLS_ENTRIES {
+            let oldest = self.cluster_tls.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i);
+            if let Some(i) = oldest {
+                self.cluster_tls.swap_remove(i);
+            }
+        }
+        self.cluster_tls.push((cluster.to_vec(), tls, now));
     }
 
     /// Whether the response headers must be read when they arrive (backend capture).
@@ -1017,6 +1051,26 @@ mod tests {
         let plain = pipeline(json!({"delivery": {"gzip": false}}));
         let out = plain.ingest_request(0, &batch, 0).unwrap();
         assert!(!out.headers.iter().any(|(k, _)| *k == "content-encoding"));
+    }
+
+    #[test]
+    fn cluster_tls_is_remembered_for_a_minute_and_the_table_stays_small() {
+        let mut p = pipeline(json!({}));
+        let t0 = 1_700_000_000_000_000_000;
+        assert_eq!(p.cluster_tls(b"orders", t0), None, "unknown: read it");
+        p.remember_cluster_tls(b"orders", true, t0);
+        p.remember_cluster_tls(b"users", false, t0);
+        assert_eq!(p.cluster_tls(b"orders", t0 + 1), Some(true));
+        assert_eq!(p.cluster_tls(b"users", t0 + 1), Some(false));
+        assert_eq!(p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS), None, "stale after a minute");
+        p.remember_cluster_tls(b"orders", false, t0 + CLUSTER_TLS_TTL_NANOS);
+        assert_eq!(p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS), Some(false), "re-read value replaces the old one");
+        for i in 0..100u64 {
+            p.remember_cluster_tls(format!("c{i}").as_bytes(), true, t0 + 10 + i);
+        }
+        assert_eq!(p.cluster_tls.len(), CLUSTER_TLS_ENTRIES);
+        assert_eq!(p.cluster_tls(b"c99", t0 + 200), Some(true), "the newest stays");
+        assert_eq!(p.cluster_tls(b"c0", t0 + 200), None, "the oldest went");
     }
 
     #[test]

@@ -25,6 +25,20 @@ pub struct Exchange {
     /// Body prefixes being captured (only when the diagnostic asks for them).
     request_body: Option<BodyPrefix>,
     response_body: Option<BodyPrefix>,
+    /// What the stream callbacks saw, so log time need not ask Envoy (each host call costs
+    /// about a microsecond, the first in a callback about two): body bytes each way,
+    /// whether the response reached its end through this filter, and (for sampled
+    /// operations) the clock when the request went on towards the backend.
+    streamed: Streamed,
+}
+
+#[derive(Default)]
+struct Streamed {
+    request_bytes: u64,
+    response_bytes: u64,
+    response_complete: bool,
+    /// Unix nanoseconds; 0 when not taken.
+    forwarded_at: u64,
 }
 
 /// What request headers time left for log time.
@@ -36,7 +50,16 @@ struct Started {
 
 impl Exchange {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange { root_id, pipeline, started: None, response_context: None, request_body: None, response_body: None, backend_response_headers: None }
+        Exchange {
+            root_id,
+            pipeline,
+            started: None,
+            response_context: None,
+            request_body: None,
+            response_body: None,
+            backend_response_headers: None,
+            streamed: Streamed::default(),
+        }
     }
 }
 
@@ -69,6 +92,11 @@ impl HttpContext for Exchange {
             host::set_request_header("request-context", c.as_bytes());
             self.response_context = Some(c);
         }
+        if started.0.begun.sampled {
+            // The backend call's timing, by the filter's clock (read only when an item is
+            // certain to need it; failures of unsampled operations ask Envoy at log time).
+            self.streamed.forwarded_at = host::now_nanos();
+        }
         self.started = Some(started.0);
         Action::Continue
     }
@@ -76,16 +104,25 @@ impl HttpContext for Exchange {
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         // Continue, always: Envoy hands over the current chunk only and the stream never
         // waits for the filter. Only the missing prefix bytes are copied out.
+        self.streamed.request_bytes += body_size as u64;
         capture_chunk(&mut self.request_body, BufferType::HttpRequestBody, body_size);
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.streamed.response_bytes += body_size as u64;
         capture_chunk(&mut self.response_body, BufferType::HttpResponseBody, body_size);
+        self.streamed.response_complete |= end_of_stream;
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.streamed.response_complete = true;
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.streamed.response_complete |= end_of_stream;
         // Backend response headers are captured here, before later encoder filters change
         // them (the filter placed last before the router sees exactly what the backend sent).
         let wants_backend_headers = match (&self.pipeline, &self.started) {
@@ -107,16 +144,25 @@ impl HttpContext for Exchange {
         let Ok(mut p) = pipeline.try_borrow_mut() else { return };
         // No request headers callback happened when an earlier filter answered locally:
         // read the request from the access-log view instead.
-        let mut started = match self.started.take() {
-            Some(s) => s,
-            None => start(&mut p, host::header_map(MapType::HttpRequestHeaders)).0,
+        let (mut started, streamed) = match self.started.take() {
+            Some(s) => (s, Some(&self.streamed)),
+            None => (start(&mut p, host::header_map(MapType::HttpRequestHeaders)).0, None),
         };
         if !p.may_emit(&started.begun) {
             return;
         }
-        // Two reads decide whether anything is written; the rest is read only if so.
-        let code = host::property_u64(b"response\0code").map_or(0, |c| c as u32);
-        let flags = host::property_u64(b"response\0flags").unwrap_or(0);
+        // The status decides whether anything is written; the rest is read only if so. When
+        // the response headers are wanted anyway, the status comes with them.
+        let mut response_headers = p.wants_response_headers(&started.begun).then(|| host::header_map(MapType::HttpResponseHeaders));
+        let code = response_headers
+            .as_ref()
+            .and_then(status_of)
+            .or_else(|| host::property_u64(b"response\0code").map(|c| c as u32))
+            .unwrap_or(0);
+        // A response below 400 that passed through this filter to its end was not cut short:
+        // its flags cannot change the verdict and are not read.
+        let clean = streamed.is_some_and(|s| s.response_complete) && (1..400).contains(&code);
+        let flags = if clean { 0 } else { host::property_u64(b"response\0flags").unwrap_or(0) };
         let needs = p.needs(&started.begun, code, flags);
         if !needs.outcome {
             return;
@@ -124,9 +170,12 @@ impl HttpContext for Exchange {
         if started.route_name.is_empty() {
             started.route_name = host::property(b"xds\0route_name").unwrap_or_default();
         }
-        let outcome = read_outcome(&started, code, flags);
-        let backend = if needs.backend { read_backend() } else { None };
-        let response_headers = needs.response_headers.then(|| host::header_map(MapType::HttpResponseHeaders));
+        let now = host::now_nanos();
+        let outcome = read_outcome(&started, code, flags, streamed, now);
+        let backend = if needs.backend { read_backend(&mut p, clean, streamed, now) } else { None };
+        if needs.response_headers && response_headers.is_none() {
+            response_headers = Some(host::header_map(MapType::HttpResponseHeaders));
+        }
         let done = Finished {
             begun: &started.begun,
             frontend: &started.frontend,
@@ -144,6 +193,11 @@ impl HttpContext for Exchange {
             }
         }
     }
+}
+
+/// `:status` of a response header map.
+fn status_of(headers: &crate::headers::HeaderMap) -> Option<u32> {
+    std::str::from_utf8(headers.get(b":status")?).ok()?.parse().ok()
 }
 
 /// Copies what is still missing of a body prefix out of the current chunk.
@@ -181,18 +235,30 @@ fn start(p: &mut Pipeline, headers: crate::headers::HeaderMap) -> (Started, Inje
     (Started { frontend, route_name, begun }, injection)
 }
 
-/// What Envoy knows once the exchange is over (status and flags already read).
-fn read_outcome(started: &Started, response_code: u32, response_flags: u64) -> Outcome {
+/// What Envoy knows once the exchange is over (status and flags already read). What the
+/// stream callbacks counted is used when they ran; Envoy is asked otherwise.
+fn read_outcome(started: &Started, response_code: u32, response_flags: u64, streamed: Option<&Streamed>, now: u64) -> Outcome {
     let start = host::property_u64(b"request\0time").unwrap_or(0);
-    let duration = host::property_u64(b"request\0duration")
-        .unwrap_or_else(|| host::now_nanos().saturating_sub(start));
+    // The exchange ends now (the access-log callback runs when the stream completes).
+    let duration = if start > 0 && now > start {
+        now - start
+    } else {
+        host::property_u64(b"request\0duration").unwrap_or(0)
+    };
+    let (request_body_bytes, response_body_bytes) = match streamed {
+        Some(s) => (s.request_bytes, s.response_bytes),
+        None => (
+            host::property_u64(b"request\0size").unwrap_or(0),
+            host::property_u64(b"response\0size").unwrap_or(0),
+        ),
+    };
     let mut outcome = Outcome {
-        start_unix_nanos: if start > 0 { start } else { host::now_nanos().saturating_sub(duration) },
+        start_unix_nanos: if start > 0 { start } else { now.saturating_sub(duration) },
         duration_nanos: duration,
         response_code,
         response_flags,
-        request_body_bytes: host::property_u64(b"request\0size").unwrap_or(0),
-        response_body_bytes: host::property_u64(b"response\0size").unwrap_or(0),
+        request_body_bytes,
+        response_body_bytes,
         client_ip: None,
         code_details: None,
     };
@@ -206,18 +272,34 @@ fn read_outcome(started: &Started, response_code: u32, response_flags: u64) -> O
     outcome
 }
 
-/// The backend call, if one was attempted.
-fn read_backend() -> Option<Backend> {
+/// The backend call, if one was attempted. On a clean exchange the timing comes from the
+/// filter's clock (from forwarding the request to the end of the exchange, which the
+/// access-log callback marks) and the cluster's TLS from a per-cluster cache.
+fn read_backend(p: &mut Pipeline, clean: bool, streamed: Option<&Streamed>, now: u64) -> Option<Backend> {
     let attempts = host::property_u64(b"upstream\0request_attempt_count").unwrap_or(0);
     if attempts == 0 {
         return None;
     }
+    let cluster = host::property(b"xds\0cluster_name").unwrap_or_default();
+    let timed = streamed.filter(|s| clean && s.forwarded_at > 0 && now >= s.forwarded_at);
+    let latency_nanos = match timed {
+        Some(s) => Some(now - s.forwarded_at),
+        None => host::property_u64(b"response\0backend_latency"),
+    };
+    let tls = match p.cluster_tls(&cluster, now).filter(|_| clean) {
+        Some(tls) => tls,
+        None => {
+            let tls = host::property(b"upstream\0tls_version").is_some_and(|v| !v.is_empty());
+            p.remember_cluster_tls(&cluster, tls, now);
+            tls
+        }
+    };
     Some(Backend {
         attempts: attempts.min(u64::from(u32::MAX)) as u32,
-        cluster: host::property(b"xds\0cluster_name").unwrap_or_default(),
+        cluster,
         address: host::property(b"upstream\0address"),
-        latency_nanos: host::property_u64(b"response\0backend_latency"),
-        tls: host::property(b"upstream\0tls_version").is_some_and(|v| !v.is_empty()),
+        latency_nanos,
+        tls,
         // At log time the request headers are the ones sent upstream (after rewrites).
         request: Frontend::from_headers(host::header_map(MapType::HttpRequestHeaders)),
     })

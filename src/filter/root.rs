@@ -24,6 +24,8 @@ pub struct Root {
     /// Envoy stat ids, in the order of `Pipeline::metrics`, and the values last reported.
     metrics: Vec<(u32, MetricKind, u64)>,
     memory_metric: Option<(u32, u64)>,
+    /// `appinsights.host_calls` and the count last reported.
+    calls_metric: Option<(u32, u64)>,
     /// Shutting down: flush everything, then tell Envoy we are done (by this time at the
     /// latest, unix nanoseconds).
     draining_until: Option<u64>,
@@ -31,10 +33,10 @@ pub struct Root {
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
-        Root { context_id, pipeline: None, metrics: Vec::new(), memory_metric: None, draining_until: None }
+        Root { context_id, pipeline: None, metrics: Vec::new(), memory_metric: None, calls_metric: None, draining_until: None }
     }
 
-    fn configure(&mut self) -> Result<(), String> {
+    fn configure(&mut self, root: &host::RootWork) -> Result<(), String> {
         let bytes = host::buffer(BufferType::PluginConfiguration, usize::MAX).unwrap_or_default();
         let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
         let roles = resolve_roles(&config);
@@ -53,7 +55,8 @@ impl Root {
                 host::define_metric(abi, &name).map(|id| (id, kind, 0))
             })
             .collect();
-        self.memory_metric = host::define_metric(host::Metric::Gauge, "appinsights.vm_memory_bytes").map(|id| (id, 0));
+        self.memory_metric = host::define_metric(host::Metric::Gauge, "appinsights.vm_memory_bytes").map(|id| (id, root.exchange_calls()));
+        self.calls_metric = host::define_metric(host::Metric::Counter, "appinsights.host_calls").map(|id| (id, root.exchange_calls()));
         self.pipeline = Some(Rc::new(RefCell::new(pipeline)));
         proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick_ms))
             .map_err(|s| format!("could not set the tick period: {s:?}"))?;
@@ -101,7 +104,7 @@ impl Root {
 
     /// Reports what changed since the last tick to Envoy's stats (a few host calls per
     /// tick, none per request).
-    fn publish_metrics(&mut self) {
+    fn publish_metrics(&mut self, root: &host::RootWork) {
         let Some(pipeline) = &self.pipeline else { return };
         let Ok(p) = pipeline.try_borrow() else { return };
         for ((id, kind, last), (_, _, value)) in self.metrics.iter_mut().zip(p.metrics()) {
@@ -114,6 +117,11 @@ impl Root {
         if let Some((id, last)) = &mut self.memory_metric {
             let now = host::memory_bytes();
             host::increment_metric(*id, now as i64 - *last as i64);
+            *last = now;
+        }
+        if let Some((id, last)) = &mut self.calls_metric {
+            let now = root.exchange_calls();
+            host::increment_metric(*id, now.wrapping_sub(*last) as i64);
             *last = now;
         }
     }
@@ -143,6 +151,7 @@ fn dispatch(req: &Outgoing<'_>) -> Result<u32, String> {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
+        let _root = host::RootWork::begin();
         let Some(pipeline) = &self.pipeline else { return };
         let headers = if num_headers > 0 { host::header_map(MapType::HttpCallResponseHeaders) } else { Default::default() };
         let status = headers
@@ -172,6 +181,7 @@ impl Context for Root {
     }
 
     fn on_done(&mut self) -> bool {
+        let _root = host::RootWork::begin();
         // Envoy is draining or replacing this configuration: deliver what is buffered,
         // within the drain timeout, before the VM goes.
         let Some(pipeline) = &self.pipeline else { return true };
@@ -191,7 +201,8 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        match self.configure() {
+        let root = host::RootWork::begin();
+        match self.configure(&root) {
             Ok(()) => true,
             Err(e) => {
                 log::error!("appinsights[{}]: invalid plugin configuration: {e}", self.context_id);
@@ -201,12 +212,13 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        let root = host::RootWork::begin();
         if self.draining_until.is_some() {
             self.drain_step();
         } else {
             self.pump(false);
         }
-        self.publish_metrics();
+        self.publish_metrics(&root);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -5,7 +5,7 @@
 //!   own Request item names it as parent and the end-to-end view links them;
 //! - `name`: `METHOD /backend-path`, the path as sent upstream (after route rewrites);
 //! - `target`: the Envoy cluster; `data`: the URL as the backend saw it; `type`: `HTTP`;
-//! - `duration`: Envoy's backend latency (first byte sent to last byte received);
+//! - `duration`: the backend call's latency (see [`Backend::latency_nanos`]);
 //! - `resultCode`: the backend's status, or the failure kind when it never answered
 //!   (`BackendTimeout`, `BackendConnectionFailure`, …); properties `Backend Address` and,
 //!   when Envoy retried, `Attempts`.

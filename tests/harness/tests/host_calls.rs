@@ -1,0 +1,67 @@
+//! The performance regression guard that runs in the real Envoy: the number of host calls
+//! the filter makes per request (Envoy's `appinsights.host_calls` stat). Each call leaves
+//! the VM and comes back, about a microsecond (the first in a callback about two); with the
+//! JSON and gzip work that `tests/exchange_cost.rs` counts, they are what the filter costs
+//! per request. Counts are exact, so a noisy machine cannot fool this test; the timings
+//! live in `scripts/bench.sh`.
+//!
+//! Adding a host call to the per-request path must be a decision: update the expected count
+//! here, with the reason, and the measured cost in docs/performance.md.
+
+mod common;
+
+use common::*;
+use harness::http;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Sends `n` requests shaped like the benchmark's (POST, 1 KB each way) and returns the
+/// host calls they cost, after the items (if any) arrived and the stat was published.
+fn calls_for(diagnostic: Value, n: usize, items_per_request: usize) -> (i64, Vec<Value>) {
+    let s = start(json!({"diagnostic": diagnostic}), &[]);
+    let body = vec![b'a'; 1024];
+    for i in 0..n {
+        let r = http::request(s.envoy.listener, "POST", &format!("/bytes/1024?i={i}"), &[("content-type", "application/octet-stream")], &body)
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let items = if items_per_request > 0 { settled(&s.ingest, n * items_per_request) } else { Vec::new() };
+    // The stat is published on the root context's tick.
+    std::thread::sleep(Duration::from_millis(400));
+    let stats = envoy_stats(&s.envoy, "appinsights.host_calls");
+    (stats.get("appinsights.host_calls").copied().unwrap_or(-1), items)
+}
+
+fn four_headers(sampling: u32) -> Value {
+    json!({
+        "sampling_percentage": sampling,
+        "frontend": {"request": {"headers": ["user-agent", "content-type"]},
+                     "response": {"headers": ["content-type", "content-length"]}}
+    })
+}
+
+#[test]
+fn a_sampled_request_with_captured_headers_costs_eleven_host_calls() {
+    // Request headers: the header map (one call for all of them), the backend's
+    // traceparent, the clock. Log time: the response headers (status included), route
+    // name, request start, clock, backend attempts, cluster and address, the request as
+    // sent upstream. Plus, once per worker and cluster, whether the cluster uses TLS.
+    let n = 40;
+    let (calls, items) = calls_for(four_headers(100), n, 2);
+    assert_eq!(kind(&items, "RequestData").len(), n);
+    assert_eq!(kind(&items, "RemoteDependencyData").len(), n);
+    let per_request = 11;
+    assert!(
+        (n as i64 * per_request..=n as i64 * per_request + 1).contains(&calls),
+        "{calls} host calls for {n} requests: expected {per_request} per request (+1 for the TLS cache)"
+    );
+}
+
+#[test]
+fn an_unsampled_request_costs_three_host_calls() {
+    // The request headers, the backend's traceparent (propagation goes on when nothing is
+    // recorded), and the status at log time (errors are always logged).
+    let n = 40;
+    let (calls, _) = calls_for(four_headers(0), n, 0);
+    assert_eq!(calls, n as i64 * 3, "{calls} host calls for {n} requests");
+}
