@@ -27,6 +27,12 @@ pub fn push_bytes(out: &mut Vec<u8>, bytes: &[u8], max_chars: usize) -> bool {
 /// Appends the escaped content of possibly non-UTF-8 `bytes` (no quotes), at most `budget`
 /// characters. Returns (characters written, was cut).
 pub fn push_bytes_body(out: &mut Vec<u8>, mut bytes: &[u8], budget: usize) -> (usize, bool) {
+    // Fast path (most header values, paths, ids): printable ASCII with nothing to escape
+    // is copied as is, without a UTF-8 pass.
+    if bytes.len() <= budget && is_plain_ascii(bytes) {
+        out.extend_from_slice(bytes);
+        return (bytes.len(), false);
+    }
     let mut written = 0;
     loop {
         match std::str::from_utf8(bytes) {
@@ -61,8 +67,8 @@ pub fn push_bytes_body(out: &mut Vec<u8>, mut bytes: &[u8], budget: usize) -> (u
 /// Appends the escaped content of `s` (no quotes), at most `budget` characters.
 /// Returns (characters written, was cut).
 fn push_escaped(out: &mut Vec<u8>, s: &str, budget: usize) -> (usize, bool) {
-    // Fast path: short ASCII without anything to escape is copied as is.
-    if s.len() <= budget && s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80) {
+    // Fast path: ASCII without anything to escape is copied as is.
+    if s.len() <= budget && is_plain_ascii(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
         return (s.len(), false);
     }
@@ -75,6 +81,27 @@ fn push_escaped(out: &mut Vec<u8>, s: &str, budget: usize) -> (usize, bool) {
         written += 1;
     }
     (written, false)
+}
+
+/// Printable ASCII other than `"` and `\\`: bytes a JSON string holds unchanged.
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    // Eight bytes at a time: no byte below 0x20 or above 0x7f, none equal to `"` or `\\`.
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(c) else { return false };
+        let v = u64::from_le_bytes(word);
+        let bad = (v & HIGH)
+            | (v.wrapping_sub(0x2020_2020_2020_2020) & !v & HIGH)
+            | has_zero(v ^ (ONES * u64::from(b'"')))
+            | has_zero(v ^ (ONES * u64::from(b'\\')));
+        if bad != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
 }
 
 fn push_char(out: &mut Vec<u8>, c: char) {
@@ -142,6 +169,21 @@ pub fn push_key(out: &mut Vec<u8>, key: &str) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_ascii_scan_agrees_with_its_definition_for_every_byte_at_every_position() {
+        let naive = |b: &[u8]| b.iter().all(|&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\');
+        for len in [1usize, 7, 8, 9, 16, 17, 24] {
+            for pos in 0..len {
+                for byte in 0..=255u8 {
+                    let mut buf = vec![b'a'; len];
+                    buf[pos] = byte;
+                    assert_eq!(is_plain_ascii(&buf), naive(&buf), "len {len} pos {pos} byte {byte:#x}");
+                }
+            }
+        }
+        assert!(is_plain_ascii(b""));
+    }
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
