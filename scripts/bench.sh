@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark, one run: plain Envoy, Envoy with a no-op wasm filter, and Envoy
-# with this filter, each proxying to the same backend. Reports requests/s and the
-# gateway's CPU time per request (from /proc), median of interleaved rounds (A B C A B C…),
-# and the ratios that matter. Writes docs/performance.md.
+# Side-by-side benchmark, one run: plain Envoy, Envoy with a no-op wasm filter, this filter
+# at 100%, 10% and 0% sampling (four captured headers), with 1 KB body capture, with gzip
+# off, and Envoy's own OpenTelemetry tracer (default and tuned flush), each proxying to the
+# same backend. Reports requests/s, the gateway's CPU time per request (from /proc; median
+# of differences with plain Envoy in interleaved rounds A B C … A B C …), host calls and
+# wire bytes per item, memory, and the budget's ratios. Writes docs/performance.md and
+# docs/performance.svg (about 6 minutes with the defaults).
 #
-#   scripts/bench.sh [--rounds N] [--duration SECONDS] [--connections N]
+#   scripts/bench.sh [--rounds N] [--duration SECONDS] [--connections N] [--only KEY,KEY]
 #
-# Envoy runs one worker pinned to CPU 0; load generator, backend and ingestion endpoint
-# share the other CPU(s). Absolute numbers depend on the machine; ratios from one run hold.
+# Envoy runs one worker pinned to CPU 0; load generator, backend, ingestion endpoint and
+# OTLP sink share the other CPU(s). Absolute numbers depend on the machine; ratios from
+# one run hold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

@@ -30,6 +30,7 @@ fn compose_settings() -> Settings {
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
         imds_address: harness::envoy_config::DEFAULT_IMDS_ADDRESS.into(),
+        otlp_address: harness::envoy_config::DEFAULT_OTLP_ADDRESS.into(),
     }
 }
 

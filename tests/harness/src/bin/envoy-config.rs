@@ -9,11 +9,14 @@
 //! | `LISTEN_ADDRESS` / `LISTEN_PORT` | `0.0.0.0` / `10000` | where the gateway listens |
 //! | `ADMIN_ADDRESS` / `ADMIN_PORT` | `127.0.0.1` / `9901` | Envoy's admin interface |
 //! | `WASM` | `dist/envoy_appinsights.wasm` | the module's path as Envoy sees it |
-//! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter) or `none` |
+//! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter), `none`, or Envoy's OpenTelemetry tracer at 100%: `otel` (default flush) or `otel-tuned` (flush every 1,000 spans) |
+//! | `OTLP_ADDRESS` | `127.0.0.1:4318` | the OTLP/HTTP collector, for `otel` and `otel-tuned` |
 //! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
 //! | `IMDS_ADDRESS` | `169.254.169.254:80` | the metadata endpoint, for loggers with `identity` |
 
-use harness::envoy_config::{render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS};
+use harness::envoy_config::{
+    render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS, DEFAULT_OTLP_ADDRESS,
+};
 use std::process::ExitCode;
 
 fn var(name: &str) -> Option<String> {
@@ -40,7 +43,9 @@ fn settings() -> Result<Settings, String> {
         None | Some("appinsights") => FilterKind::AppInsights,
         Some("noop") => FilterKind::Noop,
         Some("none") => FilterKind::None,
-        Some(other) => return Err(format!("FILTER must be appinsights, noop or none, got {other:?}")),
+        Some("otel") => FilterKind::OpenTelemetry { min_flush_spans: None },
+        Some("otel-tuned") => FilterKind::OpenTelemetry { min_flush_spans: Some(1000) },
+        Some(other) => return Err(format!("FILTER must be appinsights, noop, none, otel or otel-tuned, got {other:?}")),
     };
     let plugin_config = match filter {
         FilterKind::AppInsights => {
@@ -62,6 +67,7 @@ fn settings() -> Result<Settings, String> {
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
         imds_address: var("IMDS_ADDRESS").unwrap_or_else(|| DEFAULT_IMDS_ADDRESS.into()),
+        otlp_address: var("OTLP_ADDRESS").unwrap_or_else(|| DEFAULT_OTLP_ADDRESS.into()),
     })
 }
 
