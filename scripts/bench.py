@@ -50,10 +50,24 @@ def filter_config(percentage, frontend, delivery=None):
 
 
 FILTER_WASM = "dist/envoy_appinsights.wasm"
+FLOOR_WASM = "dist/host_call_floor.wasm"
+# The host calls the filter makes per request (its `appinsights.host_calls` stat counts
+# them; tests/harness/tests/host_calls.rs pins the numbers), replayed by
+# tests/host-call-floor with nothing else: what Envoy's side of them costs.
+FLOOR_CALLS = {
+    "floor100": "request_map set_traceparent clock | response_map property:xds.route_name clock "
+                "property:request.time property:upstream.request_attempt_count property:xds.cluster_name "
+                "property:upstream.address request_map",
+    "floor0": "request_map set_traceparent | property:response.code",
+}
+# Which appinsights variant each floor stands under.
+FLOOR_OF = {"floor100": "ai100", "floor0": "ai0"}
 # key, label, FILTER for envoy-config, wasm module, plugin configuration
 VARIANTS = [
     ("plain", "plain Envoy", "none", None, None),
     ("noop", "no-op wasm filter", "noop", "dist/noop_filter.wasm", None),
+    ("floor100", "host calls alone: the 11 of 100%", "floor", FLOOR_WASM, {"calls": FLOOR_CALLS["floor100"]}),
+    ("floor0", "host calls alone: the 3 of 0%", "floor", FLOOR_WASM, {"calls": FLOOR_CALLS["floor0"]}),
     ("ai100", "appinsights 100%, 4 headers", "appinsights", FILTER_WASM, filter_config(100, FOUR_HEADERS)),
     ("ai10", "appinsights 10%, 4 headers", "appinsights", FILTER_WASM, filter_config(10, FOUR_HEADERS)),
     ("ai0", "appinsights 0%, 4 headers", "appinsights", FILTER_WASM, filter_config(0, FOUR_HEADERS)),
@@ -112,8 +126,9 @@ def start_envoy(index, variant, cpu):
     if plugin is not None:
         path = os.path.join(WORK, f"plugin-{index}.json")
         config = dict(plugin)
-        config.setdefault("loggers", {"bench": {
-            "connection_string": f"InstrumentationKey={IKEY};IngestionEndpoint=http://{INGEST}/"}})
+        if filter_kind == "appinsights":
+            config.setdefault("loggers", {"bench": {
+                "connection_string": f"InstrumentationKey={IKEY};IngestionEndpoint=http://{INGEST}/"}})
         with open(path, "w") as f:
             json.dump(config, f)
         env["PLUGIN_CONFIG"] = path
@@ -126,7 +141,7 @@ def start_envoy(index, variant, cpu):
     proc = subprocess.Popen(pin([cpu]) + [ENVOY, "-c", cfg, "--concurrency", "1", "--use-dynamic-base-id",
                                           "-l", "warning"], stdout=log, stderr=log)
     wait_http(f"http://127.0.0.1:{admin}/ready", proc)
-    return {"key": key, "name": label, "plugin": plugin, "proc": proc, "port": port, "admin": admin,
+    return {"key": key, "name": label, "plugin": plugin if filter_kind == "appinsights" else None, "proc": proc, "port": port, "admin": admin,
             "rounds": [], "served": 0}
 
 
@@ -252,7 +267,12 @@ def summarize(variants):
         tx = st.get(f"cluster.{cluster}.upstream_cx_tx_bytes_total")
         v["items"] = items
         v["wire"] = tx / items if items and tx else None
-        v["host_calls"] = st.get("appinsights.host_calls", 0) / v["served"] if v["plugin"] is not None else None
+        if v["plugin"] is not None:
+            v["host_calls"] = st.get("appinsights.host_calls", 0) / v["served"]
+        elif v["key"] in FLOOR_CALLS:
+            v["host_calls"] = float(len(FLOOR_CALLS[v["key"]].replace("|", " ").split()))
+        else:
+            v["host_calls"] = None
         # Linear memory after warm-up, after the first third of the rounds, and at the end
         # (wasm memory only grows: flat means no growth once the buffers reached their
         # working size).
@@ -298,6 +318,26 @@ def budget_lines(by):
     return lines
 
 
+def decomposition(by):
+    """Splits each appinsights variant's added CPU with the floor filter that makes its host calls."""
+    lines = []
+    noop = by.get("noop", {}).get("added")
+    for floor_key, key in FLOOR_OF.items():
+        if floor_key not in by or key not in by or not noop:
+            continue
+        floor, v = by[floor_key], by[key]
+        calls = v["host_calls"] or 0
+        stale = "" if abs(calls - floor["host_calls"]) < 0.05 else \
+            f" (**stale**: the filter made {calls:.2f} calls/request, the floor replays {floor['host_calls']:.0f})"
+        lines.append(f"| {v['name']} | {noop:.1f} | {floor['added'] - noop:.1f} ({floor['host_calls']:.0f} calls{stale}) | "
+                     f"{v['added'] - floor['added']:.1f} | {v['added']:.1f} | {floor['added'] / noop:.2f} × |")
+    if not lines:
+        return ""
+    return "\n".join(["| variant | running any wasm filter (no-op) | Envoy answering the filter's host calls (floor − no-op) "
+                      "| the filter's own code (filter − floor) | added CPU | floor alone, × no-op's |",
+                      "|---|---:|---:|---:|---:|---:|"] + lines)
+
+
 def svg_chart(variants):
     """Horizontal bars: added CPU per request over plain Envoy, with the quartile range."""
     rows = [v for v in variants if v["key"] != "plain"]
@@ -310,7 +350,8 @@ def svg_chart(variants):
            f'<text x="10" y="20" font-size="14">CPU added per request over plain Envoy (µs, median of paired rounds; whiskers: quartiles)</text>']
     for i, v in enumerate(rows):
         y = 35 + i * (bar_h + gap)
-        colour = "#999" if v["key"] == "noop" else ("#c66" if v["key"].startswith("otel") else "#3a7bd5")
+        colour = "#999" if v["key"] == "noop" else ("#c66" if v["key"].startswith("otel") else
+                                                     ("#bbb" if v["key"].startswith("floor") else "#3a7bd5"))
         w = max(v["added"], 0) * scale
         lo, hi = (max(q, 0) * scale for q in v["added_q"])
         label = v["name"].replace("&", "&amp;")
@@ -340,6 +381,7 @@ def report(variants, ingest, args):
                      f"{calls} | {wire} | {mem} | {v['rss_mib']:.0f} |")
     table = "\n".join(lines)
     budget = "\n".join(["| budget | this run | |", "|---|---|---|"] + budget_lines(by))
+    split = decomposition(by)
     total = sum(r["requests"] for v in variants if v["plugin"] is not None for r in v["rounds"])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
     envoy_version = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
@@ -389,6 +431,16 @@ Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
 How to read it: "added CPU" is what a variant costs Envoy per request over plain Envoy;
 "× no-op's added CPU" compares that with the cost of merely running an empty wasm filter.
 Absolute numbers drift between machines and runs; ratios from one run are what holds.
+
+## Where the added CPU goes
+
+The "host calls alone" variants run `tests/host-call-floor`, a wasm filter that makes
+exactly the host calls the filter makes per request (the same calls, in the same
+callbacks) and nothing else. Their cost over the no-op filter's is what Envoy spends
+answering those calls; what the filter adds on top is its own code (ids, sampling, JSON,
+gzip, batching).
+
+{split}
 """
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     path = os.path.join(ROOT, "docs", "performance.md")

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 scripts/setup.sh
-scripts/build.sh tests/noop-filter
+scripts/build.sh tests/noop-filter tests/host-call-floor
 step "building the backend and the ingestion endpoint (release)"
 cargo build --quiet --release -p harness --bins
 exec python3 scripts/bench.py "$@"

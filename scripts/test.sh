@@ -11,7 +11,7 @@ scripts/build.sh
 step "clippy (host and wasm32-wasip1; warnings are errors)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 if [ "$(wasm_toolchain_kind)" = rustup ]; then
-  cargo clippy --quiet --release --target wasm32-wasip1 -p envoy-appinsights -p noop-filter --lib -- -D warnings
+  cargo clippy --quiet --release --target wasm32-wasip1 -p envoy-appinsights -p noop-filter -p host-call-floor --lib -- -D warnings
 fi
 
 step "unit and integration tests (integration tests drive .venv/bin/envoy with dist/envoy_appinsights.wasm)"

@@ -25,6 +25,9 @@ pub enum FilterKind {
     Noop,
     /// Plain Envoy: router only.
     None,
+    /// `tests/host-call-floor`: makes the host calls its plugin configuration lists and
+    /// nothing else (the benchmark's measure of Envoy's side of the filter's calls).
+    HostCallFloor,
     /// No wasm filter; Envoy's own OpenTelemetry tracer at 100% sampling, exporting OTLP
     /// over HTTP to [`Settings::otlp_address`] (the benchmark's comparison). Spans are
     /// flushed every `min_flush_spans` (Envoy's default: 5).
@@ -111,6 +114,7 @@ pub fn render(s: &Settings) -> Result<String, String> {
             wasm_filter_yaml("appinsights", &s.wasm_path, &s.plugin_config)
         }
         FilterKind::Noop => wasm_filter_yaml("noop", &s.wasm_path, &json!({})),
+        FilterKind::HostCallFloor => wasm_filter_yaml("host_call_floor", &s.wasm_path, &s.plugin_config),
         FilterKind::None => String::new(),
         FilterKind::OpenTelemetry { .. } => {
             let endpoint = Endpoint::parse(&format!("http://{}", s.otlp_address))
@@ -365,6 +369,25 @@ mod tests {
         let yaml = render(&Settings::local("127.0.0.1:8080", "/m.wasm", cfg)).unwrap();
         assert!(yaml.contains("  - name: imds\n    type: STATIC"));
         assert!(yaml.contains("address: \"169.254.169.254\", port_value: 80"));
+    }
+
+    #[test]
+    fn the_benchmark_variants_render_their_own_filter_or_tracer() {
+        let mut s = Settings::local("127.0.0.1:8080", "/floor.wasm", json!({"calls": "request_map | clock"}));
+        s.filter = FilterKind::HostCallFloor;
+        let yaml = render(&s).unwrap();
+        assert!(yaml.contains("root_id: host_call_floor"));
+        assert!(yaml.contains(r#"value: "{\"calls\":\"request_map | clock\"}""#), "{yaml}");
+        assert!(!yaml.contains("name: appinsights"), "a floor run needs no ingestion cluster");
+
+        s.filter = FilterKind::OpenTelemetry { min_flush_spans: Some(1000) };
+        s.otlp_address = "127.0.0.1:4318".into();
+        let yaml = render(&s).unwrap();
+        assert!(yaml.contains("envoy.tracers.opentelemetry") && yaml.contains("cluster: otlp"));
+        assert!(yaml.contains("tracing.opentelemetry.min_flush_spans: 1000"), "{yaml}");
+        assert!(!yaml.contains("envoy.filters.http.wasm"));
+        s.otlp_address = "no-port".into();
+        assert!(render(&s).unwrap_err().contains("OTLP_ADDRESS"));
     }
 
     #[test]

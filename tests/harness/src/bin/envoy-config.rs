@@ -9,7 +9,7 @@
 //! | `LISTEN_ADDRESS` / `LISTEN_PORT` | `0.0.0.0` / `10000` | where the gateway listens |
 //! | `ADMIN_ADDRESS` / `ADMIN_PORT` | `127.0.0.1` / `9901` | Envoy's admin interface |
 //! | `WASM` | `dist/envoy_appinsights.wasm` | the module's path as Envoy sees it |
-//! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter), `none`, or Envoy's OpenTelemetry tracer at 100%: `otel` (default flush) or `otel-tuned` (flush every 1,000 spans) |
+//! | `FILTER` | `appinsights` | `appinsights`, `noop` (empty wasm filter), `floor` (the host-call floor filter, configured by `PLUGIN_CONFIG`), `none`, or Envoy's OpenTelemetry tracer at 100%: `otel` (default flush) or `otel-tuned` (flush every 1,000 spans) |
 //! | `OTLP_ADDRESS` | `127.0.0.1:4318` | the OTLP/HTTP collector, for `otel` and `otel-tuned` |
 //! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
 //! | `IMDS_ADDRESS` | `169.254.169.254:80` | the metadata endpoint, for loggers with `identity` |
@@ -42,10 +42,11 @@ fn settings() -> Result<Settings, String> {
     let filter = match var("FILTER").as_deref() {
         None | Some("appinsights") => FilterKind::AppInsights,
         Some("noop") => FilterKind::Noop,
+        Some("floor") => FilterKind::HostCallFloor,
         Some("none") => FilterKind::None,
         Some("otel") => FilterKind::OpenTelemetry { min_flush_spans: None },
         Some("otel-tuned") => FilterKind::OpenTelemetry { min_flush_spans: Some(1000) },
-        Some(other) => return Err(format!("FILTER must be appinsights, noop, none, otel or otel-tuned, got {other:?}")),
+        Some(other) => return Err(format!("FILTER must be appinsights, noop, floor, none, otel or otel-tuned, got {other:?}")),
     };
     let plugin_config = match filter {
         FilterKind::AppInsights => {

@@ -1,0 +1,138 @@
+//! A proxy-wasm HTTP filter that makes a configured sequence of host calls per request and
+//! does nothing with the answers (each returned buffer is freed at once).
+//!
+//! `scripts/bench.sh` gives it the exact calls the telemetry filter makes per request
+//! (`appinsights.host_calls` counts them), so the benchmark can split the filter's cost
+//! into what Envoy spends answering those calls (this filter's cost over the no-op
+//! filter's) and what the filter's own code spends (the rest).
+//!
+//! Configuration: `{"calls": "<calls at request headers> | <calls at log time>"}`, each a
+//! space-separated list of `request_map`, `response_map`, `set_traceparent`, `clock`,
+//! `header:<request header name>` (one value) or `property:<attribute path with dots>`
+//! (for example `property:response.code`).
+
+#[cfg(target_arch = "wasm32")]
+mod filter {
+    use proxy_wasm::traits::{Context, HttpContext, RootContext};
+    use proxy_wasm::types::ContextType;
+    use std::ptr::null_mut;
+    use std::rc::Rc;
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_property(path: *const u8, path_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_get_header_map_value(map: u32, key: *const u8, key_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
+    }
+
+    const REQUEST_HEADERS: u32 = 0;
+    const RESPONSE_HEADERS: u32 = 2;
+    const TRACEPARENT: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    enum Call {
+        Map(u32),
+        SetTraceparent,
+        Clock,
+        Property(Vec<u8>),
+        Header(Vec<u8>),
+    }
+
+    #[derive(Default)]
+    struct Plan {
+        request_headers: Vec<Call>,
+        log: Vec<Call>,
+    }
+
+    fn parse(config: &[u8]) -> Plan {
+        let text = String::from_utf8_lossy(config);
+        let calls = text
+            .split_once("\"calls\"")
+            .and_then(|(_, rest)| rest.split('"').nth(1))
+            .unwrap_or_default()
+            .to_string();
+        let (at_request, at_log) = calls.split_once('|').unwrap_or((&calls, ""));
+        let list = |s: &str| {
+            s.split_whitespace()
+                .filter_map(|c| match c {
+                    "request_map" => Some(Call::Map(REQUEST_HEADERS)),
+                    "response_map" => Some(Call::Map(RESPONSE_HEADERS)),
+                    "set_traceparent" => Some(Call::SetTraceparent),
+                    "clock" => Some(Call::Clock),
+                    _ => c
+                        .strip_prefix("property:")
+                        .map(|p| Call::Property(p.replace('.', "\0").into_bytes()))
+                        .or_else(|| c.strip_prefix("header:").map(|h| Call::Header(h.as_bytes().to_vec()))),
+                })
+                .collect()
+        };
+        Plan { request_headers: list(at_request), log: list(at_log) }
+    }
+
+    fn free(data: *mut u8, size: usize) {
+        if !data.is_null() {
+            // SAFETY: Envoy allocated `size` bytes through the SDK's proxy_on_memory_allocate.
+            drop(unsafe { Vec::from_raw_parts(data, size, size) });
+        }
+    }
+
+    fn run(calls: &[Call]) {
+        for call in calls {
+            let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
+            // SAFETY: every pointer is valid for the duration of its call.
+            unsafe {
+                match call {
+                    Call::Map(map) => {
+                        proxy_get_header_map_pairs(*map, &mut data, &mut size);
+                    }
+                    Call::Property(path) => {
+                        proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size);
+                    }
+                    Call::Header(name) => {
+                        proxy_get_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size);
+                    }
+                    Call::SetTraceparent => {
+                        let key = b"traceparent";
+                        proxy_replace_header_map_value(REQUEST_HEADERS, key.as_ptr(), key.len(), TRACEPARENT.as_ptr(), TRACEPARENT.len());
+                    }
+                    Call::Clock => {
+                        let _ = proxy_wasm::hostcalls::get_current_time();
+                    }
+                }
+            }
+            free(data, size);
+        }
+    }
+
+    struct Root(Rc<Plan>);
+    struct Exchange(Rc<Plan>);
+
+    impl Context for Root {}
+    impl RootContext for Root {
+        fn on_configure(&mut self, _: usize) -> bool {
+            let config = proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX);
+            self.0 = Rc::new(parse(&config.ok().flatten().unwrap_or_default()));
+            true
+        }
+        fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+            Some(Box::new(Exchange(self.0.clone())))
+        }
+        fn get_type(&self) -> Option<ContextType> {
+            Some(ContextType::HttpContext)
+        }
+    }
+    impl Context for Exchange {}
+    impl HttpContext for Exchange {
+        fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
+            run(&self.0.request_headers);
+            proxy_wasm::types::Action::Continue
+        }
+        fn on_log(&mut self) {
+            run(&self.0.log);
+        }
+    }
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| Box::new(Root(Rc::new(Plan::default()))));
+    }}
+}
