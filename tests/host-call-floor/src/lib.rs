@@ -8,8 +8,11 @@
 //!
 //! Configuration: `{"calls": "<calls at request headers> | <calls at log time>"}`, each a
 //! space-separated list of `request_map`, `response_map`, `set_traceparent`, `clock`,
-//! `header:<request header name>` (one value) or `property:<attribute path with dots>`
-//! (for example `property:response.code`).
+//! `header:<request header name>` (one value), `property:<attribute path with dots>`
+//! (for example `property:response.code`) or `cel`, which evaluates the configuration's
+//! `"cel"` expression with Envoy's `expr_evaluate` (created once with `expr_create`; the
+//! first evaluation's outcome is logged, so a failing expression cannot pass for a cheap
+//! one).
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
@@ -22,6 +25,7 @@ mod filter {
     extern "C" {
         fn proxy_get_property(path: *const u8, path_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_call_foreign_function(name: *const u8, name_size: usize, arg: *const u8, arg_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_get_header_map_value(map: u32, key: *const u8, key_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
     }
@@ -36,12 +40,16 @@ mod filter {
         Clock,
         Property(Vec<u8>),
         Header(Vec<u8>),
+        /// Evaluates the configured CEL expression (Envoy's `expr_evaluate`).
+        Cel,
     }
 
     #[derive(Default)]
     struct Plan {
         request_headers: Vec<Call>,
         log: Vec<Call>,
+        /// The `expr_create` token of the `"cel"` expression, if any.
+        cel: Option<[u8; 4]>,
     }
 
     fn parse(config: &[u8]) -> Plan {
@@ -59,6 +67,7 @@ mod filter {
                     "response_map" => Some(Call::Map(RESPONSE_HEADERS)),
                     "set_traceparent" => Some(Call::SetTraceparent),
                     "clock" => Some(Call::Clock),
+                    "cel" => Some(Call::Cel),
                     _ => c
                         .strip_prefix("property:")
                         .map(|p| Call::Property(p.replace('.', "\0").into_bytes()))
@@ -66,7 +75,27 @@ mod filter {
                 })
                 .collect()
         };
-        Plan { request_headers: list(at_request), log: list(at_log) }
+        let cel = text
+            .split_once("\"cel\"")
+            .and_then(|(_, rest)| rest.split('"').nth(1))
+            .and_then(|expr| foreign(b"expr_create", expr.as_bytes()))
+            .and_then(|token| <[u8; 4]>::try_from(token.as_slice()).ok());
+        if text.contains("\"cel\"") && cel.is_none() {
+            let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Warn, "host-call-floor: expr_create failed");
+        }
+        Plan { request_headers: list(at_request), log: list(at_log), cel }
+    }
+
+    fn foreign(name: &[u8], arg: &[u8]) -> Option<Vec<u8>> {
+        let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
+        // SAFETY: every pointer is valid for the duration of the call.
+        let status = unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), arg.as_ptr(), arg.len(), &mut data, &mut size) };
+        if data.is_null() {
+            return None;
+        }
+        // SAFETY: allocated by Envoy through proxy_on_memory_allocate.
+        let out = unsafe { Vec::from_raw_parts(data, size, size) };
+        (status == 0).then_some(out)
     }
 
     fn free(data: *mut u8, size: usize) {
@@ -76,8 +105,25 @@ mod filter {
         }
     }
 
-    fn run(calls: &[Call]) {
+    thread_local! {
+        static REPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    fn run(calls: &[Call], cel: Option<[u8; 4]>) {
         for call in calls {
+            if let (Call::Cel, Some(token)) = (call, cel) {
+                let result = foreign(b"expr_evaluate", &token);
+                // Say once whether the expression evaluates, so a failing one cannot pass
+                // for a cheap one.
+                if !REPORTED.with(|r| r.replace(true)) {
+                    let what = match &result {
+                        Some(bytes) => format!("host-call-floor: expr_evaluate returned {} bytes", bytes.len()),
+                        None => "host-call-floor: expr_evaluate failed".to_string(),
+                    };
+                    let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Warn, &what);
+                }
+                continue;
+            }
             let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
             // SAFETY: every pointer is valid for the duration of its call.
             unsafe {
@@ -95,6 +141,7 @@ mod filter {
                         let key = b"traceparent";
                         proxy_replace_header_map_value(REQUEST_HEADERS, key.as_ptr(), key.len(), TRACEPARENT.as_ptr(), TRACEPARENT.len());
                     }
+                    Call::Cel => {}
                     Call::Clock => {
                         let _ = proxy_wasm::hostcalls::get_current_time();
                     }
@@ -124,11 +171,11 @@ mod filter {
     impl Context for Exchange {}
     impl HttpContext for Exchange {
         fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-            run(&self.0.request_headers);
+            run(&self.0.request_headers, self.0.cel);
             proxy_wasm::types::Action::Continue
         }
         fn on_log(&mut self) {
-            run(&self.0.log);
+            run(&self.0.log, self.0.cel);
         }
     }
 
