@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark, one run: plain Envoy, Envoy with a no-op wasm filter, this filter
-# at 100%, 10% and 0% sampling (four captured headers), with 1 KB body capture, with gzip
-# off, and Envoy's own OpenTelemetry tracer (default and tuned flush), each proxying to the
-# same backend. Reports requests/s, the gateway's CPU time per request (from /proc; median
-# of differences with plain Envoy in interleaved rounds A B C … A B C …), host calls and
-# wire bytes per item, memory, and the budget's ratios. Writes docs/performance.md and
-# docs/performance.svg (about 6 minutes with the defaults).
+# Side-by-side benchmark, one run: plain Envoy, Envoy with a no-op wasm filter, a filter
+# that only makes this filter's host calls (tests/host-call-floor, at 100% and 0%), this
+# filter at 100%, 10% and 0% sampling (four captured headers), with 1 KB body capture, with
+# gzip off, and Envoy's own OpenTelemetry tracer (default and tuned flush), each proxying to
+# the same backend. Reports requests/s, the gateway's CPU time per request (from /proc;
+# median of differences with plain Envoy in interleaved rounds A B C … A B C …), host calls
+# and wire bytes per item, memory, the budget's ratios and the split of the filter's cost
+# between Envoy's host calls and its own code. Writes docs/performance.md and
+# docs/performance.svg (about 7 minutes with the defaults).
 #
 #   scripts/bench.sh [--rounds N] [--duration SECONDS] [--connections N] [--only KEY,KEY]
 #
