@@ -334,7 +334,7 @@ def decomposition(by):
         lines.append(f"| {v['name']} | {noop:.1f} | {floor['added'] - noop:.1f} ({floor['host_calls']:.0f} calls{stale}) | "
                      f"{v['added'] - floor['added']:.1f} | {v['added']:.1f} | {floor['added'] / noop:.2f} × |")
     if not lines:
-        return ""
+        return "(This run left out the floor variants or the filter variants they stand under.)"
     return "\n".join(["| variant | running any wasm filter (no-op) | Envoy answering the filter's host calls (floor − no-op) "
                       "| the filter's own code (filter − floor) | added CPU | floor alone, × no-op's |",
                       "|---|---:|---:|---:|---:|---:|"] + lines)
