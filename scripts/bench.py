@@ -141,8 +141,8 @@ def start_envoy(index, variant, cpu):
     proc = subprocess.Popen(pin([cpu]) + [ENVOY, "-c", cfg, "--concurrency", "1", "--use-dynamic-base-id",
                                           "-l", "warning"], stdout=log, stderr=log)
     wait_http(f"http://127.0.0.1:{admin}/ready", proc)
-    return {"key": key, "name": label, "plugin": plugin if filter_kind == "appinsights" else None, "proc": proc, "port": port, "admin": admin,
-            "rounds": [], "served": 0}
+    return {"key": key, "name": label, "appinsights": filter_kind == "appinsights", "proc": proc, "port": port,
+            "admin": admin, "rounds": [], "served": 0}
 
 
 def run_wrk(port, seconds, connections, load_cpus):
@@ -223,7 +223,7 @@ def main():
         for r in range(args.rounds):
             for v in variants:
                 v["rounds"].append(measure_round(v, args, load_cpus))
-                if v["plugin"] is not None:
+                if v["appinsights"]:
                     v["rounds"][-1]["vm_memory"] = envoy_stats(v["admin"]).get("appinsights.vm_memory_bytes")
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{v['key']} {v['rounds'][-1]['rps']:.0f} rps {v['rounds'][-1]['cpu_us']:.1f} µs"
@@ -263,13 +263,13 @@ def summarize(variants):
         v["throughput"] = statistics.median(r["rps"] / p["rps"] for r, p in zip(v["rounds"], plain["rounds"]))
         st = v.get("stats", {})
         items = st.get("appinsights.bench.items_sent") or st.get("tracing.opentelemetry.spans_sent")
-        cluster = "appinsights" if v["plugin"] is not None else "otlp"
+        cluster = "appinsights" if v["appinsights"] else "otlp"
         tx = st.get(f"cluster.{cluster}.upstream_cx_tx_bytes_total")
         v["items"] = items
         v["created"] = st.get("appinsights.bench.items_created", 0)
         v["dropped"] = sum(n for k, n in st.items() if k.startswith("appinsights.bench.items_dropped"))
         v["wire"] = tx / items if items and tx else None
-        if v["plugin"] is not None:
+        if v["appinsights"]:
             v["host_calls"] = st.get("appinsights.host_calls", 0) / v["served"]
         elif v["key"] in FLOOR_CALLS:
             v["host_calls"] = float(len(FLOOR_CALLS[v["key"]].replace("|", " ").split()))
@@ -305,7 +305,7 @@ def budget_lines(by):
     if "ai100" in by:
         t = by["ai100"]["throughput"]
         check("100%: throughput ≥ 0.85 × plain Envoy", t >= 0.85, f"{t:.2f} × plain")
-    mem = [v["vm_memory"] for v in by.values() if v["plugin"] is not None and all(v["vm_memory"])]
+    mem = [v["vm_memory"] for v in by.values() if v["appinsights"] and all(v["vm_memory"])]
     if mem and "ai0" in by and by["ai0"]["vm_memory"][2]:
         mib = 2**20
         flat = all(third == end for _, third, end in mem)
@@ -378,13 +378,13 @@ def report(variants, ingest, args):
         added = "—" if v["key"] == "plain" else f"{v['added']:+.1f} ({v['added_q'][0]:.1f}–{v['added_q'][1]:.1f})"
         calls = "—" if v["host_calls"] is None else f"{v['host_calls']:.2f}"
         wire = "—" if not v["wire"] else f"{v['wire']:.0f}"
-        mem = "—" if not all(v["vm_memory"] or [None]) else " → ".join(f"{m / 2**20:.1f}" for m in v["vm_memory"])
+        mem = "—" if not all(v["vm_memory"]) else " → ".join(f"{m / 2**20:.1f}" for m in v["vm_memory"])
         lines.append(f"| {v['name']} | {v['rps']:.0f} | {v['throughput']:.2f} | {v['cpu_us']:.1f} | {added} | {ratio} | "
                      f"{calls} | {wire} | {mem} | {v['rss_mib']:.0f} |")
     table = "\n".join(lines)
     budget = "\n".join(["| budget | this run | |", "|---|---|---|"] + budget_lines(by))
     split = decomposition(by)
-    filters = [v for v in variants if v["plugin"] is not None]
+    filters = [v for v in variants if v["appinsights"]]
     total = sum(r["requests"] for v in filters for r in v["rounds"])
     created = sum(v["created"] for v in filters)
     sent = sum(v["items"] or 0 for v in filters)
