@@ -346,7 +346,6 @@ fn split_host_port(authority: &str, scheme: Scheme) -> Result<(String, u16), End
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -122,7 +122,6 @@ fn splitmix64(x: &mut u64) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use std::collections::HashSet;

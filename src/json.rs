@@ -166,7 +166,6 @@ pub fn push_key(out: &mut Vec<u8>, key: &str) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

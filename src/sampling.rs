@@ -48,7 +48,6 @@ pub fn is_sampled_in(operation_id: &[u8], percentage: f64) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,7 @@
 //! into the batch; full batches are taken, gzip-compressed and acknowledged as delivery
 //! does.
 
+// clippy.toml lets `#[test]` functions unwrap; this crate's helpers are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use envoy_appinsights::config::Config;

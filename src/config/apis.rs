@@ -255,7 +255,6 @@ fn parse_operations(v: &Value, path: &str) -> Result<Vec<OperationDef>, ConfigEr
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

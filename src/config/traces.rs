@@ -286,7 +286,6 @@ fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;

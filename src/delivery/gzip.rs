@@ -77,7 +77,6 @@ const fn crc_tables() -> [[u32; 256]; 8] {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

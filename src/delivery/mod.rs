@@ -444,7 +444,6 @@ impl LogLimiter {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::track::{ItemError, Verdict};
     use super::*;

@@ -82,7 +82,6 @@ fn parse_errors(body: &[u8], items: usize) -> Vec<ItemError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -99,7 +99,6 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>, back
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::exchange::{flags, Backend, Outcome};

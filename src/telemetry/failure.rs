@@ -101,7 +101,6 @@ pub fn describe(kind: &Kind, request_line: &[u8], oc: &Outcome) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -121,7 +121,6 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
     use crate::correlation::IdText;

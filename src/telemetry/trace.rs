@@ -108,7 +108,6 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceR
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::config::{Conditions, Severity, StatusMatch};
