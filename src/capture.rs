@@ -34,7 +34,10 @@ pub struct BodyPrefix {
 impl BodyPrefix {
     pub fn new(limit: u64) -> BodyPrefix {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        BodyPrefix { bytes: Vec::new(), limit }
+        BodyPrefix {
+            bytes: Vec::new(),
+            limit,
+        }
     }
 
     /// How many more bytes are wanted (0: stop reading chunks).
@@ -63,7 +66,12 @@ pub struct Writer<'m, 'o> {
 
 impl<'m, 'o> Writer<'m, 'o> {
     pub fn new(members: &'m mut Members<'o>, masking: &'m Masking) -> Self {
-        Writer { members, masking, budget: ITEM_CAPTURE_BUDGET, cut: false }
+        Writer {
+            members,
+            masking,
+            budget: ITEM_CAPTURE_BUDGET,
+            cut: false,
+        }
     }
 
     /// Writes one or more members with `write`; keeps them if their serialized size fits
@@ -83,7 +91,9 @@ impl<'m, 'o> Writer<'m, 'o> {
 
     /// A custom property taken from a request header (masked or hidden as configured).
     pub fn header_property(&mut self, property: &str, header: &[u8], map: &HeaderMap) {
-        let Some(value) = map.get(header).and_then(|v| self.masking.header_value(header, v)) else { return };
+        let Some(value) = map.get(header).and_then(|v| self.masking.header_value(header, v)) else {
+            return;
+        };
         self.within_budget(|m| m.string(property, value));
     }
 
@@ -95,7 +105,9 @@ impl<'m, 'o> Writer<'m, 'o> {
                 if k != name.as_bytes() {
                     continue;
                 }
-                let Some(v) = self.masking.header_value(k, v) else { break };
+                let Some(v) = self.masking.header_value(k, v) else {
+                    break;
+                };
                 if !joined.is_empty() {
                     joined.extend_from_slice(b", ");
                 }
@@ -112,14 +124,21 @@ impl<'m, 'o> Writer<'m, 'o> {
     /// of `total` bytes.
     pub fn body(&mut self, side: &str, prefix: &BodyPrefix, limit: u64, total: u64, content_encoding: Option<&[u8]>) {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let captured = prefix.bytes().get(..prefix.bytes().len().min(limit)).unwrap_or_default();
+        let captured = prefix
+            .bytes()
+            .get(..prefix.bytes().len().min(limit))
+            .unwrap_or_default();
         if captured.is_empty() {
             return;
         }
         let masked = self.masking.json_body(captured);
         let (text, base64) = render(&masked);
         // Property values hold at most 8192 characters (text here is UTF-8 or base64).
-        let chars = if base64 { text.len() } else { String::from_utf8_lossy(&text).chars().count() };
+        let chars = if base64 {
+            text.len()
+        } else {
+            String::from_utf8_lossy(&text).chars().count()
+        };
         let truncated = total > captured.len() as u64 || chars > limits::PROPERTY_VALUE;
         self.within_budget(|m| {
             m.string(&format!("{side}-Body"), &text);
@@ -179,7 +198,12 @@ mod tests {
 
     fn props(f: impl FnOnce(&mut Writer<'_, '_>)) -> Value {
         let mut out = b"{\"ver\":2".to_vec();
-        let masking = Masking::new(true, vec![("x-hidden".into(), Mode::Hide)], vec![], vec!["password".into()]);
+        let masking = Masking::new(
+            true,
+            vec![("x-hidden".into(), Mode::Hide)],
+            vec![],
+            vec!["password".into()],
+        );
         {
             let mut m = Members::new(&mut out, "properties");
             let mut w = Writer::new(&mut m, &masking);
@@ -193,7 +217,9 @@ mod tests {
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        HeaderMap::from_serialized(HeaderMap::serialize(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))))
+        HeaderMap::from_serialized(HeaderMap::serialize(
+            pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        ))
     }
 
     #[test]
@@ -210,9 +236,17 @@ mod tests {
 
     #[test]
     fn headers_are_named_the_apim_way_joined_and_masked() {
-        let h = map(&[("content-type", "application/json"), ("x-multi", "a"), ("x-multi", "b"),
-                      ("authorization", "Bearer s3cret"), ("x-hidden", "h")]);
-        let names: Vec<String> = ["content-type", "x-multi", "authorization", "x-hidden", "x-absent"].iter().map(|s| s.to_string()).collect();
+        let h = map(&[
+            ("content-type", "application/json"),
+            ("x-multi", "a"),
+            ("x-multi", "b"),
+            ("authorization", "Bearer s3cret"),
+            ("x-hidden", "h"),
+        ]);
+        let names: Vec<String> = ["content-type", "x-multi", "authorization", "x-hidden", "x-absent"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = props(|w| w.headers("Request", &names, &h));
         assert_eq!(p["Request-content-type"], "application/json");
         assert_eq!(p["Request-x-multi"], "a, b");
@@ -263,7 +297,9 @@ mod tests {
     fn the_item_budget_leaves_content_out_and_says_so() {
         let big = "x".repeat(8000);
         let pairs: Vec<(String, String)> = (0..10).map(|i| (format!("h{i}"), big.clone())).collect();
-        let h = HeaderMap::from_serialized(HeaderMap::serialize(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))));
+        let h = HeaderMap::from_serialized(HeaderMap::serialize(
+            pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        ));
         let names: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
         let p = props(|w| w.headers("Request", &names, &h));
         let kept = names.iter().filter(|n| p.get(format!("Request-{n}")).is_some()).count();

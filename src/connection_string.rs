@@ -32,16 +32,29 @@ pub struct ConnectionString {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionStringError {
     Empty,
-    TooLong { len: usize },
+    TooLong {
+        len: usize,
+    },
     /// Entry number (1-based) is not `key=value`.
-    MalformedEntry { entry: usize },
-    EmptyKey { entry: usize },
-    DuplicateKey { key: String },
+    MalformedEntry {
+        entry: usize,
+    },
+    EmptyKey {
+        entry: usize,
+    },
+    DuplicateKey {
+        key: String,
+    },
     MissingInstrumentationKey,
-    InvalidInstrumentationKey { reason: &'static str },
+    InvalidInstrumentationKey {
+        reason: &'static str,
+    },
     UnsupportedAuthorization,
     InvalidLocation,
-    InvalidEndpoint { key: &'static str, error: EndpointError },
+    InvalidEndpoint {
+        key: &'static str,
+        error: EndpointError,
+    },
 }
 
 impl fmt::Display for ConnectionStringError {
@@ -77,9 +90,7 @@ impl ConnectionString {
         if pairs.is_empty() {
             return Err(ConnectionStringError::Empty);
         }
-        let get = |key: &str| {
-            pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v)
-        };
+        let get = |key: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
         if let Some(auth) = get("Authorization") {
             if !auth.eq_ignore_ascii_case("ikey") {
                 return Err(ConnectionStringError::UnsupportedAuthorization);
@@ -92,11 +103,7 @@ impl ConnectionString {
         validate_instrumentation_key(ikey)?;
         Ok(ConnectionString {
             instrumentation_key: ikey.to_string(),
-            ingestion_endpoint: ingestion_endpoint(
-                get("IngestionEndpoint"),
-                get("EndpointSuffix"),
-                get("Location"),
-            )?,
+            ingestion_endpoint: ingestion_endpoint(get("IngestionEndpoint"), get("EndpointSuffix"), get("Location"))?,
             aad_audience: get("AADAudience").filter(|v| !v.is_empty()).map(str::to_string),
             application_id: get("ApplicationId")
                 .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
@@ -161,10 +168,14 @@ fn ingestion_endpoint(
     location: Option<&str>,
 ) -> Result<Endpoint, ConnectionStringError> {
     if let Some(url) = explicit.filter(|v| !v.is_empty()) {
-        return Endpoint::parse(url)
-            .map_err(|error| ConnectionStringError::InvalidEndpoint { key: "IngestionEndpoint", error });
+        return Endpoint::parse(url).map_err(|error| ConnectionStringError::InvalidEndpoint {
+            key: "IngestionEndpoint",
+            error,
+        });
     }
-    let Some(suffix) = suffix.map(|s| s.trim().trim_start_matches('.')).filter(|s| !s.is_empty())
+    let Some(suffix) = suffix
+        .map(|s| s.trim().trim_start_matches('.'))
+        .filter(|s| !s.is_empty())
     else {
         return Ok(default_endpoint());
     };
@@ -177,8 +188,10 @@ fn ingestion_endpoint(
     } else {
         format!("https://{location}.dc.{suffix}/")
     };
-    Endpoint::parse(&url)
-        .map_err(|error| ConnectionStringError::InvalidEndpoint { key: "EndpointSuffix", error })
+    Endpoint::parse(&url).map_err(|error| ConnectionStringError::InvalidEndpoint {
+        key: "EndpointSuffix",
+        error,
+    })
 }
 
 fn default_endpoint() -> Endpoint {
@@ -282,7 +295,11 @@ impl Endpoint {
 
     /// The `:authority` to send: the host, with the port only when it is not the default.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == self.scheme.default_port() {
             host
         } else {
@@ -360,7 +377,10 @@ mod tests {
         let cs = format!(
             "InstrumentationKey={KEY};IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;EndpointSuffix=applicationinsights.azure.cn;Location=chinaeast2"
         );
-        assert_eq!(endpoint_of(&cs), "https://westeurope-5.in.applicationinsights.azure.com/");
+        assert_eq!(
+            endpoint_of(&cs),
+            "https://westeurope-5.in.applicationinsights.azure.com/"
+        );
     }
 
     #[test]
@@ -401,7 +421,10 @@ mod tests {
         use ConnectionStringError as E;
         assert_eq!(ConnectionString::parse(""), Err(E::Empty));
         assert_eq!(ConnectionString::parse(" ; "), Err(E::Empty));
-        assert_eq!(ConnectionString::parse("InstrumentationKey"), Err(E::MalformedEntry { entry: 1 }));
+        assert_eq!(
+            ConnectionString::parse("InstrumentationKey"),
+            Err(E::MalformedEntry { entry: 1 })
+        );
         assert_eq!(
             ConnectionString::parse(&format!("InstrumentationKey={KEY};a=b=c")),
             Err(E::MalformedEntry { entry: 2 })
@@ -409,10 +432,18 @@ mod tests {
         assert_eq!(ConnectionString::parse("=x"), Err(E::EmptyKey { entry: 1 }));
         assert_eq!(
             ConnectionString::parse(&format!("InstrumentationKey={KEY};instrumentationKEY={KEY}")),
-            Err(E::DuplicateKey { key: "instrumentationKEY".into() })
+            Err(E::DuplicateKey {
+                key: "instrumentationKEY".into()
+            })
         );
-        assert_eq!(ConnectionString::parse("IngestionEndpoint=https://x/"), Err(E::MissingInstrumentationKey));
-        assert_eq!(ConnectionString::parse("InstrumentationKey="), Err(E::MissingInstrumentationKey));
+        assert_eq!(
+            ConnectionString::parse("IngestionEndpoint=https://x/"),
+            Err(E::MissingInstrumentationKey)
+        );
+        assert_eq!(
+            ConnectionString::parse("InstrumentationKey="),
+            Err(E::MissingInstrumentationKey)
+        );
     }
 
     #[test]
@@ -421,7 +452,10 @@ mod tests {
         let ok = format!("{base}{}", "a".repeat(MAX_LEN - base.len()));
         assert!(ConnectionString::parse(&ok).is_ok());
         let long = format!("{ok}a");
-        assert_eq!(ConnectionString::parse(&long), Err(ConnectionStringError::TooLong { len: MAX_LEN + 1 }));
+        assert_eq!(
+            ConnectionString::parse(&long),
+            Err(ConnectionStringError::TooLong { len: MAX_LEN + 1 })
+        );
     }
 
     #[test]
@@ -439,9 +473,11 @@ mod tests {
 
     #[test]
     fn invalid_endpoints_name_the_key_and_the_reason() {
-        let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=ftp://x/"))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "IngestionEndpoint must be an absolute http:// or https:// URL");
+        let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=ftp://x/")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "IngestionEndpoint must be an absolute http:// or https:// URL"
+        );
         let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=http://h:99999/"))
             .unwrap_err();
         assert_eq!(err.to_string(), "IngestionEndpoint has an invalid port");
@@ -464,7 +500,10 @@ mod tests {
         assert_eq!(e.host, "::1");
         assert_eq!(e.authority(), "[::1]:9001");
         assert_eq!(Endpoint::parse("https://u@h/"), Err(EndpointError::HasUserInfo));
-        assert_eq!(Endpoint::parse("https://h/?a=b"), Err(EndpointError::HasQueryOrFragment));
+        assert_eq!(
+            Endpoint::parse("https://h/?a=b"),
+            Err(EndpointError::HasQueryOrFragment)
+        );
         assert_eq!(Endpoint::parse("https:///x"), Err(EndpointError::MissingHost));
         assert_eq!(Endpoint::parse("https://h:0/"), Err(EndpointError::InvalidPort));
     }

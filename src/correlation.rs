@@ -53,7 +53,10 @@ impl IdText {
         }
         let mut buf = [0u8; MAX_ID_LEN];
         buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
-        Some(IdText { len: bytes.len() as u8, buf })
+        Some(IdText {
+            len: bytes.len() as u8,
+            buf,
+        })
     }
 
     pub fn trace(id: &TraceId) -> IdText {
@@ -197,7 +200,12 @@ pub fn parse_request_id(value: &[u8]) -> Option<Caller> {
     // be matched exactly anyway, and the cut never reaches the backend).
     let parent_id = IdText::new(value.get(..value.len().min(MAX_ID_LEN)).unwrap_or(value))?;
     let trace_id = (root.len() == 32).then(|| hex_array::<16>(root)).flatten().map(TraceId);
-    Some(Caller { operation_id, parent_id, sampled: None, trace_id })
+    Some(Caller {
+        operation_id,
+        parent_id,
+        sampled: None,
+        trace_id,
+    })
 }
 
 /// A `Request-Id` in the SDKs' W3C-compatible form `|<32 hex trace id>.<…>.`.
@@ -223,7 +231,10 @@ pub fn format_request_id(operation_id: &IdText, span: &SpanId) -> IdText {
 
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     v.get(start..end).unwrap_or_default()
 }
 
@@ -265,7 +276,13 @@ mod tests {
     const TP: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     fn w3c(tp: &[u8]) -> Option<Caller> {
-        read_caller(Protocol::W3C, &Incoming { traceparent: Some(tp), ..Default::default() })
+        read_caller(
+            Protocol::W3C,
+            &Incoming {
+                traceparent: Some(tp),
+                ..Default::default()
+            },
+        )
     }
 
     #[test]
@@ -322,15 +339,28 @@ mod tests {
         };
         let c = read_caller(Protocol::W3C, &incoming).unwrap();
         assert_eq!(c.operation_id.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(c.parent_id.as_str(), "|4bf92f3577b34da6a3ce929d0e0e4736.00f067aa0ba902b7.");
+        assert_eq!(
+            c.parent_id.as_str(),
+            "|4bf92f3577b34da6a3ce929d0e0e4736.00f067aa0ba902b7."
+        );
         assert!(c.trace_id.is_some());
-        let legacy_only = Incoming { request_id: Some(b"|abc.1."), ..Default::default() };
+        let legacy_only = Incoming {
+            request_id: Some(b"|abc.1."),
+            ..Default::default()
+        };
         assert!(read_caller(Protocol::W3C, &legacy_only).is_none());
     }
 
     #[test]
     fn legacy_mode_reads_hierarchical_and_flat_request_ids() {
-        let c = read_caller(Protocol::Legacy, &Incoming { request_id: Some(b"|Guid-1.1.da4e9679_"), ..Default::default() }).unwrap();
+        let c = read_caller(
+            Protocol::Legacy,
+            &Incoming {
+                request_id: Some(b"|Guid-1.1.da4e9679_"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.operation_id.as_str(), "Guid-1");
         assert_eq!(c.parent_id.as_str(), "|Guid-1.1.da4e9679_");
         assert!(c.trace_id.is_none());
@@ -340,8 +370,22 @@ mod tests {
         assert!(parse_request_id(b"|\"quote\".").is_none());
         assert!(parse_request_id(&[b'a'; 1025]).is_none());
         // Legacy mode ignores traceparent.
-        assert!(read_caller(Protocol::Legacy, &Incoming { traceparent: Some(TP), ..Default::default() }).is_none());
-        assert!(read_caller(Protocol::None, &Incoming { traceparent: Some(TP), ..Default::default() }).is_none());
+        assert!(read_caller(
+            Protocol::Legacy,
+            &Incoming {
+                traceparent: Some(TP),
+                ..Default::default()
+            }
+        )
+        .is_none());
+        assert!(read_caller(
+            Protocol::None,
+            &Incoming {
+                traceparent: Some(TP),
+                ..Default::default()
+            }
+        )
+        .is_none());
     }
 
     #[test]
@@ -372,8 +416,14 @@ mod tests {
 
     #[test]
     fn request_context_yields_the_callers_app_id() {
-        assert_eq!(request_context_app_id(b"appId=cid-v1:1234-abcd").unwrap().as_str(), "cid-v1:1234-abcd");
-        assert_eq!(request_context_app_id(b"other=1, appId = cid-v1:x ").unwrap().as_str(), "cid-v1:x");
+        assert_eq!(
+            request_context_app_id(b"appId=cid-v1:1234-abcd").unwrap().as_str(),
+            "cid-v1:1234-abcd"
+        );
+        assert_eq!(
+            request_context_app_id(b"other=1, appId = cid-v1:x ").unwrap().as_str(),
+            "cid-v1:x"
+        );
         assert!(request_context_app_id(b"appId=foo").is_none());
         assert!(request_context_app_id(b"appId=cid-v1:").is_none());
     }

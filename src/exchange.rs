@@ -167,7 +167,11 @@ pub mod flags {
 
     /// `UF,URX` for the bits set (empty when none).
     pub fn short_names(bits: u64) -> String {
-        let names: Vec<&str> = SHORT_NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+        let names: Vec<&str> = SHORT_NAMES
+            .iter()
+            .filter(|(b, _)| bits & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
         names.join(",")
     }
 }
@@ -280,19 +284,40 @@ mod tests {
 
     #[test]
     fn success_needs_a_status_below_400_delivered_in_full() {
-        let ok = Outcome { response_code: 200, ..Default::default() };
+        let ok = Outcome {
+            response_code: 200,
+            ..Default::default()
+        };
         assert!(ok.success());
-        assert!(!Outcome { response_code: 404, ..Default::default() }.success());
-        assert!(!Outcome { response_code: 0, ..Default::default() }.success());
-        let cut = Outcome { response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..ok.clone() };
+        assert!(!Outcome {
+            response_code: 404,
+            ..Default::default()
+        }
+        .success());
+        assert!(!Outcome {
+            response_code: 0,
+            ..Default::default()
+        }
+        .success());
+        let cut = Outcome {
+            response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
+            ..ok.clone()
+        };
         assert!(!cut.success());
-        assert!(!Outcome { response_flags: flags::UPSTREAM_REMOTE_RESET, ..ok }.success());
+        assert!(!Outcome {
+            response_flags: flags::UPSTREAM_REMOTE_RESET,
+            ..ok
+        }
+        .success());
     }
 
     #[test]
     fn flag_names_follow_envoy() {
         assert_eq!(flags::short_names(0), "");
-        assert_eq!(flags::short_names(flags::UPSTREAM_CONNECTION_FAILURE | flags::UPSTREAM_RETRY_LIMIT_EXCEEDED), "UF,URX");
+        assert_eq!(
+            flags::short_names(flags::UPSTREAM_CONNECTION_FAILURE | flags::UPSTREAM_RETRY_LIMIT_EXCEEDED),
+            "UF,URX"
+        );
         assert_eq!(flags::short_names(flags::DOWNSTREAM_REMOTE_RESET), "DR");
     }
 

@@ -46,7 +46,12 @@ impl HeaderMap {
         let count = read_u32(&self.buf, 0).unwrap_or(0) as usize;
         // Each entry needs at least 8 bytes of sizes and 2 NULs: cap a lying count.
         let count = count.min(self.buf.len() / 10);
-        HeaderIter { buf: &self.buf, count, index: 0, data: 4 + count * 8 }
+        HeaderIter {
+            buf: &self.buf,
+            count,
+            index: 0,
+            data: 4 + count * 8,
+        }
     }
 
     /// The first value of `name` (lowercase), if present.
@@ -59,7 +64,10 @@ impl HeaderMap {
         let base = self.buf.as_ptr() as usize;
         let at = (value.as_ptr() as usize).wrapping_sub(base);
         if at <= self.buf.len() && value.len() <= self.buf.len() - at {
-            Span { start: at as u32, len: value.len() as u32 }
+            Span {
+                start: at as u32,
+                len: value.len() as u32,
+            }
         } else {
             Span::default()
         }

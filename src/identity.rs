@@ -36,8 +36,11 @@ impl Identity {
         if value.eq_ignore_ascii_case("SystemAssigned") {
             return Some(Identity::SystemAssigned);
         }
-        let valid = !value.is_empty() && value.len() <= 64 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        valid.then(|| Identity::UserAssigned { client_id: value.to_string() })
+        let valid =
+            !value.is_empty() && value.len() <= 64 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        valid.then(|| Identity::UserAssigned {
+            client_id: value.to_string(),
+        })
     }
 }
 
@@ -121,7 +124,12 @@ impl TokenSource {
 
     /// Headers of a token request.
     pub fn request_headers(&self) -> [(&str, &str); 4] {
-        [(":method", "GET"), (":path", &self.path), (":authority", IMDS_HOST), ("metadata", "true")]
+        [
+            (":method", "GET"),
+            (":path", &self.path),
+            (":authority", IMDS_HOST),
+            ("metadata", "true"),
+        ]
     }
 
     /// `Authorization` header value, while the token is valid.
@@ -191,7 +199,10 @@ impl TokenSource {
 /// `access_token` and the expiry (`expires_on`, else now + `expires_in`), unix nanoseconds.
 fn parse_token(body: &[u8], now: u64) -> Option<(String, u64)> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let token = v.get("access_token")?.as_str().filter(|t| !t.is_empty() && t.len() <= 16 * 1024)?;
+    let token = v
+        .get("access_token")?
+        .as_str()
+        .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)?;
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
@@ -229,20 +240,33 @@ mod tests {
     fn identities_are_read_the_apim_way() {
         assert_eq!(Identity::parse("SystemAssigned"), Some(Identity::SystemAssigned));
         assert_eq!(Identity::parse("systemassigned"), Some(Identity::SystemAssigned));
-        assert_eq!(Identity::parse("0000-aaaa"), Some(Identity::UserAssigned { client_id: "0000-aaaa".into() }));
+        assert_eq!(
+            Identity::parse("0000-aaaa"),
+            Some(Identity::UserAssigned {
+                client_id: "0000-aaaa".into()
+            })
+        );
         assert_eq!(Identity::parse("bad id"), None);
         assert_eq!(Identity::parse(""), None);
     }
 
     #[test]
     fn token_requests_follow_the_imds_contract() {
-        let t = TokenSource::new(&Identity::UserAssigned { client_id: "c-1".into() }, None, "imds");
+        let t = TokenSource::new(
+            &Identity::UserAssigned {
+                client_id: "c-1".into(),
+            },
+            None,
+            "imds",
+        );
         let h = t.request_headers();
         assert_eq!(h[1].1, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmonitor.azure.com%2F&client_id=c-1");
         assert_eq!(h[2], (":authority", "169.254.169.254"));
         assert_eq!(h[3], ("metadata", "true"));
         let sovereign = TokenSource::new(&Identity::SystemAssigned, Some("https://monitor.azure.us"), "imds");
-        assert!(sovereign.request_headers()[1].1.ends_with("resource=https%3A%2F%2Fmonitor.azure.us"));
+        assert!(sovereign.request_headers()[1]
+            .1
+            .ends_with("resource=https%3A%2F%2Fmonitor.azure.us"));
     }
 
     #[test]
@@ -251,16 +275,24 @@ mod tests {
         assert!(t.due(NOW) && t.authorization(NOW).is_none());
         t.started(7);
         assert!(!t.due(NOW), "one request at a time");
-        let body = format!(r#"{{"access_token":"tok-1","expires_on":"{}","token_type":"Bearer"}}"#, NOW / S + 3600);
+        let body = format!(
+            r#"{{"access_token":"tok-1","expires_on":"{}","token_type":"Bearer"}}"#,
+            NOW / S + 3600
+        );
         t.answered(Some(200), body.as_bytes(), NOW, 0).unwrap();
         assert_eq!(t.authorization(NOW), Some("Bearer tok-1"));
         assert!(!t.due(NOW + 3000 * S), "cached");
         assert!(t.due(NOW + 3301 * S), "refreshed five minutes ahead");
-        assert_eq!(t.authorization(NOW + 3301 * S), Some("Bearer tok-1"), "still usable meanwhile");
+        assert_eq!(
+            t.authorization(NOW + 3301 * S),
+            Some("Bearer tok-1"),
+            "still usable meanwhile"
+        );
         assert_eq!(t.authorization(NOW + 3600 * S), None, "expired");
         // Short-lived tokens refresh at half their lifetime.
         t.started(8);
-        t.answered(Some(200), br#"{"access_token":"tok-2","expires_in":10}"#, NOW, 0).unwrap();
+        t.answered(Some(200), br#"{"access_token":"tok-2","expires_in":10}"#, NOW, 0)
+            .unwrap();
         assert!(!t.due(NOW + 4 * S) && t.due(NOW + 5 * S));
         assert_eq!(t.stats.refreshes, 2);
     }
@@ -277,7 +309,8 @@ mod tests {
         assert_eq!(t.answered(None, b"", NOW, 0), Err(TokenError::NoResponse));
         assert_eq!(t.stats.failures, 3);
         t.started(3);
-        t.answered(Some(200), br#"{"access_token":"tok","expires_in":"3600"}"#, NOW, 0).unwrap();
+        t.answered(Some(200), br#"{"access_token":"tok","expires_in":"3600"}"#, NOW, 0)
+            .unwrap();
         t.invalidate();
         assert!(t.due(NOW) && t.authorization(NOW).is_none());
     }
@@ -286,9 +319,13 @@ mod tests {
     fn the_token_never_shows_in_debug_output_or_errors() {
         let mut t = TokenSource::new(&Identity::SystemAssigned, None, "imds");
         t.started(1);
-        t.answered(Some(200), br#"{"access_token":"SECRET-TOKEN","expires_in":60}"#, NOW, 0).unwrap();
+        t.answered(Some(200), br#"{"access_token":"SECRET-TOKEN","expires_in":60}"#, NOW, 0)
+            .unwrap();
         assert!(!format!("{t:?}").contains("SECRET-TOKEN"));
-        assert!(parse_token(br#"{"access_token":"x","expires_on":"1"}"#, NOW).is_none(), "already expired");
+        assert!(
+            parse_token(br#"{"access_token":"x","expires_on":"1"}"#, NOW).is_none(),
+            "already expired"
+        );
         assert!(parse_token(br#"{"access_token":"a b","expires_in":60}"#, NOW).is_none());
     }
 }

@@ -101,7 +101,10 @@ fn is_plain_ascii(bytes: &[u8]) -> bool {
             return false;
         }
     }
-    chunks.remainder().iter().all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
 }
 
 fn push_char(out: &mut Vec<u8>, c: char) {

@@ -103,7 +103,10 @@ impl Masking {
 
     /// How the header `name` (lowercase, as Envoy stores names) is recorded.
     pub fn header(&self, name: &[u8]) -> Mode {
-        self.headers.iter().find(|(n, _)| n.as_bytes() == name).map_or(Mode::None, |(_, m)| *m)
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map_or(Mode::None, |(_, m)| *m)
     }
 
     /// The value to record for header `name`, `None` when hidden.
@@ -174,7 +177,11 @@ fn percent_decoded_name(name: &[u8]) -> Cow<'_, [u8]> {
     let mut out = Vec::with_capacity(name.len());
     let mut i = 0;
     while let Some(&c) = name.get(i) {
-        match (c, name.get(i + 1).copied().and_then(hex), name.get(i + 2).copied().and_then(hex)) {
+        match (
+            c,
+            name.get(i + 1).copied().and_then(hex),
+            name.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push(h << 4 | l);
                 i += 3;
@@ -303,11 +310,19 @@ mod tests {
         assert_eq!(m.header_value(b"x-tenant", b"contoso"), Some(&b"contoso"[..]));
         let m = Masking::new(
             true,
-            vec![("Cookie".into(), Mode::None), ("X-Internal".into(), Mode::Hide), ("x-tenant".into(), Mode::Mask)],
+            vec![
+                ("Cookie".into(), Mode::None),
+                ("X-Internal".into(), Mode::Hide),
+                ("x-tenant".into(), Mode::Mask),
+            ],
             vec![],
             vec![],
         );
-        assert_eq!(m.header_value(b"cookie", b"c=1"), Some(&b"c=1"[..]), "explicitly exempted");
+        assert_eq!(
+            m.header_value(b"cookie", b"c=1"),
+            Some(&b"c=1"[..]),
+            "explicitly exempted"
+        );
         assert_eq!(m.header_value(b"x-internal", b"v"), None);
         assert_eq!(m.header_value(b"x-tenant", b"contoso"), Some(&b"***"[..]));
         assert_eq!(m.header_value(b"authorization", b"x"), Some(&b"***"[..]));
@@ -318,12 +333,27 @@ mod tests {
     #[test]
     fn query_parameters_are_masked_or_hidden_anywhere_in_the_query() {
         let m = Masking::new(true, vec![], vec![("debug".into(), Mode::Hide)], vec![]);
-        assert_eq!(s(m.path_and_query(b"/a?x=1&sig=abc&debug=1&Token=t&flag")), "/a?x=1&sig=***&Token=***&flag");
-        assert_eq!(s(m.path_and_query(b"/a?access%5Ftoken=t")), "/a?access%5Ftoken=***", "encoded names");
-        assert!(matches!(m.path_and_query(b"/a?x=1&y=2"), Cow::Borrowed(_)), "nothing to mask: no copy");
+        assert_eq!(
+            s(m.path_and_query(b"/a?x=1&sig=abc&debug=1&Token=t&flag")),
+            "/a?x=1&sig=***&Token=***&flag"
+        );
+        assert_eq!(
+            s(m.path_and_query(b"/a?access%5Ftoken=t")),
+            "/a?access%5Ftoken=***",
+            "encoded names"
+        );
+        assert!(
+            matches!(m.path_and_query(b"/a?x=1&y=2"), Cow::Borrowed(_)),
+            "nothing to mask: no copy"
+        );
         assert!(matches!(m.path_and_query(b"/a"), Cow::Borrowed(_)));
         assert_eq!(s(m.path_and_query(b"/a?debug=1")), "/a");
-        let all = Masking::new(false, vec![], vec![("*".into(), Mode::Mask), ("page".into(), Mode::None)], vec![]);
+        let all = Masking::new(
+            false,
+            vec![],
+            vec![("*".into(), Mode::Mask), ("page".into(), Mode::None)],
+            vec![],
+        );
         assert_eq!(s(all.path_and_query(b"/a?page=2&q=secret")), "/a?page=2&q=***");
     }
 
@@ -331,9 +361,19 @@ mod tests {
     fn json_fields_are_masked_in_captured_bodies_even_when_cut() {
         let m = Masking::new(true, vec![], vec![], vec!["password".into(), "card".into()]);
         let body = br#"{"user":"ada","password":"hunter2","nested":{"card":{"n":"4111"}},"n":1}"#;
-        assert_eq!(s(m.json_body(body)), r#"{"user":"ada","password":"***","nested":{"card":"***"},"n":1}"#);
-        assert_eq!(s(m.json_body(br#"{"password" : 12345, "x": "password"}"#)), r#"{"password" : "***", "x": "password"}"#);
-        assert_eq!(s(m.json_body(br#"{"a":1,"password":"hunt"#)), r#"{"a":1,"password":"***""#, "cut mid-value");
+        assert_eq!(
+            s(m.json_body(body)),
+            r#"{"user":"ada","password":"***","nested":{"card":"***"},"n":1}"#
+        );
+        assert_eq!(
+            s(m.json_body(br#"{"password" : 12345, "x": "password"}"#)),
+            r#"{"password" : "***", "x": "password"}"#
+        );
+        assert_eq!(
+            s(m.json_body(br#"{"a":1,"password":"hunt"#)),
+            r#"{"a":1,"password":"***""#,
+            "cut mid-value"
+        );
         assert_eq!(s(m.json_body(br#"{"esc\"password":"v"}"#)), r#"{"esc\"password":"v"}"#);
         assert!(matches!(m.json_body(b"not json at all"), Cow::Borrowed(_)));
         // Garbage never panics.

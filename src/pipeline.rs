@@ -19,9 +19,9 @@ use crate::config::{Config, Diagnostic, Logger, OperationNameFormat, RouteFacts,
 use crate::correlation::{self, IdText, Incoming, Protocol};
 use crate::delivery::track::{self, Verdict};
 use crate::delivery::{Added, Batch, Completion, LogLimiter, Outbox, Stats};
-use crate::identity::TokenSource;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
+use crate::identity::TokenSource;
 use crate::ids::{IdGenerator, SpanId};
 use crate::sampling;
 use crate::telemetry::{dependency, exception, failure, request, trace, ApiNames, Facts, Identity, Operation};
@@ -58,9 +58,10 @@ pub struct Sink {
 impl Sink {
     fn new(logger: &Logger, roles: &Roles, config: &Config) -> Sink {
         let endpoint = &logger.connection.ingestion_endpoint;
-        let token = logger.identity.as_ref().map(|(identity, cluster)| {
-            TokenSource::new(identity, logger.connection.aad_audience.as_deref(), cluster)
-        });
+        let token = logger
+            .identity
+            .as_ref()
+            .map(|(identity, cluster)| TokenSource::new(identity, logger.connection.aad_audience.as_deref(), cluster));
         let outbox = Outbox::new(config.delivery);
         Sink {
             id: logger.id.clone(),
@@ -68,7 +69,11 @@ impl Sink {
             authority: endpoint.authority(),
             path: endpoint.track_path(),
             identity: Identity::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
-            outbox: if token.is_some() { outbox.with_credentials() } else { outbox },
+            outbox: if token.is_some() {
+                outbox.with_credentials()
+            } else {
+                outbox
+            },
             token,
             gzip: config.delivery.gzip,
             refreshed_for_auth: false,
@@ -85,7 +90,11 @@ impl Sink {
 
     fn warn(&mut self, now: u64, problem: &str) -> Option<Notice> {
         let suppressed = self.failure_warning.allow(now, WARN_INTERVAL_NANOS)?;
-        Some(Notice::Warn(format!("logger {}: {problem}{}", self.id, suppressed_note(suppressed))))
+        Some(Notice::Warn(format!(
+            "logger {}: {problem}{}",
+            self.id,
+            suppressed_note(suppressed)
+        )))
     }
 }
 
@@ -125,7 +134,10 @@ fn token_answered(s: &mut Sink, answer: Answer<'_>, now: u64, random: u64) -> Op
         }
         Err(e) => {
             let cluster = t.cluster.clone();
-            s.warn(now, &format!("no Entra ID token from the metadata endpoint (cluster {cluster}): {e}; telemetry waits"))
+            s.warn(
+                now,
+                &format!("no Entra ID token from the metadata endpoint (cluster {cluster}): {e}; telemetry waits"),
+            )
         }
     }
 }
@@ -253,7 +265,8 @@ pub struct Finished<'a> {
 }
 
 fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
-    api.and_then(|i| config.apis.get(i)).map_or(&config.diagnostic, |a| &a.diagnostic)
+    api.and_then(|i| config.apis.get(i))
+        .map_or(&config.diagnostic, |a| &a.diagnostic)
 }
 
 fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
@@ -323,14 +336,24 @@ impl Pipeline {
     pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
         let sinks = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
         let context_of = |d: &Diagnostic| {
-            let app = d.loggers.iter().find_map(|&i| config.loggers.get(i)?.connection.application_id.as_deref())?;
+            let app = d
+                .loggers
+                .iter()
+                .find_map(|&i| config.loggers.get(i)?.connection.application_id.as_deref())?;
             IdText::new(format!("appId=cid-v1:{app}").as_bytes())
         };
         let app_contexts = std::iter::once(&config.diagnostic)
             .chain(config.apis.iter().map(|a| &a.diagnostic))
             .map(context_of)
             .collect();
-        Pipeline { config, sinks, ids: IdGenerator::from_seed(seed), app_contexts, sampled_out: 0, cluster_tls: Vec::new() }
+        Pipeline {
+            config,
+            sinks,
+            ids: IdGenerator::from_seed(seed),
+            app_contexts,
+            sampled_out: 0,
+            cluster_tls: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -420,7 +443,18 @@ impl Pipeline {
             Protocol::None => None,
             _ => incoming.request_context.and_then(correlation::request_context_app_id),
         };
-        (Begun { api, operation_name, operation, sampled, source, log_client_ip, continued_w3c }, injection)
+        (
+            Begun {
+                api,
+                operation_name,
+                operation,
+                sampled,
+                source,
+                log_client_ip,
+                continued_w3c,
+            },
+            injection,
+        )
     }
 
     /// `appId=cid-v1:<id>` of the first logger of the diagnostic that knows its id
@@ -447,10 +481,16 @@ impl Pipeline {
     /// (nothing when no item will be written: an unsampled success, say).
     pub fn needs(&self, begun: &Begun, response_code: u32, response_flags: u64) -> Needs {
         let d = self.diagnostic_of(begun.api);
-        let probe = Outcome { response_code, response_flags, ..Default::default() };
+        let probe = Outcome {
+            response_code,
+            response_flags,
+            ..Default::default()
+        };
         let failed = !probe.success();
         let request = keeps_request(d, begun.sampled, failed);
-        let mut traces = active_traces(d).filter(|r| r.when.could_match(response_code, failed)).peekable();
+        let mut traces = active_traces(d)
+            .filter(|r| r.when.could_match(response_code, failed))
+            .peekable();
         let any_trace = traces.peek().is_some();
         let trace_headers = traces.any(TraceRule::needs_response_headers);
         Needs {
@@ -491,7 +531,12 @@ impl Pipeline {
     pub fn remember_cluster_tls(&mut self, cluster: &[u8], tls: bool, now: u64) {
         self.cluster_tls.retain(|e| e.0 != cluster);
         if self.cluster_tls.len() >= CLUSTER_TLS_ENTRIES {
-            let oldest = self.cluster_tls.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i);
+            let oldest = self
+                .cluster_tls
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.2)
+                .map(|(i, _)| i);
             if let Some(i) = oldest {
                 self.cluster_tls.swap_remove(i);
             }
@@ -514,9 +559,10 @@ impl Pipeline {
     /// Whether the route name must be read when the request headers arrive (an API or
     /// operation matches on it); otherwise it is read at log time, and only if needed.
     pub fn route_needed_early(&self) -> bool {
-        self.config.apis.iter().any(|a| {
-            !a.matcher.route_names.is_empty() || a.operations.iter().any(|o| o.route_name.is_some())
-        })
+        self.config
+            .apis
+            .iter()
+            .any(|a| !a.matcher.route_names.is_empty() || a.operations.iter().any(|o| o.route_name.is_some()))
     }
 
     /// Writes the items a finished exchange produces into each selected logger's batch.
@@ -553,7 +599,11 @@ impl Pipeline {
             request_body: done.request_body,
             response_body: done.response_body,
             backend_response_headers: done.backend_response_headers.or(done.response_headers),
-            tracestate: done.begun.continued_w3c.then(|| done.frontend.headers().get(b"tracestate")).flatten(),
+            tracestate: done
+                .begun
+                .continued_w3c
+                .then(|| done.frontend.headers().get(b"tracestate"))
+                .flatten(),
             request_written: keep,
             lean: false,
         };
@@ -566,7 +616,9 @@ impl Pipeline {
             let Some(sink) = sinks.get_mut(i) else { continue };
             let mut add = |write: &dyn Fn(&mut Vec<u8>, &Identity, &Facts<'_>)| {
                 let identity = &sink.identity;
-                let added = sink.outbox.add_or_trim(now, |out, trim| write(out, identity, if trim { &lean } else { &facts }));
+                let added = sink
+                    .outbox
+                    .add_or_trim(now, |out, trim| write(out, identity, if trim { &lean } else { &facts }));
                 if added != Added::Queued {
                     if let Some(n) = sink.drop_warning.allow(now, WARN_INTERVAL_NANOS) {
                         notices.push(Notice::Warn(drop_message(sink, added, n)));
@@ -595,7 +647,9 @@ impl Pipeline {
         // Tokens are fetched when there is telemetry to send (or to keep a held one fresh),
         // so VMs that see no traffic never call the metadata endpoint.
         let wants_token = |s: &Sink| {
-            s.token.as_ref().is_some_and(|t| t.due(now) && (t.authorization(now).is_some() || !s.outbox.is_idle()))
+            s.token
+                .as_ref()
+                .is_some_and(|t| t.due(now) && (t.authorization(now).is_some() || !s.outbox.is_idle()))
         };
         if let Some(i) = self.sinks.iter().position(wants_token) {
             return Some(Work::Token { sink: i });
@@ -604,7 +658,11 @@ impl Pipeline {
             .iter_mut()
             .enumerate()
             .filter(|(_, s)| s.can_send(now))
-            .find_map(|(i, s)| s.outbox.next_due(now, flush_all).map(|batch| Work::Ingest { sink: i, batch }))
+            .find_map(|(i, s)| {
+                s.outbox
+                    .next_due(now, flush_all)
+                    .map(|batch| Work::Ingest { sink: i, batch })
+            })
     }
 
     /// The track request for `batch` (gzip-compressed when configured).
@@ -625,14 +683,24 @@ impl Pipeline {
         } else {
             std::borrow::Cow::Borrowed(batch.body.as_slice())
         };
-        Some(Outgoing { cluster: &s.cluster, headers, body, timeout_ms: self.config.delivery.timeout_ms })
+        Some(Outgoing {
+            cluster: &s.cluster,
+            headers,
+            body,
+            timeout_ms: self.config.delivery.timeout_ms,
+        })
     }
 
     /// The token request of `sink`'s managed identity.
     pub fn token_request(&self, sink: usize) -> Option<Outgoing<'_>> {
         let t = self.sinks.get(sink)?.token.as_ref()?;
         let headers = t.request_headers().iter().map(|(k, v)| (*k, v.to_string())).collect();
-        Some(Outgoing { cluster: &t.cluster, headers, body: std::borrow::Cow::Borrowed(&[]), timeout_ms: crate::identity::FETCH_TIMEOUT_MS })
+        Some(Outgoing {
+            cluster: &t.cluster,
+            headers,
+            body: std::borrow::Cow::Borrowed(&[]),
+            timeout_ms: crate::identity::FETCH_TIMEOUT_MS,
+        })
     }
 
     pub fn sink(&self, index: usize) -> Option<&Sink> {
@@ -654,7 +722,10 @@ impl Pipeline {
         let items = batch.items;
         s.outbox.send_failed(batch, now, random);
         let cluster = s.cluster.clone();
-        s.warn(now, &format!("could not send {items} items to cluster {cluster}: {why}; retrying with backoff"))
+        s.warn(
+            now,
+            &format!("could not send {items} items to cluster {cluster}: {why}; retrying with backoff"),
+        )
     }
 
     /// A token request started (`callout`) or could not start (`None`).
@@ -670,7 +741,12 @@ impl Pipeline {
             None => {
                 t.start_failed(now, random);
                 let cluster = t.cluster.clone();
-                s.warn(now, &format!("could not request an Entra ID token through cluster {cluster}: Envoy refused the callout"))
+                s.warn(
+                    now,
+                    &format!(
+                        "could not request an Entra ID token through cluster {cluster}: Envoy refused the callout"
+                    ),
+                )
             }
         }
     }
@@ -679,7 +755,11 @@ impl Pipeline {
     /// to a token request. `status` is `None` when the callout got no HTTP answer.
     pub fn completed(&mut self, callout: u32, answer: Answer<'_>, now: u64) -> Vec<Notice> {
         let random = self.ids.next_u64();
-        if let Some(s) = self.sinks.iter_mut().find(|s| s.token.as_ref().is_some_and(|t| t.owns(callout))) {
+        if let Some(s) = self
+            .sinks
+            .iter_mut()
+            .find(|s| s.token.as_ref().is_some_and(|t| t.owns(callout)))
+        {
             return token_answered(s, answer, now, random).into_iter().collect();
         }
         let Some(s) = self.sinks.iter_mut().find(|s| s.outbox.owns(callout)) else {
@@ -687,12 +767,15 @@ impl Pipeline {
         };
         let items = s.outbox.items_of(callout).unwrap_or(0);
         let verdict = track::classify(answer.status, answer.retry_after, answer.body, items);
-        let Some(done) = s.outbox.completed(callout, &verdict, now, random) else { return Vec::new() };
+        let Some(done) = s.outbox.completed(callout, &verdict, now, random) else {
+            return Vec::new();
+        };
         if done.needs_credentials {
             if let Some(t) = s.token.as_mut() {
                 if s.refreshed_for_auth {
                     // Refreshed once already and still refused: back off before the next try.
-                    s.outbox.pause_for(now, crate::delivery::backoff::delay_nanos(2, 1_000, 60_000, random));
+                    s.outbox
+                        .pause_for(now, crate::delivery::backoff::delay_nanos(2, 1_000, 60_000, random));
                 }
                 t.invalidate();
                 s.refreshed_for_auth = true;
@@ -708,7 +791,11 @@ impl Pipeline {
     /// `appinsights.<logger>.<name>`, plus `appinsights.operations_sampled_out`. The list
     /// (names, kinds, order) is fixed for a configuration.
     pub fn metrics(&self) -> Vec<(String, MetricKind, u64)> {
-        let mut out = vec![("appinsights.operations_sampled_out".to_string(), MetricKind::Counter, self.sampled_out)];
+        let mut out = vec![(
+            "appinsights.operations_sampled_out".to_string(),
+            MetricKind::Counter,
+            self.sampled_out,
+        )];
         for s in &self.sinks {
             let st = s.outbox.stats;
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
@@ -732,8 +819,16 @@ impl Pipeline {
             for (name, value) in counters {
                 out.push((format!("appinsights.{}.{name}", s.id), MetricKind::Counter, value));
             }
-            out.push((format!("appinsights.{}.buffered_items", s.id), MetricKind::Gauge, s.outbox.buffered_items()));
-            out.push((format!("appinsights.{}.buffered_bytes", s.id), MetricKind::Gauge, s.outbox.buffered_bytes() as u64));
+            out.push((
+                format!("appinsights.{}.buffered_items", s.id),
+                MetricKind::Gauge,
+                s.outbox.buffered_items(),
+            ));
+            out.push((
+                format!("appinsights.{}.buffered_bytes", s.id),
+                MetricKind::Gauge,
+                s.outbox.buffered_bytes() as u64,
+            ));
         }
         out
     }
@@ -790,28 +885,65 @@ mod tests {
         }, "diagnostic": {"loggers": ["a"]}});
         v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let config = Config::from_value(&v).unwrap();
-        Pipeline::new(config, &Roles { role: "gw".into(), instance: "gw-1".into() }, [9; 32])
+        Pipeline::new(
+            config,
+            &Roles {
+                role: "gw".into(),
+                instance: "gw-1".into(),
+            },
+            [9; 32],
+        )
     }
 
     fn frontend(path: &str, headers: &[(&str, &str)]) -> Frontend {
-        let mut pairs: Vec<(&[u8], &[u8])> = vec![(b":method", b"GET"), (b":path", path.as_bytes()), (b":authority", b"api.test")];
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"GET"),
+            (b":path", path.as_bytes()),
+            (b":authority", b"api.test"),
+        ];
         pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
         Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize(pairs)))
     }
 
     fn outcome(code: u32) -> Outcome {
-        Outcome { start_unix_nanos: 1_700_000_000_000_000_000, duration_nanos: 5_000_000, response_code: code, ..Default::default() }
+        Outcome {
+            start_unix_nanos: 1_700_000_000_000_000_000,
+            duration_nanos: 5_000_000,
+            response_code: code,
+            ..Default::default()
+        }
     }
 
     fn backend() -> Backend {
-        Backend { attempts: 1, cluster: b"svc".to_vec(), request: frontend("/x", &[]), ..Default::default() }
+        Backend {
+            attempts: 1,
+            cluster: b"svc".to_vec(),
+            request: frontend("/x", &[]),
+            ..Default::default()
+        }
     }
 
     /// Runs one exchange through the pipeline; returns the items written (all loggers).
     fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun, Injection, Vec<Value>) {
-        let (begun, injection) = p.begin(fe, &RouteInfo { name: route.as_bytes(), ..Default::default() });
+        let (begun, injection) = p.begin(
+            fe,
+            &RouteInfo {
+                name: route.as_bytes(),
+                ..Default::default()
+            },
+        );
         let be = backend();
-        p.finish(&Finished { begun: &begun, frontend: fe, route_name: route.as_bytes(), outcome: oc, backend: Some(&be), response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
+        p.finish(&Finished {
+            begun: &begun,
+            frontend: fe,
+            route_name: route.as_bytes(),
+            outcome: oc,
+            backend: Some(&be),
+            response_headers: None,
+            request_body: None,
+            response_body: None,
+            backend_response_headers: None,
+        });
         let mut items = Vec::new();
         while let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) {
             for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -833,11 +965,20 @@ mod tests {
         assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData"]);
         let (req, dep) = (&items[0], &items[1]);
         assert_eq!(req["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(req["tags"]["ai.operation.parentId"], "00f067aa0ba902b7", "the caller's span");
+        assert_eq!(
+            req["tags"]["ai.operation.parentId"], "00f067aa0ba902b7",
+            "the caller's span"
+        );
         assert_eq!(dep["tags"]["ai.operation.parentId"], req["data"]["baseData"]["id"]);
         let tp = injection.traceparent.expect("a traceparent for the backend");
         let tp = std::str::from_utf8(&tp).unwrap();
-        assert_eq!(tp, format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", dep["data"]["baseData"]["id"].as_str().unwrap()));
+        assert_eq!(
+            tp,
+            format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                dep["data"]["baseData"]["id"].as_str().unwrap()
+            )
+        );
         assert!(begun.sampled);
     }
 
@@ -845,13 +986,37 @@ mod tests {
     fn failed_requests_add_an_exception_and_local_replies_no_dependency() {
         let mut p = pipeline(json!({}));
         let fe = frontend("/x", &[]);
-        let oc = Outcome { response_flags: flags::NO_ROUTE_FOUND, code_details: Some(b"route_not_found".to_vec()), ..outcome(404) };
+        let oc = Outcome {
+            response_flags: flags::NO_ROUTE_FOUND,
+            code_details: Some(b"route_not_found".to_vec()),
+            ..outcome(404)
+        };
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &oc, backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
-        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else { panic!() };
-        let items: Vec<Value> = batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        p.finish(&Finished {
+            begun: &begun,
+            frontend: &fe,
+            route_name: b"",
+            outcome: &oc,
+            backend: None,
+            response_headers: None,
+            request_body: None,
+            response_body: None,
+            backend_response_headers: None,
+        });
+        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else {
+            panic!()
+        };
+        let items: Vec<Value> = batch
+            .body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
         assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
-        assert_eq!(items[1]["data"]["baseData"]["exceptions"][0]["typeName"], "RouteNotFound");
+        assert_eq!(
+            items[1]["data"]["baseData"]["exceptions"][0]["typeName"],
+            "RouteNotFound"
+        );
     }
 
     #[test]
@@ -861,16 +1026,29 @@ mod tests {
         let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
         assert!(!begun.sampled);
         assert!(items.is_empty());
-        assert!(injection.traceparent.is_some_and(|tp| tp.ends_with(b"-00")), "the backend learns it was not sampled");
+        assert!(
+            injection.traceparent.is_some_and(|tp| tp.ends_with(b"-00")),
+            "the backend learns it was not sampled"
+        );
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        assert!(p.may_emit(&begun), "errors are always logged: the status must be looked at");
-        assert!(!p.needs(&begun, 200, 0).outcome, "an unsampled success: nothing more to read");
+        assert!(
+            p.may_emit(&begun),
+            "errors are always logged: the status must be looked at"
+        );
+        assert!(
+            !p.needs(&begun, 200, 0).outcome,
+            "an unsampled success: nothing more to read"
+        );
         assert!(p.needs(&begun, 500, 0).backend, "an unsampled failure is kept");
         let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
         assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData"]);
-        assert!(items.iter().all(|i| i["sampleRate"] == 100), "kept errors represent themselves");
+        assert!(
+            items.iter().all(|i| i["sampleRate"] == 100),
+            "kept errors represent themselves"
+        );
 
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
         assert!(!p.may_emit(&begun), "nothing to read for a dropped operation");
         assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
@@ -884,27 +1062,39 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(items.iter().all(|i| i["sampleRate"] == 50));
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 33}}));
-        assert!(run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200)).2.is_empty());
+        assert!(run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200))
+            .2
+            .is_empty());
     }
 
     #[test]
     fn verbosity_error_logs_only_failures_and_error_traces() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "verbosity": "error", "traces": [
-            {"severity": "information", "message": "info"}, {"severity": "error", "message": "err"}]}}));
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "verbosity": "error", "traces": [
+            {"severity": "information", "message": "info"}, {"severity": "error", "message": "err"}]}}),
+        );
         let fe = frontend("/x", &[]);
         let (_, _, items) = run(&mut p, &fe, "", &outcome(200));
         assert_eq!(kinds(&items), ["MessageData"]);
         assert_eq!(items[0]["data"]["baseData"]["message"], "err");
         let (_, _, items) = run(&mut p, &fe, "", &outcome(503));
-        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData", "MessageData"]);
+        assert_eq!(
+            kinds(&items),
+            ["RequestData", "RemoteDependencyData", "ExceptionData", "MessageData"]
+        );
     }
 
     #[test]
     fn trace_rules_ruled_out_by_status_need_nothing_more_read() {
-        let p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
-            "traces": [{"severity": "error", "when": {"status": ["5xx"]}, "message": "m"}]}}));
+        let p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "error", "when": {"status": ["5xx"]}, "message": "m"}]}}),
+        );
         let (begun, _) = pipeline(json!({})).begin(&frontend("/x", &[]), &RouteInfo::default());
-        let begun = Begun { sampled: false, ..begun };
+        let begun = Begun {
+            sampled: false,
+            ..begun
+        };
         assert!(p.may_emit(&begun));
         assert!(!p.needs(&begun, 200, 0).outcome, "a 200 cannot match a 5xx rule");
         assert!(p.needs(&begun, 503, 0).outcome);
@@ -912,13 +1102,18 @@ mod tests {
 
     #[test]
     fn traces_are_not_sampled() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
-            "traces": [{"severity": "information", "message": "seen {request.path}"}]}}));
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "information", "message": "seen {request.path}"}]}}),
+        );
         let (begun, _, items) = run(&mut p, &frontend("/x", &[]), "", &outcome(200));
         assert!(!begun.sampled);
         assert_eq!(kinds(&items), ["MessageData"]);
         assert_eq!(items[0]["sampleRate"], 100);
-        assert_eq!(items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"], "no Request was sent: parented to the operation");
+        assert_eq!(
+            items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"],
+            "no Request was sent: parented to the operation"
+        );
     }
 
     #[test]
@@ -936,7 +1131,10 @@ mod tests {
         assert_eq!(items[0]["data"]["baseData"]["properties"]["API Name"], "orders");
         assert_eq!(items[2]["iKey"], "key-b");
         let (_, _, items) = run(&mut p, &frontend("/orders", &[]), "orders-list", &outcome(200));
-        assert_eq!(items[0]["tags"]["ai.operation.name"], "orders;rev=2 - orders-list", "route name as operation");
+        assert_eq!(
+            items[0]["tags"]["ai.operation.name"], "orders;rev=2 - orders-list",
+            "route name as operation"
+        );
         let (_, _, items) = run(&mut p, &frontend("/u/1", &[]), "users-route", &outcome(200));
         assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /u/1");
         let (begun, _, items) = run(&mut p, &frontend("/other", &[]), "x", &outcome(200));
@@ -950,18 +1148,33 @@ mod tests {
         let mut p = pipeline(json!({"apis": [{"name": "orders", "revision": "4", "match": {"route_metadata": true}}]}));
         assert!(p.metadata_needed());
         let fe = frontend("/v1/o/7", &[]);
-        let route = RouteInfo { name: b"r1", metadata_api: b"orders", metadata_operation: b"get-order" };
+        let route = RouteInfo {
+            name: b"r1",
+            metadata_api: b"orders",
+            metadata_operation: b"get-order",
+        };
         let (begun, _) = p.begin(&fe, &route);
         assert_eq!(begun.api, Some(0));
         assert_eq!(begun.operation_name.as_deref(), Some("get-order"));
-        let other = RouteInfo { name: b"r2", metadata_api: b"users", metadata_operation: b"x" };
+        let other = RouteInfo {
+            name: b"r2",
+            metadata_api: b"users",
+            metadata_operation: b"x",
+        };
         assert_eq!(p.begin(&fe, &other).0.api, None);
     }
 
     #[test]
     fn legacy_correlation_reads_and_writes_request_id() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "correlation_protocol": "Legacy"}}));
-        let fe = frontend("/x", &[("request-id", "|root-1.abc."), ("request-context", "appId=cid-v1:caller"), ("traceparent", TP)]);
+        let fe = frontend(
+            "/x",
+            &[
+                ("request-id", "|root-1.abc."),
+                ("request-context", "appId=cid-v1:caller"),
+                ("traceparent", TP),
+            ],
+        );
         let (_, injection, items) = run(&mut p, &fe, "", &outcome(200));
         let req = &items[0];
         assert_eq!(req["tags"]["ai.operation.id"], "root-1");
@@ -971,7 +1184,10 @@ mod tests {
         assert!(dep_id.starts_with("|root-1.") && dep_id.ends_with('.'), "{dep_id}");
         assert_eq!(injection.request_id, Some(IdText::new(dep_id.as_bytes()).unwrap()));
         assert_eq!(injection.request_context, None);
-        assert!(injection.remove_traceparent, "the caller's traceparent would bypass the gateway");
+        assert!(
+            injection.remove_traceparent,
+            "the caller's traceparent would bypass the gateway"
+        );
         assert_eq!(injection.traceparent, None);
     }
 
@@ -980,7 +1196,10 @@ mod tests {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"],
             "properties": {"Region": "West Europe", "Environment": "prod \"eu\""},
             "header_properties": {"Tenant": "X-Tenant", "Caller": "authorization", "Missing": "x-none"}}}));
-        let fe = frontend("/x", &[("x-tenant", "contoso"), ("authorization", "Bearer secret-token")]);
+        let fe = frontend(
+            "/x",
+            &[("x-tenant", "contoso"), ("authorization", "Bearer secret-token")],
+        );
         let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
         assert_eq!(items.len(), 3);
         for item in &items {
@@ -1008,7 +1227,10 @@ mod tests {
         let mut p = pipeline(json!({}));
         let two = frontend("/x", &[("traceparent", TP), ("traceparent", TP), ("tracestate", "a=1")]);
         let (begun, injection) = p.begin(&two, &RouteInfo::default());
-        assert_ne!(begun.operation.operation_id.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(
+            begun.operation.operation_id.as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(injection.remove_tracestate);
         let one_valid = frontend("/x", &[("traceparent", TP), ("tracestate", "a=1")]);
         let (begun, injection) = p.begin(&one_valid, &RouteInfo::default());
@@ -1017,12 +1239,25 @@ mod tests {
 
     #[test]
     fn oversized_items_are_sent_lean_not_dropped() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "header_properties": {"H1": "x-big", "H2": "x-big2"}}}));
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "header_properties": {"H1": "x-big", "H2": "x-big2"}}}));
         // Non-UTF-8 bytes become 3-byte U+FFFD: 8 KB of them is 24 KB per property.
         let big = "\u{FFFD}".repeat(8000);
-        let fe = frontend("/x", &[("x-big", &big), ("x-big2", &big), ("tracestate", &big), ("traceparent", TP)]);
+        let fe = frontend(
+            "/x",
+            &[
+                ("x-big", &big),
+                ("x-big2", &big),
+                ("tracestate", &big),
+                ("traceparent", TP),
+            ],
+        );
         let (_, _, items) = run(&mut p, &fe, "", &outcome(200));
-        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData"], "nothing dropped");
+        assert_eq!(
+            kinds(&items),
+            ["RequestData", "RemoteDependencyData"],
+            "nothing dropped"
+        );
         assert!(p.stats()[0].1.dropped_too_large == 0);
     }
 
@@ -1032,7 +1267,10 @@ mod tests {
         let (_, injection, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
         assert_eq!(injection, Injection::default());
         assert_ne!(items[0]["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"]);
+        assert_eq!(
+            items[0]["tags"]["ai.operation.parentId"],
+            items[0]["tags"]["ai.operation.id"]
+        );
     }
 
     #[test]
@@ -1046,7 +1284,10 @@ mod tests {
         assert!(out.headers.contains(&("content-encoding", "gzip".to_string())));
         assert_eq!(&out.body[..2], &[0x1f, 0x8b]);
         let out = p.ingest_request(1, &batch, 0).unwrap();
-        assert_eq!(out.headers[2], (":authority", "dc.services.visualstudio.com".to_string()));
+        assert_eq!(
+            out.headers[2],
+            (":authority", "dc.services.visualstudio.com".to_string())
+        );
         let plain = pipeline(json!({"delivery": {"gzip": false}}));
         let out = plain.ingest_request(0, &batch, 0).unwrap();
         assert!(!out.headers.iter().any(|(k, _)| *k == "content-encoding"));
@@ -1061,9 +1302,17 @@ mod tests {
         p.remember_cluster_tls(b"users", false, t0);
         assert_eq!(p.cluster_tls(b"orders", t0 + 1), Some(true));
         assert_eq!(p.cluster_tls(b"users", t0 + 1), Some(false));
-        assert_eq!(p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS), None, "stale after a minute");
+        assert_eq!(
+            p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS),
+            None,
+            "stale after a minute"
+        );
         p.remember_cluster_tls(b"orders", false, t0 + CLUSTER_TLS_TTL_NANOS);
-        assert_eq!(p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS), Some(false), "re-read value replaces the old one");
+        assert_eq!(
+            p.cluster_tls(b"orders", t0 + CLUSTER_TLS_TTL_NANOS),
+            Some(false),
+            "re-read value replaces the old one"
+        );
         for i in 0..100u64 {
             p.remember_cluster_tls(format!("c{i}").as_bytes(), true, t0 + 10 + i);
         }
@@ -1074,25 +1323,62 @@ mod tests {
 
     #[test]
     fn managed_identity_fetches_a_token_first_and_sends_it() {
-        let mut p = pipeline(json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "identity": "SystemAssigned"}}}));
+        let mut p = pipeline(
+            json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "identity": "SystemAssigned"}}}),
+        );
         let fe = frontend("/x", &[]);
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
+        p.finish(&Finished {
+            begun: &begun,
+            frontend: &fe,
+            route_name: b"",
+            outcome: &outcome(200),
+            backend: None,
+            response_headers: None,
+            request_body: None,
+            response_body: None,
+            backend_response_headers: None,
+        });
         let now = 1_700_000_000_000_000_000;
-        let Some(Work::Token { sink }) = p.next_work(now, true) else { panic!("a token first") };
+        let Some(Work::Token { sink }) = p.next_work(now, true) else {
+            panic!("a token first")
+        };
         let req = p.token_request(sink).unwrap();
         assert_eq!(req.cluster, "imds");
         assert!(p.token_started(sink, Some(5), now).is_none());
         assert!(p.next_work(now, true).is_none(), "telemetry waits for the token");
         let body = br#"{"access_token":"tok","expires_in":"3600"}"#;
-        assert!(p.completed(5, Answer { status: Some(200), retry_after: None, body }, now).is_empty());
-        let Some(Work::Ingest { sink, batch }) = p.next_work(now, true) else { panic!("then the batch") };
+        assert!(p
+            .completed(
+                5,
+                Answer {
+                    status: Some(200),
+                    retry_after: None,
+                    body
+                },
+                now
+            )
+            .is_empty());
+        let Some(Work::Ingest { sink, batch }) = p.next_work(now, true) else {
+            panic!("then the batch")
+        };
         let out = p.ingest_request(sink, &batch, now).unwrap();
         assert!(out.headers.contains(&("authorization", "Bearer tok".to_string())));
         p.sent(sink, 6, batch, 10);
         // 401: the token is dropped and fetched again; the batch waits for it.
-        let notes = p.completed(6, Answer { status: Some(401), ..Default::default() }, now);
-        assert!(notes[0].clone() == Notice::Warn("logger a: ingestion answered 401: refreshing the Entra ID token; 1 items wait".into()), "{notes:?}");
+        let notes = p.completed(
+            6,
+            Answer {
+                status: Some(401),
+                ..Default::default()
+            },
+            now,
+        );
+        assert!(
+            notes[0].clone()
+                == Notice::Warn("logger a: ingestion answered 401: refreshing the Entra ID token; 1 items wait".into()),
+            "{notes:?}"
+        );
         assert!(matches!(p.next_work(now, true), Some(Work::Token { .. })));
     }
 
@@ -1102,12 +1388,36 @@ mod tests {
         let fe = frontend("/x", &[]);
         for _ in 0..3 {
             let (begun, _) = p.begin(&fe, &RouteInfo::default());
-            p.finish(&Finished { begun: &begun, frontend: &fe, route_name: b"", outcome: &outcome(200), backend: None, response_headers: None, request_body: None, response_body: None, backend_response_headers: None });
+            p.finish(&Finished {
+                begun: &begun,
+                frontend: &fe,
+                route_name: b"",
+                outcome: &outcome(200),
+                backend: None,
+                response_headers: None,
+                request_body: None,
+                response_body: None,
+                backend_response_headers: None,
+            });
         }
-        let Some(Work::Ingest { sink, batch }) = p.next_work(1_700_000_010_000_000_000, true) else { panic!() };
+        let Some(Work::Ingest { sink, batch }) = p.next_work(1_700_000_010_000_000_000, true) else {
+            panic!()
+        };
         p.sent(sink, 11, batch, 100);
-        let notes = p.completed(11, Answer { status: Some(400), ..Default::default() }, 0);
-        assert_eq!(notes, vec![Notice::Warn("logger a: 3 items dropped: ingestion answered 400 (invalid data or instrumentation key)".into())]);
+        let notes = p.completed(
+            11,
+            Answer {
+                status: Some(400),
+                ..Default::default()
+            },
+            0,
+        );
+        assert_eq!(
+            notes,
+            vec![Notice::Warn(
+                "logger a: 3 items dropped: ingestion answered 400 (invalid data or instrumentation key)".into()
+            )]
+        );
         assert_eq!(p.stats()[0].1.dropped_rejected, 3);
         let notes = p.completed(99, Answer::default(), 0);
         assert!(matches!(notes[0], Notice::Debug(_)));

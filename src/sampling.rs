@@ -88,7 +88,9 @@ mod tests {
     #[test]
     fn about_the_configured_share_of_random_operations_is_kept() {
         let mut ids = crate::ids::IdGenerator::from_seed([3; 32]);
-        let kept = (0..20_000).filter(|_| is_sampled_in(&ids.trace_id().to_hex(), 25.0)).count();
+        let kept = (0..20_000)
+            .filter(|_| is_sampled_in(&ids.trace_id().to_hex(), 25.0))
+            .count();
         assert!((4_500..5_500).contains(&kept), "kept {kept} of 20000 at 25%");
     }
 }

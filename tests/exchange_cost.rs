@@ -93,7 +93,14 @@ fn measure(extra: Value, n: u64) -> Measured {
         "InstrumentationKey=00000000-0000-0000-0000-0000000bench;IngestionEndpoint=http://127.0.0.1:20901/"}}});
     v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let config = Config::from_value(&v).unwrap();
-    let mut p = Pipeline::new(config, &Roles { role: "envoy".into(), instance: "envoy".into() }, [7; 32]);
+    let mut p = Pipeline::new(
+        config,
+        &Roles {
+            role: "envoy".into(),
+            instance: "envoy".into(),
+        },
+        [7; 32],
+    );
     let (req, resp) = (request_headers(), response_headers());
     let (mut items, mut plain, mut gzip, mut callout) = (0u64, 0u64, 0u64, 0u32);
     let mut one = |p: &mut Pipeline, i: u64, last: u64, items: &mut u64, plain: &mut u64, gzip: &mut u64| {
@@ -145,7 +152,15 @@ fn measure(extra: Value, n: u64) -> Measured {
                 let n = batch.items;
                 p.sent(sink, callout, batch, wire);
                 let body = format!(r#"{{"itemsReceived":{n},"itemsAccepted":{n},"errors":[]}}"#);
-                p.completed(callout, Answer { status: Some(200), retry_after: None, body: body.as_bytes() }, now);
+                p.completed(
+                    callout,
+                    Answer {
+                        status: Some(200),
+                        retry_after: None,
+                        body: body.as_bytes(),
+                    },
+                    now,
+                );
             }
         }
     };
@@ -173,7 +188,10 @@ fn measure(extra: Value, n: u64) -> Measured {
 
 /// Exchanges per measurement (`EXCHANGE_COST_N` raises it for profiling).
 fn exchanges() -> u64 {
-    std::env::var("EXCHANGE_COST_N").ok().and_then(|n| n.parse().ok()).unwrap_or(4096)
+    std::env::var("EXCHANGE_COST_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4096)
 }
 
 fn headers4() -> Value {
@@ -211,7 +229,10 @@ fn a_sampled_exchange_allocates_little_and_writes_compact_items() {
 
 #[test]
 fn an_unsampled_exchange_allocates_only_the_header_buffer() {
-    let m = measure(json!({"diagnostic": {"sampling_percentage": 0, "frontend": headers4()}}), exchanges());
+    let m = measure(
+        json!({"diagnostic": {"sampling_percentage": 0, "frontend": headers4()}}),
+        exchanges(),
+    );
     report("0% + 4 headers", &m);
     assert_eq!(m.items, 0.0);
     assert!(m.allocs <= 1.0, "{:.1} allocations per exchange", m.allocs);

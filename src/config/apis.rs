@@ -62,7 +62,9 @@ impl HostPattern {
             HostPattern::Exact(h) => host.eq_ignore_ascii_case(h.as_bytes()),
             HostPattern::Suffix(s) => {
                 host.len() > s.len()
-                    && host.get(host.len() - s.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(s.as_bytes()))
+                    && host
+                        .get(host.len() - s.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(s.as_bytes()))
             }
         }
     }
@@ -88,14 +90,20 @@ impl ApiMatch {
         (self.route_names.is_empty() || self.route_names.iter().any(|n| n.as_bytes() == r.route_name))
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
             && (self.path_prefixes.is_empty() || self.path_prefixes.iter().any(|p| r.path.starts_with(p.as_bytes())))
-            && self.metadata_name.as_ref().is_none_or(|n| !r.metadata_api.is_empty() && n.as_bytes() == r.metadata_api)
+            && self
+                .metadata_name
+                .as_ref()
+                .is_none_or(|n| !r.metadata_api.is_empty() && n.as_bytes() == r.metadata_api)
     }
 }
 
 /// `host:port` or `[v6]:port` → host.
 fn host_of(authority: &[u8]) -> &[u8] {
     if authority.first() == Some(&b'[') {
-        let end = authority.iter().position(|&b| b == b']').map_or(authority.len(), |e| e + 1);
+        let end = authority
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(authority.len(), |e| e + 1);
         return authority.get(..end).unwrap_or(authority);
     }
     let end = authority.iter().position(|&b| b == b':').unwrap_or(authority.len());
@@ -140,7 +148,9 @@ impl PathTemplate {
                     if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
                         Ok(None)
                     } else if seg.contains(['{', '}', '*']) {
-                        Err(format!("segment {seg:?}: a parameter is a whole segment like {{id}}, '*' only ends a template"))
+                        Err(format!(
+                            "segment {seg:?}: a parameter is a whole segment like {{id}}, '*' only ends a template"
+                        ))
                     } else {
                         Ok(Some(seg.to_string()))
                     }
@@ -151,7 +161,9 @@ impl PathTemplate {
     }
 
     pub fn matches(&self, path: &[u8]) -> bool {
-        let Some(body) = path.strip_prefix(b"/") else { return false };
+        let Some(body) = path.strip_prefix(b"/") else {
+            return false;
+        };
         let mut parts = body.split(|&b| b == b'/');
         for seg in &self.segments {
             match (seg, parts.next()) {
@@ -171,7 +183,14 @@ const MATCH_FIELDS: &[&str] = &["route_names", "hosts", "path_prefixes", "route_
 const OPERATION_FIELDS: &[&str] = &["name", "method", "path", "route_name"];
 
 pub(crate) fn parse_apis(v: &Value, base: &Diagnostic, loggers: &[Logger]) -> Result<Vec<Api>, ConfigError> {
-    let list = v.as_array().ok_or_else(|| err("apis", Problem::WrongType { expected: "a list of APIs" }))?;
+    let list = v.as_array().ok_or_else(|| {
+        err(
+            "apis",
+            Problem::WrongType {
+                expected: "a list of APIs",
+            },
+        )
+    })?;
     let mut apis: Vec<Api> = Vec::with_capacity(list.len());
     for (i, a) in list.iter().enumerate() {
         let path = format!("apis[{i}]");
@@ -199,14 +218,25 @@ fn parse_api(v: &Value, path: &str, base: &Diagnostic, loggers: &[Logger]) -> Re
         Some(d) => overlay(base, &d, loggers)?,
         None => base.clone(),
     };
-    Ok(Api { name, revision: label(&f, "revision")?.unwrap_or_else(|| "1".into()), matcher, operations, diagnostic })
+    Ok(Api {
+        name,
+        revision: label(&f, "revision")?.unwrap_or_else(|| "1".into()),
+        matcher,
+        operations,
+        diagnostic,
+    })
 }
 
 /// A name shown in telemetry: non-empty, at most 256 characters, no control characters.
 fn label(f: &Fields<'_>, key: &str) -> Result<Option<String>, ConfigError> {
-    let Some(s) = f.bounded_string(key, 256)? else { return Ok(None) };
+    let Some(s) = f.bounded_string(key, 256)? else {
+        return Ok(None);
+    };
     if s.chars().any(char::is_control) {
-        return Err(err(f.path(key), Problem::Invalid("must not contain control characters".into())));
+        return Err(err(
+            f.path(key),
+            Problem::Invalid("must not contain control characters".into()),
+        ));
     }
     Ok(Some(s))
 }
@@ -219,16 +249,29 @@ fn parse_match(f: &Fields<'_>, name: &str) -> Result<ApiMatch, ConfigError> {
         metadata_name: f.bool("route_metadata")?.unwrap_or(false).then(|| name.to_string()),
     };
     if let Some((i, p)) = m.path_prefixes.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
-        return Err(err(format!("{}[{i}]", f.path("path_prefixes")), Problem::Invalid(format!("{p:?} must start with '/'"))));
+        return Err(err(
+            format!("{}[{i}]", f.path("path_prefixes")),
+            Problem::Invalid(format!("{p:?} must start with '/'")),
+        ));
     }
     if m == ApiMatch::default() {
-        return Err(err(f.prefix_path(), Problem::Invalid("needs route_names, hosts, path_prefixes or route_metadata".into())));
+        return Err(err(
+            f.prefix_path(),
+            Problem::Invalid("needs route_names, hosts, path_prefixes or route_metadata".into()),
+        ));
     }
     Ok(m)
 }
 
 fn parse_operations(v: &Value, path: &str) -> Result<Vec<OperationDef>, ConfigError> {
-    let list = v.as_array().ok_or_else(|| err(path, Problem::WrongType { expected: "a list of operations" }))?;
+    let list = v.as_array().ok_or_else(|| {
+        err(
+            path,
+            Problem::WrongType {
+                expected: "a list of operations",
+            },
+        )
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, o)| {
@@ -259,7 +302,13 @@ mod tests {
     use super::*;
 
     fn facts<'a>(route: &'a str, authority: &'a str, path: &'a str, method: &'a str) -> RouteFacts<'a> {
-        RouteFacts { route_name: route.as_bytes(), authority: authority.as_bytes(), path: path.as_bytes(), method: method.as_bytes(), metadata_api: b"" }
+        RouteFacts {
+            route_name: route.as_bytes(),
+            authority: authority.as_bytes(),
+            path: path.as_bytes(),
+            method: method.as_bytes(),
+            metadata_api: b"",
+        }
     }
 
     #[test]
@@ -289,13 +338,31 @@ mod tests {
         };
         assert!(m.matches(&facts("", "shop.example.com:8443", "/orders/1", "GET")));
         assert!(m.matches(&facts("", "api.local", "/orders", "GET")));
-        assert!(!m.matches(&facts("", "example.com", "/orders", "GET")), "the bare domain is not a subdomain");
+        assert!(
+            !m.matches(&facts("", "example.com", "/orders", "GET")),
+            "the bare domain is not a subdomain"
+        );
         assert!(!m.matches(&facts("", "api.local", "/users", "GET")));
-        let by_metadata = ApiMatch { metadata_name: Some("orders".into()), ..Default::default() };
-        assert!(by_metadata.matches(&RouteFacts { metadata_api: b"orders", ..facts("", "", "/", "GET") }));
-        assert!(!by_metadata.matches(&RouteFacts { metadata_api: b"users", ..facts("", "", "/", "GET") }));
-        assert!(!by_metadata.matches(&facts("", "", "/", "GET")), "no metadata, no match");
-        let by_route = ApiMatch { route_names: vec!["orders".into()], ..Default::default() };
+        let by_metadata = ApiMatch {
+            metadata_name: Some("orders".into()),
+            ..Default::default()
+        };
+        assert!(by_metadata.matches(&RouteFacts {
+            metadata_api: b"orders",
+            ..facts("", "", "/", "GET")
+        }));
+        assert!(!by_metadata.matches(&RouteFacts {
+            metadata_api: b"users",
+            ..facts("", "", "/", "GET")
+        }));
+        assert!(
+            !by_metadata.matches(&facts("", "", "/", "GET")),
+            "no metadata, no match"
+        );
+        let by_route = ApiMatch {
+            route_names: vec!["orders".into()],
+            ..Default::default()
+        };
         assert!(by_route.matches(&facts("orders", "", "/", "GET")));
         assert!(!by_route.matches(&facts("order", "", "/", "GET")));
     }

@@ -250,14 +250,23 @@ fn is_reserved(name: &str) -> bool {
 fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError> {
     let statics: Vec<String> = static_names(&d.properties_json);
     let mut seen: Vec<&str> = Vec::new();
-    let named = statics.iter().map(|n| ("properties", n.as_str()))
-        .chain(d.header_properties.iter().map(|(n, _)| ("header_properties", n.as_str())));
+    let named = statics.iter().map(|n| ("properties", n.as_str())).chain(
+        d.header_properties
+            .iter()
+            .map(|(n, _)| ("header_properties", n.as_str())),
+    );
     for (field, name) in named {
         if is_reserved(name) {
-            return Err(err(format!("{}.{name}", f.path(field)), Problem::Invalid(reserved_message())));
+            return Err(err(
+                format!("{}.{name}", f.path(field)),
+                Problem::Invalid(reserved_message()),
+            ));
         }
         if seen.contains(&name) {
-            return Err(err(format!("{}.{name}", f.path(field)), Problem::Invalid("is already a property name in properties".into())));
+            return Err(err(
+                format!("{}.{name}", f.path(field)),
+                Problem::Invalid("is already a property name in properties".into()),
+            ));
         }
         seen.push(name);
     }
@@ -266,7 +275,10 @@ fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigErro
             if is_reserved(name) || seen.contains(&name.as_str()) {
                 return Err(err(
                     format!("{}[{i}].metadata.{name}", f.path("traces")),
-                    Problem::Invalid(format!("{}, or a name from properties/header_properties", reserved_message())),
+                    Problem::Invalid(format!(
+                        "{}, or a name from properties/header_properties",
+                        reserved_message()
+                    )),
                 ));
             }
         }
@@ -275,17 +287,24 @@ fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigErro
 }
 
 fn reserved_message() -> String {
-    format!("is a name the filter uses itself ({}, Request-*, Response-*)", RESERVED_PROPERTIES.join(", "))
+    format!(
+        "is a name the filter uses itself ({}, Request-*, Response-*)",
+        RESERVED_PROPERTIES.join(", ")
+    )
 }
 
 /// The names in a pre-rendered `"a":"1","b":"2"` fragment.
 fn static_names(json: &[u8]) -> Vec<String> {
     let wrapped = [b"{".as_slice(), json, b"}"].concat();
-    serde_json::from_slice::<serde_json::Map<String, Value>>(&wrapped).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    serde_json::from_slice::<serde_json::Map<String, Value>>(&wrapped)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn overlay_message(target: &mut MessageCapture, side: &Fields<'_>, key: &str) -> Result<(), ConfigError> {
-    let Some(m) = side.object(key, MESSAGE_FIELDS)? else { return Ok(()) };
+    let Some(m) = side.object(key, MESSAGE_FIELDS)? else {
+        return Ok(());
+    };
     if m.get("headers").is_some() {
         target.headers = m.strings("headers")?.iter().map(|h| h.to_ascii_lowercase()).collect();
     }
@@ -299,13 +318,23 @@ fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
     let rules = |key: &str| -> Result<Vec<(String, Mode)>, ConfigError> {
         let Some(v) = f.get(key) else { return Ok(Vec::new()) };
         let path = f.path(key);
-        let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of {name, mode}" }))?;
+        let list = v.as_array().ok_or_else(|| {
+            err(
+                &path,
+                Problem::WrongType {
+                    expected: "a list of {name, mode}",
+                },
+            )
+        })?;
         list.iter()
             .enumerate()
             .map(|(i, r)| {
                 let p = format!("{path}[{i}]");
                 let r = Fields::of(r, &p, &p, MASK_RULE_FIELDS)?;
-                let name = r.string("name")?.filter(|n| !n.is_empty()).ok_or_else(|| err(r.path("name"), Problem::Missing))?;
+                let name = r
+                    .string("name")?
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| err(r.path("name"), Problem::Missing))?;
                 let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
                     None | Some("mask") => Mode::Mask,
                     Some("hide") => Mode::Hide,
@@ -326,14 +355,26 @@ fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
 
 /// A JSON object of property name → string: names 1–150 characters, values at most `max`.
 fn string_map(v: &Value, path: &str, max: usize) -> Result<Vec<(String, String)>, ConfigError> {
-    let map = v.as_object().ok_or_else(|| err(path, Problem::WrongType { expected: "an object of name: string" }))?;
+    let map = v.as_object().ok_or_else(|| {
+        err(
+            path,
+            Problem::WrongType {
+                expected: "an object of name: string",
+            },
+        )
+    })?;
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
         let item = format!("{path}.{name}");
         if name.is_empty() || name.chars().count() > 150 {
-            return Err(err(item, Problem::Invalid("property names must be 1 to 150 characters".into())));
+            return Err(err(
+                item,
+                Problem::Invalid("property names must be 1 to 150 characters".into()),
+            ));
         }
-        let value = value.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        let value = value
+            .as_str()
+            .ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
         if value.chars().count() > max {
             return Err(err(item, Problem::TooLong { max }));
         }
@@ -357,16 +398,23 @@ fn properties_json(props: &[(String, String)]) -> Vec<u8> {
 }
 
 fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
-    let names = v
-        .as_array()
-        .ok_or_else(|| err(path, Problem::WrongType { expected: "a list of logger names" }))?;
+    let names = v.as_array().ok_or_else(|| {
+        err(
+            path,
+            Problem::WrongType {
+                expected: "a list of logger names",
+            },
+        )
+    })?;
     if names.is_empty() {
         return Err(err(path, Problem::Empty));
     }
     let mut selected = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let item = format!("{path}[{i}]");
-        let name = name.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        let name = name
+            .as_str()
+            .ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
         let index = loggers
             .iter()
             .position(|l| l.id == name)

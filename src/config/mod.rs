@@ -174,11 +174,27 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 pub(crate) fn err(field: impl Into<String>, problem: Problem) -> ConfigError {
-    ConfigError { field: field.into(), problem }
+    ConfigError {
+        field: field.into(),
+        problem,
+    }
 }
 
-const TOP_FIELDS: &[&str] = &["loggers", "diagnostic", "apis", "cloud_role", "cloud_role_instance", "delivery"];
-const LOGGER_FIELDS: &[&str] = &["connection_string", "instrumentation_key", "cluster", "identity", "identity_cluster"];
+const TOP_FIELDS: &[&str] = &[
+    "loggers",
+    "diagnostic",
+    "apis",
+    "cloud_role",
+    "cloud_role_instance",
+    "delivery",
+];
+const LOGGER_FIELDS: &[&str] = &[
+    "connection_string",
+    "instrumentation_key",
+    "cluster",
+    "identity",
+    "identity_cluster",
+];
 /// Envoy cluster that reaches the instance metadata endpoint (169.254.169.254:80).
 pub const DEFAULT_IDENTITY_CLUSTER: &str = "imds";
 const DELIVERY_FIELDS: &[&str] = &[
@@ -203,8 +219,8 @@ impl Config {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(err("configuration", Problem::Empty));
         }
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| err("configuration", Problem::NotJson(e.to_string())))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| err("configuration", Problem::NotJson(e.to_string())))?;
         Config::from_value(&value)
     }
 
@@ -239,9 +255,14 @@ fn parse_loggers(top: &Fields<'_>) -> Result<Vec<Logger>, ConfigError> {
     let Some(value) = top.get("loggers") else {
         return Err(err("loggers", Problem::NoLoggers));
     };
-    let map = value
-        .as_object()
-        .ok_or_else(|| err("loggers", Problem::WrongType { expected: "an object of named loggers" }))?;
+    let map = value.as_object().ok_or_else(|| {
+        err(
+            "loggers",
+            Problem::WrongType {
+                expected: "an object of named loggers",
+            },
+        )
+    })?;
     if map.is_empty() {
         return Err(err("loggers", Problem::NoLoggers));
     }
@@ -257,8 +278,9 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
     let connection = match (f.string("connection_string")?, f.string("instrumentation_key")?) {
         (Some(_), Some(_)) => return Err(err(path, Problem::BothCredentials)),
         (None, None) => return Err(err(path, Problem::NoCredentials)),
-        (Some(cs), None) => ConnectionString::parse(cs)
-            .map_err(|e| err(f.path("connection_string"), Problem::ConnectionString(e)))?,
+        (Some(cs), None) => {
+            ConnectionString::parse(cs).map_err(|e| err(f.path("connection_string"), Problem::ConnectionString(e)))?
+        }
         (None, Some(ikey)) => ConnectionString::from_instrumentation_key(ikey)
             .map_err(|e| err(f.path("instrumentation_key"), Problem::ConnectionString(e)))?,
     };
@@ -272,7 +294,10 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
         None => None,
         Some(v) => {
             let identity = crate::identity::Identity::parse(v).ok_or_else(|| {
-                err(f.path("identity"), Problem::Invalid("must be SystemAssigned or a managed identity's client id".into()))
+                err(
+                    f.path("identity"),
+                    Problem::Invalid("must be SystemAssigned or a managed identity's client id".into()),
+                )
             })?;
             let cluster = match f.string("identity_cluster")? {
                 None => DEFAULT_IDENTITY_CLUSTER.to_string(),
@@ -283,9 +308,17 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
         }
     };
     if identity.is_none() && f.get("identity_cluster").is_some() {
-        return Err(err(f.path("identity_cluster"), Problem::Invalid("needs identity".into())));
+        return Err(err(
+            f.path("identity_cluster"),
+            Problem::Invalid("needs identity".into()),
+        ));
     }
-    Ok(Logger { id: id.to_string(), connection, cluster, identity })
+    Ok(Logger {
+        id: id.to_string(),
+        connection,
+        cluster,
+        identity,
+    })
 }
 
 fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
@@ -294,7 +327,9 @@ fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
         flush_interval_ms: f.uint("flush_interval_ms", 10, 60_000)?.unwrap_or(d.flush_interval_ms),
         max_batch_items: f.uint("max_batch_items", 1, 64_000)?.unwrap_or(d.max_batch_items),
         max_batch_bytes: f.uint("max_batch_bytes", 1024, 16 << 20)?.unwrap_or(d.max_batch_bytes),
-        max_buffer_bytes: f.uint("max_buffer_bytes", 64 * 1024, 1 << 30)?.unwrap_or(d.max_buffer_bytes),
+        max_buffer_bytes: f
+            .uint("max_buffer_bytes", 64 * 1024, 1 << 30)?
+            .unwrap_or(d.max_buffer_bytes),
         max_in_flight: f.uint("max_in_flight", 1, 64)?.unwrap_or(d.max_in_flight),
         timeout_ms: f.uint("timeout_ms", 100, 300_000)?.unwrap_or(d.timeout_ms),
         retry_initial_ms: f.uint("retry_initial_ms", 10, 600_000)?.unwrap_or(d.retry_initial_ms),
@@ -303,7 +338,10 @@ fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
         drain_timeout_ms: f.uint("drain_timeout_ms", 0, 60_000)?.unwrap_or(d.drain_timeout_ms),
     };
     if delivery.retry_max_ms < delivery.retry_initial_ms {
-        return Err(err(f.path("retry_max_ms"), Problem::Invalid("must be at least delivery.retry_initial_ms".into())));
+        return Err(err(
+            f.path("retry_max_ms"),
+            Problem::Invalid("must be at least delivery.retry_initial_ms".into()),
+        ));
     }
     if delivery.max_buffer_bytes < delivery.max_batch_bytes {
         return Err(err(f.path("max_buffer_bytes"), Problem::BufferSmallerThanBatch));
@@ -316,7 +354,8 @@ fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '|' | ':'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '|' | ':'))
 }
 
 #[cfg(test)]
@@ -375,7 +414,10 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(error_of(json!([])), "configuration: must be an object");
         assert_eq!(error_of(json!({})), "loggers: at least one logger is required");
-        assert_eq!(error_of(json!({"loggers": {}})), "loggers: at least one logger is required");
+        assert_eq!(
+            error_of(json!({"loggers": {}})),
+            "loggers: at least one logger is required"
+        );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"conection_string": CS}}})),
             "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster, identity, identity_cluster"
@@ -413,24 +455,51 @@ mod tests {
             v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             error_of(v)
         };
-        assert_eq!(base(json!({"diagnostic": {"loggers": ["other"]}})), "diagnostic.loggers[0]: names a logger that is not defined in loggers");
-        assert_eq!(base(json!({"diagnostic": {"loggers": ["main", "main"]}})), "diagnostic.loggers[1]: lists the same logger twice");
-        assert_eq!(base(json!({"diagnostic": {"loggers": []}})), "diagnostic.loggers: must not be empty");
-        assert_eq!(base(json!({"diagnostic": {"log_client_ip": "yes"}})), "diagnostic.log_client_ip: must be true or false");
-        assert_eq!(base(json!({"delivery": {"flush_interval_ms": 0}})), "delivery.flush_interval_ms: must be between 10 and 60000");
-        assert_eq!(base(json!({"delivery": {"max_batch_items": -1}})), "delivery.max_batch_items: must be between 1 and 64000");
-        assert_eq!(base(json!({"delivery": {"timeout_ms": 1.5}})), "delivery.timeout_ms: must be between 100 and 300000");
+        assert_eq!(
+            base(json!({"diagnostic": {"loggers": ["other"]}})),
+            "diagnostic.loggers[0]: names a logger that is not defined in loggers"
+        );
+        assert_eq!(
+            base(json!({"diagnostic": {"loggers": ["main", "main"]}})),
+            "diagnostic.loggers[1]: lists the same logger twice"
+        );
+        assert_eq!(
+            base(json!({"diagnostic": {"loggers": []}})),
+            "diagnostic.loggers: must not be empty"
+        );
+        assert_eq!(
+            base(json!({"diagnostic": {"log_client_ip": "yes"}})),
+            "diagnostic.log_client_ip: must be true or false"
+        );
+        assert_eq!(
+            base(json!({"delivery": {"flush_interval_ms": 0}})),
+            "delivery.flush_interval_ms: must be between 10 and 60000"
+        );
+        assert_eq!(
+            base(json!({"delivery": {"max_batch_items": -1}})),
+            "delivery.max_batch_items: must be between 1 and 64000"
+        );
+        assert_eq!(
+            base(json!({"delivery": {"timeout_ms": 1.5}})),
+            "delivery.timeout_ms: must be between 100 and 300000"
+        );
         assert_eq!(
             base(json!({"delivery": {"max_batch_bytes": 1048576, "max_buffer_bytes": 65536}})),
             "delivery.max_buffer_bytes: must be at least delivery.max_batch_bytes"
         );
         assert_eq!(base(json!({"cloud_role": " "})), "cloud_role: must not be empty");
-        assert_eq!(base(json!({"cloud_role": "r".repeat(257)})), "cloud_role: must be at most 256 characters");
+        assert_eq!(
+            base(json!({"cloud_role": "r".repeat(257)})),
+            "cloud_role: must be at most 256 characters"
+        );
     }
 
     #[test]
     fn invalid_json_and_names_are_reported() {
-        assert_eq!(Config::from_json(b" ").unwrap_err().to_string(), "configuration: must not be empty");
+        assert_eq!(
+            Config::from_json(b" ").unwrap_err().to_string(),
+            "configuration: must not be empty"
+        );
         let e = Config::from_json(b"{not json").unwrap_err();
         assert!(e.to_string().starts_with("configuration: is not valid JSON"), "{e}");
         assert_eq!(
@@ -443,18 +512,33 @@ mod tests {
     fn managed_identity_is_system_assigned_or_a_client_id() {
         let c = parse(json!({"loggers": {"main": {"connection_string": CS, "identity": "SystemAssigned"},
                                          "user": {"connection_string": CS, "identity": "1111-2222", "identity_cluster": "metadata", "cluster": "other"}}})).unwrap();
-        assert_eq!(c.loggers[0].identity, Some((crate::identity::Identity::SystemAssigned, "imds".into())));
-        assert_eq!(c.loggers[1].identity, Some((crate::identity::Identity::UserAssigned { client_id: "1111-2222".into() }, "metadata".into())));
+        assert_eq!(
+            c.loggers[0].identity,
+            Some((crate::identity::Identity::SystemAssigned, "imds".into()))
+        );
+        assert_eq!(
+            c.loggers[1].identity,
+            Some((
+                crate::identity::Identity::UserAssigned {
+                    client_id: "1111-2222".into()
+                },
+                "metadata".into()
+            ))
+        );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS, "identity": "not valid!"}}})),
             "loggers.main.identity: must be SystemAssigned or a managed identity's client id"
         );
-        assert_eq!(error_of(json!({"loggers": {"main": {"connection_string": CS, "identity_cluster": "x"}}})), "loggers.main.identity_cluster: needs identity");
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": CS, "identity_cluster": "x"}}})),
+            "loggers.main.identity_cluster: needs identity"
+        );
     }
 
     #[test]
     fn null_means_absent() {
-        let c = parse(json!({"loggers": {"main": {"connection_string": CS, "cluster": null}}, "diagnostic": null})).unwrap();
+        let c = parse(json!({"loggers": {"main": {"connection_string": CS, "cluster": null}}, "diagnostic": null}))
+            .unwrap();
         assert_eq!(c.loggers[0].cluster, DEFAULT_CLUSTER);
     }
 
@@ -500,22 +584,29 @@ mod diagnostic_tests {
     #[test]
     fn api_diagnostics_override_the_all_apis_one_field_by_field() {
         let c = parse(json!({
-            "diagnostic": {"sampling_percentage": 10, "verbosity": "error", "loggers": ["main"]},
-            "apis": [
-                {"name": "orders", "revision": "3", "match": {"route_names": ["orders"]},
-                 "operations": [{"name": "get-order", "method": "get", "path": "/orders/{id}"}],
-                 "diagnostic": {"sampling_percentage": 100, "loggers": ["main", "audit"]}},
-                {"name": "users", "match": {"path_prefixes": ["/users"]}}
-            ]}))
+        "diagnostic": {"sampling_percentage": 10, "verbosity": "error", "loggers": ["main"]},
+        "apis": [
+            {"name": "orders", "revision": "3", "match": {"route_names": ["orders"]},
+             "operations": [{"name": "get-order", "method": "get", "path": "/orders/{id}"}],
+             "diagnostic": {"sampling_percentage": 100, "loggers": ["main", "audit"]}},
+            {"name": "users", "match": {"path_prefixes": ["/users"]}}
+        ]}))
         .unwrap();
         let orders = &c.apis[0];
         assert_eq!(orders.revision, "3");
         assert_eq!(orders.operations[0].method.as_deref(), Some("GET"));
         assert_eq!(orders.diagnostic.sampling_percentage, 100.0, "overridden");
         assert_eq!(orders.diagnostic.verbosity, Severity::Error, "inherited from all APIs");
-        assert_eq!(orders.diagnostic.loggers, vec![1, 0], "multiplexed; loggers sort by name");
+        assert_eq!(
+            orders.diagnostic.loggers,
+            vec![1, 0],
+            "multiplexed; loggers sort by name"
+        );
         assert_eq!(c.apis[1].revision, "1");
-        assert_eq!(c.apis[1].diagnostic, c.diagnostic, "no overrides: the all-APIs diagnostic");
+        assert_eq!(
+            c.apis[1].diagnostic, c.diagnostic,
+            "no overrides: the all-APIs diagnostic"
+        );
     }
 
     #[test]
@@ -529,23 +620,53 @@ mod diagnostic_tests {
                       "diagnostic": {"frontend": {"request": {"body_bytes": 0}}}}]}))
         .unwrap();
         let cap = &c.diagnostic.capture;
-        assert_eq!(cap.frontend_request, MessageCapture { headers: vec!["content-type".into()], body_bytes: 1024 });
+        assert_eq!(
+            cap.frontend_request,
+            MessageCapture {
+                headers: vec!["content-type".into()],
+                body_bytes: 1024
+            }
+        );
         assert_eq!(cap.frontend_response.body_bytes, 512);
         assert_eq!(cap.backend_response.headers, vec!["x-backend".to_string()]);
         assert_eq!(cap.request_body_bytes(), 1024);
         assert!(cap.needs_response_headers());
         let api = &c.apis[0].diagnostic.capture;
-        assert_eq!(api.frontend_request, MessageCapture { headers: vec!["content-type".into()], body_bytes: 0 }, "only body_bytes overridden");
+        assert_eq!(
+            api.frontend_request,
+            MessageCapture {
+                headers: vec!["content-type".into()],
+                body_bytes: 0
+            },
+            "only body_bytes overridden"
+        );
         assert_eq!(api.frontend_response.body_bytes, 512);
         let m = &c.diagnostic.masking;
         assert_eq!(m.header(b"x-secret"), crate::masking::Mode::Hide);
-        assert_eq!(m.header(b"authorization"), crate::masking::Mode::Mask, "defaults stay on");
+        assert_eq!(
+            m.header(b"authorization"),
+            crate::masking::Mode::Mask,
+            "defaults stay on"
+        );
         assert!(m.masks_json_fields());
         let e = |v: Value| parse(v).unwrap_err().to_string();
-        assert_eq!(e(json!({"diagnostic": {"frontend": {"request": {"body_bytes": 8193}}}})), "diagnostic.frontend.request.body_bytes: must be between 0 and 8192");
-        assert_eq!(e(json!({"diagnostic": {"backend": {"requests": {}}}})), "diagnostic.backend.requests: unknown field; allowed here: request, response");
-        assert_eq!(e(json!({"diagnostic": {"data_masking": {"headers": [{"name": "a", "mode": "blur"}]}}})), "diagnostic.data_masking.headers[0].mode: must be one of Mask, Hide, None");
-        assert!(!parse(json!({"diagnostic": {"data_masking": {"defaults": false}}})).unwrap().diagnostic.masking.masks_json_fields());
+        assert_eq!(
+            e(json!({"diagnostic": {"frontend": {"request": {"body_bytes": 8193}}}})),
+            "diagnostic.frontend.request.body_bytes: must be between 0 and 8192"
+        );
+        assert_eq!(
+            e(json!({"diagnostic": {"backend": {"requests": {}}}})),
+            "diagnostic.backend.requests: unknown field; allowed here: request, response"
+        );
+        assert_eq!(
+            e(json!({"diagnostic": {"data_masking": {"headers": [{"name": "a", "mode": "blur"}]}}})),
+            "diagnostic.data_masking.headers[0].mode: must be one of Mask, Hide, None"
+        );
+        assert!(!parse(json!({"diagnostic": {"data_masking": {"defaults": false}}}))
+            .unwrap()
+            .diagnostic
+            .masking
+            .masks_json_fields());
     }
 
     #[test]
@@ -553,29 +674,51 @@ mod diagnostic_tests {
         let e = |v: Value| parse(v).unwrap_err().to_string();
         assert!(e(json!({"diagnostic": {"properties": {"API Name": "x"}}}))
             .starts_with("diagnostic.properties.API Name: is a name the filter uses itself"));
-        assert!(e(json!({"diagnostic": {"header_properties": {"Request-Tenant": "x-tenant"}}}))
-            .starts_with("diagnostic.header_properties.Request-Tenant: is a name the filter uses itself"));
+        assert!(
+            e(json!({"diagnostic": {"header_properties": {"Request-Tenant": "x-tenant"}}}))
+                .starts_with("diagnostic.header_properties.Request-Tenant: is a name the filter uses itself")
+        );
         assert_eq!(
             e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Tenant": "x-tenant"}}})),
             "diagnostic.header_properties.Tenant: is already a property name in properties"
         );
         assert!(e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "traces": [{"message": "m", "metadata": {"Tenant": "x"}}]}}))
             .starts_with("diagnostic.traces[0].metadata.Tenant: is a name the filter uses itself"));
-        assert!(parse(json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Client": "x-client"}}})).is_ok());
+        assert!(parse(
+            json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Client": "x-client"}}})
+        )
+        .is_ok());
     }
 
     #[test]
     fn diagnostic_and_api_errors_name_the_field() {
         let e = |v: Value| parse(v).unwrap_err().to_string();
-        assert_eq!(e(json!({"diagnostic": {"sampling_percentage": 101}})), "diagnostic.sampling_percentage: must be between 0 and 100");
-        assert_eq!(e(json!({"diagnostic": {"verbosity": "debug"}})), "diagnostic.verbosity: must be one of verbose, information, error");
-        assert_eq!(e(json!({"diagnostic": {"correlation_protocol": "b3"}})), "diagnostic.correlation_protocol: must be one of None, Legacy, W3C");
-        assert_eq!(e(json!({"apis": {}})), "apis: must be a list of APIs");
-        assert_eq!(e(json!({"apis": [{"match": {"route_names": ["r"]}}]})), "apis[0].name: is required");
-        assert_eq!(e(json!({"apis": [{"name": "a"}]})), "apis[0].match: is required");
-        assert_eq!(e(json!({"apis": [{"name": "a", "match": {}}]})), "apis[0].match: needs route_names, hosts, path_prefixes or route_metadata");
         assert_eq!(
-            e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}}, {"name": "a", "match": {"route_names": ["s"]}}]})),
+            e(json!({"diagnostic": {"sampling_percentage": 101}})),
+            "diagnostic.sampling_percentage: must be between 0 and 100"
+        );
+        assert_eq!(
+            e(json!({"diagnostic": {"verbosity": "debug"}})),
+            "diagnostic.verbosity: must be one of verbose, information, error"
+        );
+        assert_eq!(
+            e(json!({"diagnostic": {"correlation_protocol": "b3"}})),
+            "diagnostic.correlation_protocol: must be one of None, Legacy, W3C"
+        );
+        assert_eq!(e(json!({"apis": {}})), "apis: must be a list of APIs");
+        assert_eq!(
+            e(json!({"apis": [{"match": {"route_names": ["r"]}}]})),
+            "apis[0].name: is required"
+        );
+        assert_eq!(e(json!({"apis": [{"name": "a"}]})), "apis[0].match: is required");
+        assert_eq!(
+            e(json!({"apis": [{"name": "a", "match": {}}]})),
+            "apis[0].match: needs route_names, hosts, path_prefixes or route_metadata"
+        );
+        assert_eq!(
+            e(
+                json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}}, {"name": "a", "match": {"route_names": ["s"]}}]})
+            ),
             "apis[1].name: is used twice"
         );
         assert_eq!(

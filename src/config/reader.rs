@@ -17,8 +17,13 @@ impl<'a> Fields<'a> {
         prefix: &str,
         allowed: &'static [&'static str],
     ) -> Result<Fields<'a>, ConfigError> {
-        let map = value.as_object().ok_or_else(|| err(name, Problem::WrongType { expected: "an object" }))?;
-        let fields = Fields { prefix: prefix.to_string(), map };
+        let map = value
+            .as_object()
+            .ok_or_else(|| err(name, Problem::WrongType { expected: "an object" }))?;
+        let fields = Fields {
+            prefix: prefix.to_string(),
+            map,
+        };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(err(fields.path(unknown), Problem::UnknownField { allowed }));
         }
@@ -43,13 +48,22 @@ impl<'a> Fields<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    pub(crate) fn object(&self, key: &str, allowed: &'static [&'static str]) -> Result<Option<Fields<'a>>, ConfigError> {
-        self.get(key).map(|v| Fields::of(v, &self.path(key), &self.path(key), allowed)).transpose()
+    pub(crate) fn object(
+        &self,
+        key: &str,
+        allowed: &'static [&'static str],
+    ) -> Result<Option<Fields<'a>>, ConfigError> {
+        self.get(key)
+            .map(|v| Fields::of(v, &self.path(key), &self.path(key), allowed))
+            .transpose()
     }
 
     pub(crate) fn string(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
         self.get(key)
-            .map(|v| v.as_str().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "a string" })))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "a string" }))
+            })
             .transpose()
     }
 
@@ -64,13 +78,24 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         self.get(key)
-            .map(|v| v.as_bool().ok_or_else(|| err(self.path(key), Problem::WrongType { expected: "true or false" })))
+            .map(|v| {
+                v.as_bool().ok_or_else(|| {
+                    err(
+                        self.path(key),
+                        Problem::WrongType {
+                            expected: "true or false",
+                        },
+                    )
+                })
+            })
             .transpose()
     }
 
     pub(crate) fn uint(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(None) };
-        let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+        let n = v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
         match n {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
@@ -81,12 +106,24 @@ impl<'a> Fields<'a> {
     pub(crate) fn strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(Vec::new()) };
         let path = self.path(key);
-        let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of strings" }))?;
+        let list = v.as_array().ok_or_else(|| {
+            err(
+                &path,
+                Problem::WrongType {
+                    expected: "a list of strings",
+                },
+            )
+        })?;
         list.iter()
             .enumerate()
             .map(|(i, s)| match s.as_str() {
                 Some(s) if !s.is_empty() => Ok(s.to_string()),
-                _ => Err(err(format!("{path}[{i}]"), Problem::WrongType { expected: "a non-empty string" })),
+                _ => Err(err(
+                    format!("{path}[{i}]"),
+                    Problem::WrongType {
+                        expected: "a non-empty string",
+                    },
+                )),
             })
             .collect()
     }

@@ -163,7 +163,9 @@ impl Template {
     }
 
     pub fn needs_response_headers(&self) -> bool {
-        self.segments.iter().any(|s| matches!(s, Segment::Field(Field::ResponseHeader(_))))
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Field(Field::ResponseHeader(_))))
     }
 }
 
@@ -189,22 +191,42 @@ fn field_of(name: &str) -> Option<Field> {
 }
 
 const RULE_FIELDS: &[&str] = &["severity", "source", "when", "message", "metadata"];
-const WHEN_FIELDS: &[&str] =
-    &["status", "route_names", "request_headers", "response_headers", "min_duration_ms", "failed"];
+const WHEN_FIELDS: &[&str] = &[
+    "status",
+    "route_names",
+    "request_headers",
+    "response_headers",
+    "min_duration_ms",
+    "failed",
+];
 const HEADER_FIELDS: &[&str] = &["name", "equals"];
 
 pub(crate) fn parse_traces(v: &Value, path: &str) -> Result<Vec<TraceRule>, ConfigError> {
-    let list = v.as_array().ok_or_else(|| err(path, Problem::WrongType { expected: "a list of trace rules" }))?;
-    list.iter().enumerate().map(|(i, rule)| parse_rule(rule, &format!("{path}[{i}]"))).collect()
+    let list = v.as_array().ok_or_else(|| {
+        err(
+            path,
+            Problem::WrongType {
+                expected: "a list of trace rules",
+            },
+        )
+    })?;
+    list.iter()
+        .enumerate()
+        .map(|(i, rule)| parse_rule(rule, &format!("{path}[{i}]")))
+        .collect()
 }
 
 fn parse_rule(v: &Value, path: &str) -> Result<TraceRule, ConfigError> {
     let f = Fields::of(v, path, path, RULE_FIELDS)?;
     let severity = match f.string("severity")? {
         None => Severity::Verbose,
-        Some(s) => Severity::parse(s).ok_or_else(|| err(f.path("severity"), Problem::OneOf("verbose, information, error")))?,
+        Some(s) => {
+            Severity::parse(s).ok_or_else(|| err(f.path("severity"), Problem::OneOf("verbose, information, error")))?
+        }
     };
-    let message = f.string("message")?.ok_or_else(|| err(f.path("message"), Problem::Missing))?;
+    let message = f
+        .string("message")?
+        .ok_or_else(|| err(f.path("message"), Problem::Missing))?;
     if message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(err(f.path("message"), Problem::TooLong { max: MAX_MESSAGE_CHARS }));
     }
@@ -217,19 +239,37 @@ fn parse_rule(v: &Value, path: &str) -> Result<TraceRule, ConfigError> {
         None => Vec::new(),
         Some(m) => parse_metadata(m, &f.path("metadata"))?,
     };
-    Ok(TraceRule { severity, source: f.bounded_string("source", 150)?, when, message, metadata })
+    Ok(TraceRule {
+        severity,
+        source: f.bounded_string("source", 150)?,
+        when,
+        message,
+        metadata,
+    })
 }
 
 fn parse_metadata(v: &Value, path: &str) -> Result<Vec<(String, Template)>, ConfigError> {
-    let map = v.as_object().ok_or_else(|| err(path, Problem::WrongType { expected: "an object of name: template" }))?;
+    let map = v.as_object().ok_or_else(|| {
+        err(
+            path,
+            Problem::WrongType {
+                expected: "an object of name: template",
+            },
+        )
+    })?;
     let mut out = Vec::with_capacity(map.len());
     for (name, t) in map {
         let item = format!("{path}.{name}");
         if name.is_empty() || name.chars().count() > 150 {
             return Err(err(item, Problem::TooLong { max: 150 }));
         }
-        let text = t.as_str().ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
-        out.push((name.clone(), Template::parse(text).map_err(|e| err(&item, Problem::Invalid(e)))?));
+        let text = t
+            .as_str()
+            .ok_or_else(|| err(&item, Problem::WrongType { expected: "a string" }))?;
+        out.push((
+            name.clone(),
+            Template::parse(text).map_err(|e| err(&item, Problem::Invalid(e)))?,
+        ));
     }
     Ok(out)
 }
@@ -250,19 +290,35 @@ fn parse_when(f: &Fields<'_>) -> Result<Conditions, ConfigError> {
 
 fn parse_statuses(v: &Value, path: &str) -> Result<Vec<StatusMatch>, ConfigError> {
     let one = |v: &Value, p: &str| -> Result<StatusMatch, ConfigError> {
-        let bad = || err(p, Problem::OneOf("a status code (100-599) or a class \"1xx\" to \"5xx\""));
+        let bad = || {
+            err(
+                p,
+                Problem::OneOf("a status code (100-599) or a class \"1xx\" to \"5xx\""),
+            )
+        };
         if let Some(code) = v.as_u64() {
-            return u16::try_from(code).ok().filter(|c| (100..=599).contains(c)).map(StatusMatch::Code).ok_or_else(bad);
+            return u16::try_from(code)
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .map(StatusMatch::Code)
+                .ok_or_else(bad);
         }
         match v.as_str().map(str::to_ascii_lowercase).as_deref() {
-            Some(s) if s.len() == 3 && s.ends_with("xx") => {
-                s[..1].parse::<u16>().ok().filter(|c| (1..=5).contains(c)).map(StatusMatch::Class).ok_or_else(bad)
-            }
+            Some(s) if s.len() == 3 && s.ends_with("xx") => s[..1]
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .map(StatusMatch::Class)
+                .ok_or_else(bad),
             _ => Err(bad()),
         }
     };
     match v.as_array() {
-        Some(list) => list.iter().enumerate().map(|(i, s)| one(s, &format!("{path}[{i}]"))).collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| one(s, &format!("{path}[{i}]")))
+            .collect(),
         None => Ok(vec![one(v, path)?]),
     }
 }
@@ -270,7 +326,14 @@ fn parse_statuses(v: &Value, path: &str) -> Result<Vec<StatusMatch>, ConfigError
 fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, ConfigError> {
     let Some(v) = f.get(key) else { return Ok(Vec::new()) };
     let path = f.path(key);
-    let list = v.as_array().ok_or_else(|| err(&path, Problem::WrongType { expected: "a list of {name, equals}" }))?;
+    let list = v.as_array().ok_or_else(|| {
+        err(
+            &path,
+            Problem::WrongType {
+                expected: "a list of {name, equals}",
+            },
+        )
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, c)| {
@@ -280,7 +343,10 @@ fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, 
                 Some(n) if !n.is_empty() => n.to_ascii_lowercase(),
                 _ => return Err(err(h.path("name"), Problem::Missing)),
             };
-            Ok(HeaderCondition { name, equals: h.string("equals")?.map(str::to_string) })
+            Ok(HeaderCondition {
+                name,
+                equals: h.string("equals")?.map(str::to_string),
+            })
         })
         .collect()
 }
@@ -304,7 +370,9 @@ mod tests {
                 Segment::Text("ms".into()),
             ]
         );
-        assert!(Template::parse("{nope}").unwrap_err().contains("unknown placeholder {nope}"));
+        assert!(Template::parse("{nope}")
+            .unwrap_err()
+            .contains("unknown placeholder {nope}"));
         assert!(Template::parse("a } b").is_err());
         assert!(Template::parse("{response.header.x}").unwrap().needs_response_headers());
     }
@@ -322,7 +390,13 @@ mod tests {
         let r = &rules[0];
         assert_eq!(r.severity, Severity::Error);
         assert_eq!(r.when.statuses, vec![StatusMatch::Class(5), StatusMatch::Code(404)]);
-        assert_eq!(r.when.request_headers[0], HeaderCondition { name: "x-a".into(), equals: Some("1".into()) });
+        assert_eq!(
+            r.when.request_headers[0],
+            HeaderCondition {
+                name: "x-a".into(),
+                equals: Some("1".into())
+            }
+        );
         assert!(r.needs_response_headers());
         assert!(StatusMatch::Class(5).matches(503) && !StatusMatch::Class(5).matches(404));
     }
@@ -344,7 +418,10 @@ mod tests {
             e(json!([{"message": "x", "when": {"statuss": 1}}])),
             "diagnostic.traces[0].when.statuss: unknown field; allowed here: status, route_names, request_headers, response_headers, min_duration_ms, failed"
         );
-        assert_eq!(e(json!([{"message": "x", "when": {"request_headers": [{}]}}])), "diagnostic.traces[0].when.request_headers[0].name: is required");
+        assert_eq!(
+            e(json!([{"message": "x", "when": {"request_headers": [{}]}}])),
+            "diagnostic.traces[0].when.request_headers[0].name: is required"
+        );
     }
 
     #[test]

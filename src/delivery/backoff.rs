@@ -95,7 +95,11 @@ mod tests {
         assert_eq!(retry_after_nanos("7", now), Some(7 * S));
         assert_eq!(retry_after_nanos(" 0 ", now), Some(0));
         assert_eq!(retry_after_nanos("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(10 * S));
-        assert_eq!(retry_after_nanos("Sun, 06 Nov 1994 08:49:30 GMT", now), Some(0), "in the past: now");
+        assert_eq!(
+            retry_after_nanos("Sun, 06 Nov 1994 08:49:30 GMT", now),
+            Some(0),
+            "in the past: now"
+        );
         assert_eq!(retry_after_nanos("999999999", now), Some(MAX_RETRY_AFTER_NANOS));
         assert_eq!(retry_after_nanos("soon", now), None);
         assert_eq!(retry_after_nanos("Sun, 06 Foo 1994 08:49:47 GMT", now), None);
@@ -105,8 +109,14 @@ mod tests {
     #[test]
     fn http_dates_match_known_instants() {
         assert_eq!(http_date_unix_secs("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(http_date_unix_secs("Fri, 22 Apr 2016 23:59:59 GMT"), Some(1_461_369_599));
-        assert_eq!(http_date_unix_secs("Thu, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
+        assert_eq!(
+            http_date_unix_secs("Fri, 22 Apr 2016 23:59:59 GMT"),
+            Some(1_461_369_599)
+        );
+        assert_eq!(
+            http_date_unix_secs("Thu, 29 Feb 2024 12:00:00 GMT"),
+            Some(1_709_208_000)
+        );
         assert_eq!(http_date_unix_secs("Thu, 29 Feb 2024 12:00:00 UTC"), None);
     }
 }

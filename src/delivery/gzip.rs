@@ -26,7 +26,9 @@ fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        let Ok([b0, b1, b2, b3, b4, b5, b6, b7]) = <[u8; 8]>::try_from(c) else { continue };
+        let Ok([b0, b1, b2, b3, b4, b5, b6, b7]) = <[u8; 8]>::try_from(c) else {
+            continue;
+        };
         let lo = crc ^ u32::from_le_bytes([b0, b1, b2, b3]);
         let t = &CRC_TABLES;
         crc = t[7][(lo & 0xff) as usize]
@@ -57,7 +59,11 @@ const fn crc_tables() -> [[u32; 256]; 8] {
         let mut crc = i as u32;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         t[0][i] = crc;
@@ -93,12 +99,18 @@ mod tests {
             for &b in data {
                 crc ^= u32::from(b);
                 for _ in 0..8 {
-                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             !crc
         }
-        let data: Vec<u8> = (0u32..300).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0u32..300)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for start in 0..9 {
             for end in start..data.len() {
                 assert_eq!(crc32(&data[start..end]), bitwise(&data[start..end]), "{start}..{end}");
@@ -111,10 +123,21 @@ mod tests {
         let data = b"{\"name\":\"Microsoft.ApplicationInsights.Request\"}\n".repeat(200);
         let gz = compress(&data);
         assert_eq!(&gz[..2], &[0x1f, 0x8b]);
-        assert!(gz.len() * 5 < data.len(), "repetitive NDJSON shrinks: {} -> {}", data.len(), gz.len());
+        assert!(
+            gz.len() * 5 < data.len(),
+            "repetitive NDJSON shrinks: {} -> {}",
+            data.len(),
+            gz.len()
+        );
         let inflated = miniz_oxide::inflate::decompress_to_vec(&gz[10..gz.len() - 8]).unwrap();
         assert_eq!(inflated, data);
-        assert_eq!(u32::from_le_bytes(gz[gz.len() - 8..gz.len() - 4].try_into().unwrap()), crc32(&data));
-        assert_eq!(u32::from_le_bytes(gz[gz.len() - 4..].try_into().unwrap()) as usize, data.len());
+        assert_eq!(
+            u32::from_le_bytes(gz[gz.len() - 8..gz.len() - 4].try_into().unwrap()),
+            crc32(&data)
+        );
+        assert_eq!(
+            u32::from_le_bytes(gz[gz.len() - 4..].try_into().unwrap()) as usize,
+            data.len()
+        );
     }
 }

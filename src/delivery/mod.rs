@@ -198,7 +198,9 @@ impl Outbox {
     fn make_room(&mut self, len: usize) -> bool {
         let budget = self.limits.max_buffer_bytes as usize;
         while self.buffered_bytes + len > budget {
-            let Some(oldest) = self.queue.pop_front() else { return false };
+            let Some(oldest) = self.queue.pop_front() else {
+                return false;
+            };
             self.stats.dropped_buffer_full += u64::from(oldest.items);
             self.release(oldest);
         }
@@ -206,7 +208,10 @@ impl Outbox {
     }
 
     fn seal(&mut self) {
-        let fresh = Batch { body: self.spare.take().unwrap_or_default(), ..Batch::default() };
+        let fresh = Batch {
+            body: self.spare.take().unwrap_or_default(),
+            ..Batch::default()
+        };
         let full = std::mem::replace(&mut self.open, fresh);
         if full.items > 0 {
             self.queue.push_back(full);
@@ -221,7 +226,11 @@ impl Outbox {
         if !flush_all && now < self.paused_until {
             return None;
         }
-        let limit = if self.failures > 0 && !flush_all { 1 } else { self.limits.max_in_flight };
+        let limit = if self.failures > 0 && !flush_all {
+            1
+        } else {
+            self.limits.max_in_flight
+        };
         if self.in_flight.len() as u64 >= limit {
             return None;
         }
@@ -281,7 +290,10 @@ impl Outbox {
         let at = self.in_flight.iter().position(|(t, _)| *t == token)?;
         let (_, batch) = self.in_flight.swap_remove(at);
         let items = batch.items;
-        let mut done = Completion { items, ..Completion::default() };
+        let mut done = Completion {
+            items,
+            ..Completion::default()
+        };
         match verdict {
             Verdict::Accepted { accepted, errors } => {
                 self.failures = 0;
@@ -333,7 +345,12 @@ impl Outbox {
     fn retry_whole(&mut self, batch: Batch, now: u64, wait: Option<u64>, random: u64) -> u64 {
         self.failures = self.failures.saturating_add(1);
         let delay = wait.unwrap_or_else(|| {
-            backoff::delay_nanos(self.failures, self.limits.retry_initial_ms, self.limits.retry_max_ms, random)
+            backoff::delay_nanos(
+                self.failures,
+                self.limits.retry_initial_ms,
+                self.limits.retry_max_ms,
+                random,
+            )
         });
         self.paused_until = now.saturating_add(delay);
         self.stats.items_retried += u64::from(batch.items);
@@ -364,10 +381,21 @@ impl Outbox {
         if items == 0 {
             return 0;
         }
-        let delay = backoff::delay_nanos(batch.attempts.max(1), self.limits.retry_initial_ms, self.limits.retry_max_ms, random);
+        let delay = backoff::delay_nanos(
+            batch.attempts.max(1),
+            self.limits.retry_initial_ms,
+            self.limits.retry_max_ms,
+            random,
+        );
         self.buffered_bytes += body.len();
         self.stats.items_retried += u64::from(items);
-        let retry = Batch { body, items, opened_at: batch.opened_at, not_before: now.saturating_add(delay), attempts: batch.attempts };
+        let retry = Batch {
+            body,
+            items,
+            opened_at: batch.opened_at,
+            not_before: now.saturating_add(delay),
+            attempts: batch.attempts,
+        };
         self.queue.push_front(retry);
         items
     }
@@ -477,11 +505,18 @@ mod tests {
     }
 
     fn lines(b: &Batch) -> Vec<String> {
-        String::from_utf8(b.body.clone()).unwrap().lines().map(str::to_string).collect()
+        String::from_utf8(b.body.clone())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn accepted(n: u32) -> Verdict {
-        Verdict::Accepted { accepted: n, errors: vec![] }
+        Verdict::Accepted {
+            accepted: n,
+            errors: vec![],
+        }
     }
 
     #[test]
@@ -518,15 +553,34 @@ mod tests {
         let b = o.next_due(0, false).unwrap();
         o.sent(1, b, 30);
         o.add(0, named(3));
-        let done = o.completed(1, &Verdict::Transient { status: 500, retry_after: None }, 0, 0).unwrap();
+        let done = o
+            .completed(
+                1,
+                &Verdict::Transient {
+                    status: 500,
+                    retry_after: None,
+                },
+                0,
+                0,
+            )
+            .unwrap();
         assert_eq!(done.retried, 3);
-        assert!((500 * MS..=1000 * MS).contains(&done.paused_until), "first backoff: 0.5-1 s");
-        assert!(o.next_due(400 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"), "shutdown flushes anyway");
+        assert!(
+            (500 * MS..=1000 * MS).contains(&done.paused_until),
+            "first backoff: 0.5-1 s"
+        );
+        assert!(
+            o.next_due(400 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"),
+            "shutdown flushes anyway"
+        );
     }
 
     #[test]
     fn while_failing_one_batch_probes_and_success_releases_the_rest() {
-        let mut o = Outbox::new(Delivery { max_batch_items: 1, ..limits() });
+        let mut o = Outbox::new(Delivery {
+            max_batch_items: 1,
+            ..limits()
+        });
         for i in 0..4 {
             o.add(0, named(i));
         }
@@ -540,7 +594,10 @@ mod tests {
         o.completed(2, &accepted(1), 10 * S, 0).unwrap();
         let a = o.next_due(10 * S, false).unwrap();
         o.sent(3, a, 7);
-        assert!(o.next_due(10 * S, false).is_some(), "healthy: the in-flight limit is back");
+        assert!(
+            o.next_due(10 * S, false).is_some(),
+            "healthy: the in-flight limit is back"
+        );
         assert_eq!(o.stats.items_accepted, 1);
         assert_eq!(o.stats.items_retried, 1);
         assert_eq!(o.stats.callout_failures, 1);
@@ -552,7 +609,17 @@ mod tests {
         o.add(0, named(0));
         let b = o.next_due(0, true).unwrap();
         o.sent(1, b, 7);
-        let done = o.completed(1, &Verdict::Transient { status: 429, retry_after: Some("7".into()) }, 100 * S, 0).unwrap();
+        let done = o
+            .completed(
+                1,
+                &Verdict::Transient {
+                    status: 429,
+                    retry_after: Some("7".into()),
+                },
+                100 * S,
+                0,
+            )
+            .unwrap();
         assert_eq!(done.paused_until, 107 * S);
         assert!(o.next_due(107 * S - 1, false).is_none(), "nothing early");
         assert!(o.next_due(107 * S, false).is_some());
@@ -561,18 +628,35 @@ mod tests {
 
     #[test]
     fn partial_success_resends_exactly_the_retryable_items() {
-        let mut o = Outbox::new(Delivery { max_batch_items: 10, ..limits() });
+        let mut o = Outbox::new(Delivery {
+            max_batch_items: 10,
+            ..limits()
+        });
         for i in 0..5 {
             o.add(0, named(i));
         }
         let b = o.next_due(0, true).unwrap();
         o.sent(1, b, 35);
         let errors = vec![
-            ItemError { index: 1, status_code: 500, message: String::new() },
-            ItemError { index: 2, status_code: 400, message: String::new() },
-            ItemError { index: 4, status_code: 429, message: String::new() },
+            ItemError {
+                index: 1,
+                status_code: 500,
+                message: String::new(),
+            },
+            ItemError {
+                index: 2,
+                status_code: 400,
+                message: String::new(),
+            },
+            ItemError {
+                index: 4,
+                status_code: 429,
+                message: String::new(),
+            },
         ];
-        let done = o.completed(1, &Verdict::Accepted { accepted: 2, errors }, 0, 0).unwrap();
+        let done = o
+            .completed(1, &Verdict::Accepted { accepted: 2, errors }, 0, 0)
+            .unwrap();
         assert_eq!((done.accepted, done.retried, done.dropped), (2, 2, 1));
         assert!(o.next_due(0, false).is_none(), "the retry waits its backoff");
         let retry = o.next_due(2 * S, false).unwrap();
@@ -593,7 +677,12 @@ mod tests {
         o.add(0, named(1));
         let b = o.next_due(0, true).unwrap();
         o.sent(2, b, 7);
-        assert_eq!(o.completed(2, &Verdict::Unauthorized { status: 401 }, 0, 0).unwrap().dropped, 1);
+        assert_eq!(
+            o.completed(2, &Verdict::Unauthorized { status: 401 }, 0, 0)
+                .unwrap()
+                .dropped,
+            1
+        );
         assert_eq!(o.stats.dropped_rejected, 2);
         assert!(o.is_idle());
 
@@ -603,12 +692,20 @@ mod tests {
         o.sent(1, b, 7);
         let done = o.completed(1, &Verdict::Unauthorized { status: 403 }, 0, 0).unwrap();
         assert!(done.needs_credentials);
-        assert_eq!(lines(&o.next_due(0, false).unwrap()), ["item-0"], "kept for the next token");
+        assert_eq!(
+            lines(&o.next_due(0, false).unwrap()),
+            ["item-0"],
+            "kept for the next token"
+        );
     }
 
     #[test]
     fn the_memory_budget_drops_the_oldest_waiting_items_first() {
-        let mut o = Outbox::new(Delivery { max_batch_items: 1, max_buffer_bytes: 1000, ..limits() });
+        let mut o = Outbox::new(Delivery {
+            max_batch_items: 1,
+            max_buffer_bytes: 1000,
+            ..limits()
+        });
         let big = |i: usize| move |out: &mut Vec<u8>| out.extend_from_slice(format!("{i:0>249}\n").as_bytes());
         for i in 0..4 {
             assert_eq!(o.add(0, big(i)), Added::Queued);
@@ -622,7 +719,12 @@ mod tests {
         o.sent(1, first, 250);
         let b = o.next_due(0, false).unwrap();
         o.sent(2, b, 250);
-        let mut o2 = Outbox::new(Delivery { max_batch_items: 1, max_buffer_bytes: 500, max_in_flight: 2, ..limits() });
+        let mut o2 = Outbox::new(Delivery {
+            max_batch_items: 1,
+            max_buffer_bytes: 500,
+            max_in_flight: 2,
+            ..limits()
+        });
         o2.add(0, big(0));
         o2.add(0, big(1));
         for t in 1..=2 {
@@ -643,8 +745,13 @@ mod tests {
 
     #[test]
     fn oversized_items_are_written_again_lean_before_being_dropped() {
-        let mut o = Outbox::new(Delivery { max_buffer_bytes: 1 << 20, ..limits() });
-        let write = |out: &mut Vec<u8>, lean: bool| out.extend(std::iter::repeat_n(b'x', if lean { 100 } else { ITEM_BYTES + 1 }));
+        let mut o = Outbox::new(Delivery {
+            max_buffer_bytes: 1 << 20,
+            ..limits()
+        });
+        let write = |out: &mut Vec<u8>, lean: bool| {
+            out.extend(std::iter::repeat_n(b'x', if lean { 100 } else { ITEM_BYTES + 1 }))
+        };
         assert_eq!(o.add_or_trim(0, write), Added::Queued);
         assert_eq!((o.stats.items_trimmed, o.stats.dropped_too_large), (1, 0));
         assert_eq!(o.next_due(0, true).unwrap().body.len(), 100);
@@ -653,7 +760,10 @@ mod tests {
 
     #[test]
     fn counters_add_up_and_buffers_are_released() {
-        let mut o = Outbox::new(Delivery { max_batch_items: 100, ..limits() });
+        let mut o = Outbox::new(Delivery {
+            max_batch_items: 100,
+            ..limits()
+        });
         for _ in 0..4 {
             o.add(0, item(10));
         }
@@ -661,9 +771,21 @@ mod tests {
         o.sent(7, b, 40);
         assert_eq!(o.buffered_items(), 4);
         o.completed(7, &accepted(4), 0, 0).unwrap();
-        assert!(o.completed(7, &Verdict::NoResponse, 0, 0).is_none(), "each answer counts once");
+        assert!(
+            o.completed(7, &Verdict::NoResponse, 0, 0).is_none(),
+            "each answer counts once"
+        );
         let s = o.stats;
-        assert_eq!((s.items_queued, s.items_sent, s.items_accepted, s.batches_sent, s.bytes_sent), (4, 4, 4, 1, 40));
+        assert_eq!(
+            (
+                s.items_queued,
+                s.items_sent,
+                s.items_accepted,
+                s.batches_sent,
+                s.bytes_sent
+            ),
+            (4, 4, 4, 1, 40)
+        );
         assert_eq!(o.buffered_bytes(), 0);
         assert!(o.is_idle());
     }

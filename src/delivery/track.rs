@@ -44,11 +44,19 @@ pub enum Verdict {
 
 /// Classifies an answer: `status` is `None` when the callout got no HTTP response.
 pub fn classify(status: Option<u16>, retry_after: Option<&str>, body: &[u8], items: u32) -> Verdict {
-    let Some(status) = status else { return Verdict::NoResponse };
+    let Some(status) = status else {
+        return Verdict::NoResponse;
+    };
     match status {
-        200 => Verdict::Accepted { accepted: items, errors: Vec::new() },
+        200 => Verdict::Accepted {
+            accepted: items,
+            errors: Vec::new(),
+        },
         206 => partial(body, items),
-        408 | 429 | 439 | 500..=599 => Verdict::Transient { status, retry_after: retry_after.map(str::to_string) },
+        408 | 429 | 439 | 500..=599 => Verdict::Transient {
+            status,
+            retry_after: retry_after.map(str::to_string),
+        },
         401 | 403 => Verdict::Unauthorized { status },
         _ => Verdict::Rejected { status },
     }
@@ -65,18 +73,37 @@ fn partial(body: &[u8], items: u32) -> Verdict {
 /// Reads `errors` from a TrackResponse, keeping only well-formed entries with an index
 /// inside the batch, each index once.
 fn parse_errors(body: &[u8], items: usize) -> Vec<ItemError> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
-    let Some(list) = v.get("errors").and_then(Value::as_array) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let Some(list) = v.get("errors").and_then(Value::as_array) else {
+        return Vec::new();
+    };
     let mut out: Vec<ItemError> = Vec::new();
     for e in list {
         let index = e.get("index").and_then(Value::as_u64).map(|i| i as usize);
-        let code = e.get("statusCode").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok());
-        let (Some(index), Some(status_code)) = (index, code) else { continue };
+        let code = e
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok());
+        let (Some(index), Some(status_code)) = (index, code) else {
+            continue;
+        };
         if index >= items || out.iter().any(|x| x.index == index) {
             continue;
         }
-        let message = e.get("message").and_then(Value::as_str).unwrap_or("").chars().take(300).collect();
-        out.push(ItemError { index, status_code, message });
+        let message = e
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        out.push(ItemError {
+            index,
+            status_code,
+            message,
+        });
     }
     out
 }
@@ -87,7 +114,13 @@ mod tests {
 
     #[test]
     fn ok_means_every_item_accepted_whatever_the_body() {
-        assert_eq!(classify(Some(200), None, b"garbage", 5), Verdict::Accepted { accepted: 5, errors: vec![] });
+        assert_eq!(
+            classify(Some(200), None, b"garbage", 5),
+            Verdict::Accepted {
+                accepted: 5,
+                errors: vec![]
+            }
+        );
     }
 
     #[test]
@@ -96,7 +129,9 @@ mod tests {
             {"index":0,"statusCode":400,"message":"103: Field 'time' is older than allowed"},
             {"index":2,"statusCode":500,"message":"internal"},
             {"index":3,"statusCode":206,"message":"sampled"}]}"#;
-        let Verdict::Accepted { accepted, errors } = classify(Some(206), None, body, 4) else { panic!() };
+        let Verdict::Accepted { accepted, errors } = classify(Some(206), None, body, 4) else {
+            panic!()
+        };
         assert_eq!(accepted, 2);
         assert_eq!(errors.len(), 2);
         assert!(!errors[0].is_retryable());
@@ -107,9 +142,13 @@ mod tests {
     fn lying_or_broken_partial_answers_are_clamped() {
         let body = br#"{"errors":[{"index":99,"statusCode":400},{"index":1,"statusCode":400},
             {"index":1,"statusCode":400},{"index":"x","statusCode":400},{"statusCode":70000,"index":0}]}"#;
-        let Verdict::Accepted { accepted, errors } = classify(Some(206), None, body, 2) else { panic!() };
+        let Verdict::Accepted { accepted, errors } = classify(Some(206), None, body, 2) else {
+            panic!()
+        };
         assert_eq!((accepted, errors.len()), (1, 1));
-        let Verdict::Accepted { accepted, .. } = classify(Some(206), None, b"{trunc", 3) else { panic!() };
+        let Verdict::Accepted { accepted, .. } = classify(Some(206), None, b"{trunc", 3) else {
+            panic!()
+        };
         assert_eq!(accepted, 3);
     }
 
@@ -119,9 +158,18 @@ mod tests {
         assert_eq!(classify(Some(402), None, b"", 1), Verdict::Rejected { status: 402 });
         assert_eq!(
             classify(Some(429), Some("7"), b"", 1),
-            Verdict::Transient { status: 429, retry_after: Some("7".into()) }
+            Verdict::Transient {
+                status: 429,
+                retry_after: Some("7".into())
+            }
         );
-        assert_eq!(classify(Some(503), None, b"", 1), Verdict::Transient { status: 503, retry_after: None });
+        assert_eq!(
+            classify(Some(503), None, b"", 1),
+            Verdict::Transient {
+                status: 503,
+                retry_after: None
+            }
+        );
         assert_eq!(classify(None, None, b"", 1), Verdict::NoResponse);
         assert_eq!(classify(Some(401), None, b"", 1), Verdict::Unauthorized { status: 401 });
     }

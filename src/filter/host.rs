@@ -18,11 +18,7 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,

@@ -67,8 +67,12 @@ impl Context for Exchange {}
 
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(pipeline) = &self.pipeline else { return Action::Continue };
-        let Ok(mut p) = pipeline.try_borrow_mut() else { return Action::Continue };
+        let Some(pipeline) = &self.pipeline else {
+            return Action::Continue;
+        };
+        let Ok(mut p) = pipeline.try_borrow_mut() else {
+            return Action::Continue;
+        };
         // The request as the client sent it: later filters and the router may rewrite it.
         let started = start(&mut p, host::header_map(MapType::HttpRequestHeaders));
         let (request_bytes, response_bytes) = p.body_capture(&started.0.begun);
@@ -126,7 +130,9 @@ impl HttpContext for Exchange {
         // Backend response headers are captured here, before later encoder filters change
         // them (the filter placed last before the router sees exactly what the backend sent).
         let wants_backend_headers = match (&self.pipeline, &self.started) {
-            (Some(p), Some(started)) => p.try_borrow().is_ok_and(|p| p.captures_backend_response_headers(&started.begun)),
+            (Some(p), Some(started)) => p
+                .try_borrow()
+                .is_ok_and(|p| p.captures_backend_response_headers(&started.begun)),
             _ => false,
         };
         if wants_backend_headers {
@@ -153,7 +159,9 @@ impl HttpContext for Exchange {
         }
         // The status decides whether anything is written; the rest is read only if so. When
         // the response headers are wanted anyway, the status comes with them.
-        let mut response_headers = p.wants_response_headers(&started.begun).then(|| host::header_map(MapType::HttpResponseHeaders));
+        let mut response_headers = p
+            .wants_response_headers(&started.begun)
+            .then(|| host::header_map(MapType::HttpResponseHeaders));
         let code = response_headers
             .as_ref()
             .and_then(status_of)
@@ -162,7 +170,11 @@ impl HttpContext for Exchange {
         // A response below 400 that passed through this filter to its end was not cut short:
         // its flags cannot change the verdict and are not read.
         let clean = streamed.is_some_and(|s| s.response_complete) && (1..400).contains(&code);
-        let flags = if clean { 0 } else { host::property_u64(b"response\0flags").unwrap_or(0) };
+        let flags = if clean {
+            0
+        } else {
+            host::property_u64(b"response\0flags").unwrap_or(0)
+        };
         let needs = p.needs(&started.begun, code, flags);
         if !needs.outcome {
             return;
@@ -172,7 +184,11 @@ impl HttpContext for Exchange {
         }
         let now = host::now_nanos();
         let outcome = read_outcome(&started, code, flags, streamed, now);
-        let backend = if needs.backend { read_backend(&mut p, clean, streamed, now) } else { None };
+        let backend = if needs.backend {
+            read_backend(&mut p, clean, streamed, now)
+        } else {
+            None
+        };
         if needs.response_headers && response_headers.is_none() {
             response_headers = Some(host::header_map(MapType::HttpResponseHeaders));
         }
@@ -230,14 +246,31 @@ fn start(p: &mut Pipeline, headers: crate::headers::HeaderMap) -> (Started, Inje
     } else {
         (Vec::new(), Vec::new())
     };
-    let route = RouteInfo { name: &route_name, metadata_api: &metadata_api, metadata_operation: &metadata_operation };
+    let route = RouteInfo {
+        name: &route_name,
+        metadata_api: &metadata_api,
+        metadata_operation: &metadata_operation,
+    };
     let (begun, injection) = p.begin(&frontend, &route);
-    (Started { frontend, route_name, begun }, injection)
+    (
+        Started {
+            frontend,
+            route_name,
+            begun,
+        },
+        injection,
+    )
 }
 
 /// What Envoy knows once the exchange is over (status and flags already read). What the
 /// stream callbacks counted is used when they ran; Envoy is asked otherwise.
-fn read_outcome(started: &Started, response_code: u32, response_flags: u64, streamed: Option<&Streamed>, now: u64) -> Outcome {
+fn read_outcome(
+    started: &Started,
+    response_code: u32,
+    response_flags: u64,
+    streamed: Option<&Streamed>,
+    now: u64,
+) -> Outcome {
     let start = host::property_u64(b"request\0time").unwrap_or(0);
     // The exchange ends now (the access-log callback runs when the stream completes).
     let duration = if start > 0 && now > start {

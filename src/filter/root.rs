@@ -33,7 +33,14 @@ pub struct Root {
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
-        Root { context_id, pipeline: None, metrics: Vec::new(), memory_metric: None, calls_metric: None, draining_until: None }
+        Root {
+            context_id,
+            pipeline: None,
+            metrics: Vec::new(),
+            memory_metric: None,
+            calls_metric: None,
+            draining_until: None,
+        }
     }
 
     fn configure(&mut self, root: &host::RootWork) -> Result<(), String> {
@@ -44,19 +51,32 @@ impl Root {
         let loggers: Vec<String> = config
             .loggers
             .iter()
-            .map(|l| format!("{} -> {} via cluster {}", l.id, l.connection.ingestion_endpoint.url(), l.cluster))
+            .map(|l| {
+                format!(
+                    "{} -> {} via cluster {}",
+                    l.id,
+                    l.connection.ingestion_endpoint.url(),
+                    l.cluster
+                )
+            })
             .collect();
         let pipeline = Pipeline::new(config, &roles, host::random_seed());
         self.metrics = pipeline
             .metrics()
             .into_iter()
             .filter_map(|(name, kind, _)| {
-                let abi = if kind == MetricKind::Counter { host::Metric::Counter } else { host::Metric::Gauge };
+                let abi = if kind == MetricKind::Counter {
+                    host::Metric::Counter
+                } else {
+                    host::Metric::Gauge
+                };
                 host::define_metric(abi, &name).map(|id| (id, kind, 0))
             })
             .collect();
-        self.memory_metric = host::define_metric(host::Metric::Gauge, "appinsights.vm_memory_bytes").map(|id| (id, root.exchange_calls()));
-        self.calls_metric = host::define_metric(host::Metric::Counter, "appinsights.host_calls").map(|id| (id, root.exchange_calls()));
+        self.memory_metric = host::define_metric(host::Metric::Gauge, "appinsights.vm_memory_bytes")
+            .map(|id| (id, root.exchange_calls()));
+        self.calls_metric =
+            host::define_metric(host::Metric::Counter, "appinsights.host_calls").map(|id| (id, root.exchange_calls()));
         self.pipeline = Some(Rc::new(RefCell::new(pipeline)));
         proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick_ms))
             .map_err(|s| format!("could not set the tick period: {s:?}"))?;
@@ -84,7 +104,9 @@ impl Root {
                     p.token_started(sink, callout, now)
                 }
                 Some(Work::Ingest { sink, batch }) => {
-                    let started = p.ingest_request(sink, &batch, now).map(|req| (dispatch(&req), req.body.len()));
+                    let started = p
+                        .ingest_request(sink, &batch, now)
+                        .map(|req| (dispatch(&req), req.body.len()));
                     match started {
                         Some((Ok(callout), wire)) => {
                             p.sent(sink, callout, batch, wire);
@@ -130,10 +152,16 @@ impl Root {
     fn drain_step(&mut self) {
         let Some(deadline) = self.draining_until else { return };
         self.pump(true);
-        let idle = self.pipeline.as_ref().is_none_or(|p| p.try_borrow().is_ok_and(|p| p.is_idle()));
+        let idle = self
+            .pipeline
+            .as_ref()
+            .is_none_or(|p| p.try_borrow().is_ok_and(|p| p.is_idle()));
         if idle || host::now_nanos() >= deadline {
             if !idle {
-                log::warn!("appinsights[{}]: shutting down with telemetry not yet delivered (drain timeout)", self.context_id);
+                log::warn!(
+                    "appinsights[{}]: shutting down with telemetry not yet delivered (drain timeout)",
+                    self.context_id
+                );
             }
             self.draining_until = None;
             host::done();
@@ -145,15 +173,25 @@ impl Root {
 fn dispatch(req: &Outgoing<'_>) -> Result<u32, String> {
     let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = if req.body.is_empty() { None } else { Some(&req.body[..]) };
-    proxy_wasm::hostcalls::dispatch_http_call(req.cluster, headers, body, Vec::new(), Duration::from_millis(req.timeout_ms))
-        .map_err(|status| format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)"))
+    proxy_wasm::hostcalls::dispatch_http_call(
+        req.cluster,
+        headers,
+        body,
+        Vec::new(),
+        Duration::from_millis(req.timeout_ms),
+    )
+    .map_err(|status| format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)"))
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
         let _root = host::RootWork::begin();
         let Some(pipeline) = &self.pipeline else { return };
-        let headers = if num_headers > 0 { host::header_map(MapType::HttpCallResponseHeaders) } else { Default::default() };
+        let headers = if num_headers > 0 {
+            host::header_map(MapType::HttpCallResponseHeaders)
+        } else {
+            Default::default()
+        };
         let status = headers
             .get(b":status")
             .and_then(|s| std::str::from_utf8(s).ok())
@@ -164,7 +202,11 @@ impl Context for Root {
         } else {
             Vec::new()
         };
-        let answer = Answer { status, retry_after, body: &body };
+        let answer = Answer {
+            status,
+            retry_after,
+            body: &body,
+        };
         let notices = match pipeline.try_borrow_mut() {
             Ok(mut p) => p.completed(token, answer, host::now_nanos()),
             Err(_) => return,
@@ -185,7 +227,10 @@ impl Context for Root {
         // Envoy is draining or replacing this configuration: deliver what is buffered,
         // within the drain timeout, before the VM goes.
         let Some(pipeline) = &self.pipeline else { return true };
-        let timeout_ms = pipeline.try_borrow().map(|p| p.config().delivery.drain_timeout_ms).unwrap_or(0);
+        let timeout_ms = pipeline
+            .try_borrow()
+            .map(|p| p.config().delivery.drain_timeout_ms)
+            .unwrap_or(0);
         if timeout_ms == 0 {
             return true;
         }
@@ -247,7 +292,11 @@ fn resolve_roles(config: &Config) -> Roles {
             .and_then(|v| String::from_utf8(v).ok())
             .filter(|s| !s.trim().is_empty())
     };
-    let role = config.cloud_role.clone().or_else(|| node(b"cluster")).unwrap_or_else(|| DEFAULT_ROLE.to_string());
+    let role = config
+        .cloud_role
+        .clone()
+        .or_else(|| node(b"cluster"))
+        .unwrap_or_else(|| DEFAULT_ROLE.to_string());
     let instance = config
         .cloud_role_instance
         .clone()

@@ -24,10 +24,19 @@ const MAX_DATA: usize = 8192;
 /// Appends one Dependency envelope for `backend`.
 pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Backend) {
     let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
-    let duration = backend.latency_nanos.filter(|&l| l > 0).unwrap_or(oc.duration_nanos).min(oc.duration_nanos);
+    let duration = backend
+        .latency_nanos
+        .filter(|&l| l > 0)
+        .unwrap_or(oc.duration_nanos)
+        .min(oc.duration_nanos);
     // The backend call ends about when the exchange ends.
     let start = oc.start_unix_nanos + (oc.duration_nanos - duration);
-    let head = Head { kind: Kind::Dependency, time_unix_nanos: start, parent_id: facts.child_parent(), sample_rate: facts.sample_rate };
+    let head = Head {
+        kind: Kind::Dependency,
+        time_unix_nanos: start,
+        parent_id: facts.child_parent(),
+        sample_rate: facts.sample_rate,
+    };
     envelope::begin(out, who, facts, &head);
     out.extend_from_slice(b",\"id\":\"");
     out.extend_from_slice(op.dependency_id.as_bytes());
@@ -46,9 +55,23 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
     out.push(b',');
     push_key(out, "data");
     let scheme: &[u8] = if backend.tls { b"https" } else { b"http" };
-    let authority = if sent.authority().is_empty() { fe.authority() } else { sent.authority() };
-    let path_and_query = if sent.path_and_query().is_empty() { fe.path_and_query() } else { sent.path_and_query() };
-    push_url_limited(out, scheme, authority, &facts.masking.path_and_query(path_and_query), MAX_DATA);
+    let authority = if sent.authority().is_empty() {
+        fe.authority()
+    } else {
+        sent.authority()
+    };
+    let path_and_query = if sent.path_and_query().is_empty() {
+        fe.path_and_query()
+    } else {
+        sent.path_and_query()
+    };
+    push_url_limited(
+        out,
+        scheme,
+        authority,
+        &facts.masking.path_and_query(path_and_query),
+        MAX_DATA,
+    );
     out.extend_from_slice(b",\"duration\":\"");
     push_timespan(out, duration);
     out.extend_from_slice(b"\",\"resultCode\":\"");
@@ -63,7 +86,11 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Bac
         _ => push_u64(out, u64::from(oc.response_code)),
     }
     let success = failed_kind.is_none() && (1..400).contains(&oc.response_code);
-    out.extend_from_slice(if success { b"\",\"success\":true" } else { b"\",\"success\":false" });
+    out.extend_from_slice(if success {
+        b"\",\"success\":true"
+    } else {
+        b"\",\"success\":false"
+    });
     let mut p = Members::new(out, "properties");
     if let Some(address) = backend.address.as_deref().filter(|a| !a.is_empty()) {
         p.string("Backend Address", address);
@@ -90,11 +117,23 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>, back
         w.headers("Response", &cap.backend_response.headers, h);
     }
     if let Some(b) = facts.request_body {
-        w.body("Request", b, cap.backend_request.body_bytes, oc.request_body_bytes, sent.get(b"content-encoding"));
+        w.body(
+            "Request",
+            b,
+            cap.backend_request.body_bytes,
+            oc.request_body_bytes,
+            sent.get(b"content-encoding"),
+        );
     }
     if let Some(b) = facts.response_body {
         let enc = facts.backend_response_headers.and_then(|h| h.get(b"content-encoding"));
-        w.body("Response", b, cap.backend_response.body_bytes, oc.response_body_bytes, enc);
+        w.body(
+            "Response",
+            b,
+            cap.backend_response.body_bytes,
+            oc.response_body_bytes,
+            enc,
+        );
     }
 }
 
@@ -120,7 +159,11 @@ mod tests {
         let (fe, oc, op, be) = (standard_frontend(), outcome(), op(), backend());
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"POST /orders"), &be));
         assert_eq!(v["name"], "Microsoft.ApplicationInsights.RemoteDependency");
-        assert_eq!(v["tags"]["ai.operation.parentId"], "0a".repeat(8), "parented to the request");
+        assert_eq!(
+            v["tags"]["ai.operation.parentId"],
+            "0a".repeat(8),
+            "parented to the request"
+        );
         assert_eq!(v["tags"]["ai.operation.id"], "4b".repeat(16));
         let d = &v["data"]["baseData"];
         assert_eq!(v["data"]["baseType"], "RemoteDependencyData");
@@ -141,13 +184,25 @@ mod tests {
     #[test]
     fn a_backend_that_never_answered_reports_the_failure_kind() {
         let (fe, op) = (standard_frontend(), op());
-        let oc = Outcome { response_code: 504, response_flags: flags::UPSTREAM_REQUEST_TIMEOUT, ..outcome() };
-        let be = Backend { latency_nanos: None, attempts: 3, tls: true, ..backend() };
+        let oc = Outcome {
+            response_code: 504,
+            response_flags: flags::UPSTREAM_REQUEST_TIMEOUT,
+            ..outcome()
+        };
+        let be = Backend {
+            latency_nanos: None,
+            attempts: 3,
+            tls: true,
+            ..backend()
+        };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
         let d = &v["data"]["baseData"];
         assert_eq!(d["resultCode"], "BackendTimeout");
         assert_eq!(d["success"], false);
-        assert_eq!(d["duration"], "00:00:00.0123456", "no backend latency: the whole exchange");
+        assert_eq!(
+            d["duration"], "00:00:00.0123456",
+            "no backend latency: the whole exchange"
+        );
         assert_eq!(d["properties"]["Attempts"], "3");
         assert!(d["data"].as_str().unwrap().starts_with("https://"));
     }
@@ -169,15 +224,39 @@ mod tests {
     #[test]
     fn backend_errors_fail_the_dependency_and_client_hangups_do_not() {
         let (fe, op, be) = (standard_frontend(), op(), backend());
-        let oc = Outcome { response_code: 500, code_details: Some(b"via_upstream".to_vec()), ..outcome() };
+        let oc = Outcome {
+            response_code: 500,
+            code_details: Some(b"via_upstream".to_vec()),
+            ..outcome()
+        };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
-        assert_eq!((v["data"]["baseData"]["resultCode"].as_str(), v["data"]["baseData"]["success"].as_bool()), (Some("500"), Some(false)));
-        let oc = Outcome { response_code: 200, response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..outcome() };
+        assert_eq!(
+            (
+                v["data"]["baseData"]["resultCode"].as_str(),
+                v["data"]["baseData"]["success"].as_bool()
+            ),
+            (Some("500"), Some(false))
+        );
+        let oc = Outcome {
+            response_code: 200,
+            response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
+            ..outcome()
+        };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
-        assert_eq!(v["data"]["baseData"]["success"], true, "the backend answered; the client left");
-        let oc = Outcome { response_code: 0, response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION, ..outcome() };
+        assert_eq!(
+            v["data"]["baseData"]["success"], true,
+            "the backend answered; the client left"
+        );
+        let oc = Outcome {
+            response_code: 0,
+            response_flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
+            ..outcome()
+        };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
-        assert_eq!(v["data"]["baseData"]["resultCode"], "ClientConnectionFailure", "no response at all");
+        assert_eq!(
+            v["data"]["baseData"]["resultCode"], "ClientConnectionFailure",
+            "no response at all"
+        );
         assert_eq!(v["data"]["baseData"]["success"], false);
     }
 }

@@ -93,10 +93,18 @@ mod tests {
         };
         let kind = failure::classify(&oc).unwrap();
         let mut f = facts(&fe, &oc, &op, b"orders;rev=1 - create");
-        f.api = Some(ApiNames { api: "orders", revision: "1", operation: Some("create") });
+        f.api = Some(ApiNames {
+            api: "orders",
+            revision: "1",
+            operation: Some("create"),
+        });
         let v = render(|out, who| write(out, who, &f, &kind));
         assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");
-        assert_eq!(v["tags"]["ai.operation.parentId"], "0a".repeat(8), "parented to the request");
+        assert_eq!(
+            v["tags"]["ai.operation.parentId"],
+            "0a".repeat(8),
+            "parented to the request"
+        );
         let d = &v["data"]["baseData"];
         assert_eq!(d["exceptions"][0]["typeName"], "BackendTimeout");
         assert_eq!(

@@ -20,39 +20,172 @@ pub struct Kind {
 }
 
 const fn kind(type_name: &'static str, meaning: &'static str, backend_failed: bool) -> Kind {
-    Kind { type_name, meaning, backend_failed }
+    Kind {
+        type_name,
+        meaning,
+        backend_failed,
+    }
 }
 
 /// Response flags → kind, in priority order: the client leaving first (nothing after it
 /// reached anyone), then backend failures, then the gateway's own decisions.
 const BY_FLAG: &[(u64, Kind)] = &[
-    (flags::DOWNSTREAM_CONNECTION_TERMINATION, kind("ClientConnectionFailure", "the client closed the connection before the response was complete", false)),
-    (flags::DOWNSTREAM_REMOTE_RESET, kind("ClientConnectionFailure", "the client reset the stream before the response was complete", false)),
-    (flags::UPSTREAM_CONNECTION_FAILURE, kind("BackendConnectionFailure", "the gateway could not connect to the backend", true)),
-    (flags::UPSTREAM_REQUEST_TIMEOUT, kind("BackendTimeout", "the backend did not answer within the route timeout", true)),
-    (flags::NO_HEALTHY_UPSTREAM, kind("NoHealthyBackend", "the backend cluster had no healthy host", true)),
-    (flags::UPSTREAM_OVERFLOW, kind("BackendOverflow", "the backend's circuit breaker was open", true)),
-    (flags::UPSTREAM_RETRY_LIMIT_EXCEEDED, kind("BackendRetriesExhausted", "every retry to the backend failed", true)),
-    (flags::UPSTREAM_REMOTE_RESET, kind("BackendReset", "the backend reset the stream", true)),
-    (flags::UPSTREAM_CONNECTION_TERMINATION, kind("BackendConnectionTerminated", "the backend closed the connection", true)),
-    (flags::UPSTREAM_PROTOCOL_ERROR, kind("BackendProtocolError", "the backend's response violated the protocol", true)),
-    (flags::UPSTREAM_MAX_STREAM_DURATION, kind("BackendMaxStreamDuration", "the backend stream exceeded its maximum duration", true)),
-    (flags::DNS_RESOLUTION_FAILED, kind("BackendDnsFailure", "the backend's name did not resolve", true)),
-    (flags::NO_ROUTE_FOUND, kind("RouteNotFound", "no route matched the request", false)),
-    (flags::NO_CLUSTER_FOUND, kind("ClusterNotFound", "the route's cluster does not exist", false)),
-    (flags::RATE_LIMITED, kind("RateLimitExceeded", "the request was rate limited", false)),
-    (flags::RATELIMIT_SERVICE_ERROR, kind("RateLimitServiceError", "the rate limit service failed", false)),
-    (flags::UNAUTHORIZED_EXTERNAL_SERVICE, kind("Unauthorized", "the external authorization service denied the request", false)),
-    (flags::FAULT_INJECTED, kind("FaultInjected", "a fault was injected by configuration", false)),
-    (flags::STREAM_IDLE_TIMEOUT, kind("StreamIdleTimeout", "the stream was idle for too long", false)),
-    (flags::DURATION_TIMEOUT, kind("RequestTimeout", "the request exceeded its maximum duration", false)),
-    (flags::DOWNSTREAM_PROTOCOL_ERROR, kind("ClientProtocolError", "the client's request violated the protocol", false)),
-    (flags::INVALID_ENVOY_REQUEST_HEADERS, kind("InvalidRequestHeaders", "the request carried invalid x-envoy headers", false)),
-    (flags::OVERLOAD_MANAGER, kind("GatewayOverloaded", "the gateway shed load (overload manager)", false)),
-    (flags::DROP_OVERLOAD, kind("GatewayOverloaded", "the gateway dropped the request (drop overload)", false)),
-    (flags::LOCAL_HEALTH_CHECK_FAILED, kind("LocalHealthCheckFailed", "the gateway's local health check failed", false)),
-    (flags::NO_FILTER_CONFIG_FOUND, kind("FilterConfigMissing", "a filter configuration was not yet available", false)),
-    (flags::LOCAL_RESET, kind("GatewayReset", "the gateway reset the stream", false)),
+    (
+        flags::DOWNSTREAM_CONNECTION_TERMINATION,
+        kind(
+            "ClientConnectionFailure",
+            "the client closed the connection before the response was complete",
+            false,
+        ),
+    ),
+    (
+        flags::DOWNSTREAM_REMOTE_RESET,
+        kind(
+            "ClientConnectionFailure",
+            "the client reset the stream before the response was complete",
+            false,
+        ),
+    ),
+    (
+        flags::UPSTREAM_CONNECTION_FAILURE,
+        kind(
+            "BackendConnectionFailure",
+            "the gateway could not connect to the backend",
+            true,
+        ),
+    ),
+    (
+        flags::UPSTREAM_REQUEST_TIMEOUT,
+        kind(
+            "BackendTimeout",
+            "the backend did not answer within the route timeout",
+            true,
+        ),
+    ),
+    (
+        flags::NO_HEALTHY_UPSTREAM,
+        kind("NoHealthyBackend", "the backend cluster had no healthy host", true),
+    ),
+    (
+        flags::UPSTREAM_OVERFLOW,
+        kind("BackendOverflow", "the backend's circuit breaker was open", true),
+    ),
+    (
+        flags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
+        kind("BackendRetriesExhausted", "every retry to the backend failed", true),
+    ),
+    (
+        flags::UPSTREAM_REMOTE_RESET,
+        kind("BackendReset", "the backend reset the stream", true),
+    ),
+    (
+        flags::UPSTREAM_CONNECTION_TERMINATION,
+        kind("BackendConnectionTerminated", "the backend closed the connection", true),
+    ),
+    (
+        flags::UPSTREAM_PROTOCOL_ERROR,
+        kind(
+            "BackendProtocolError",
+            "the backend's response violated the protocol",
+            true,
+        ),
+    ),
+    (
+        flags::UPSTREAM_MAX_STREAM_DURATION,
+        kind(
+            "BackendMaxStreamDuration",
+            "the backend stream exceeded its maximum duration",
+            true,
+        ),
+    ),
+    (
+        flags::DNS_RESOLUTION_FAILED,
+        kind("BackendDnsFailure", "the backend's name did not resolve", true),
+    ),
+    (
+        flags::NO_ROUTE_FOUND,
+        kind("RouteNotFound", "no route matched the request", false),
+    ),
+    (
+        flags::NO_CLUSTER_FOUND,
+        kind("ClusterNotFound", "the route's cluster does not exist", false),
+    ),
+    (
+        flags::RATE_LIMITED,
+        kind("RateLimitExceeded", "the request was rate limited", false),
+    ),
+    (
+        flags::RATELIMIT_SERVICE_ERROR,
+        kind("RateLimitServiceError", "the rate limit service failed", false),
+    ),
+    (
+        flags::UNAUTHORIZED_EXTERNAL_SERVICE,
+        kind(
+            "Unauthorized",
+            "the external authorization service denied the request",
+            false,
+        ),
+    ),
+    (
+        flags::FAULT_INJECTED,
+        kind("FaultInjected", "a fault was injected by configuration", false),
+    ),
+    (
+        flags::STREAM_IDLE_TIMEOUT,
+        kind("StreamIdleTimeout", "the stream was idle for too long", false),
+    ),
+    (
+        flags::DURATION_TIMEOUT,
+        kind("RequestTimeout", "the request exceeded its maximum duration", false),
+    ),
+    (
+        flags::DOWNSTREAM_PROTOCOL_ERROR,
+        kind(
+            "ClientProtocolError",
+            "the client's request violated the protocol",
+            false,
+        ),
+    ),
+    (
+        flags::INVALID_ENVOY_REQUEST_HEADERS,
+        kind(
+            "InvalidRequestHeaders",
+            "the request carried invalid x-envoy headers",
+            false,
+        ),
+    ),
+    (
+        flags::OVERLOAD_MANAGER,
+        kind("GatewayOverloaded", "the gateway shed load (overload manager)", false),
+    ),
+    (
+        flags::DROP_OVERLOAD,
+        kind(
+            "GatewayOverloaded",
+            "the gateway dropped the request (drop overload)",
+            false,
+        ),
+    ),
+    (
+        flags::LOCAL_HEALTH_CHECK_FAILED,
+        kind(
+            "LocalHealthCheckFailed",
+            "the gateway's local health check failed",
+            false,
+        ),
+    ),
+    (
+        flags::NO_FILTER_CONFIG_FOUND,
+        kind(
+            "FilterConfigMissing",
+            "a filter configuration was not yet available",
+            false,
+        ),
+    ),
+    (
+        flags::LOCAL_RESET,
+        kind("GatewayReset", "the gateway reset the stream", false),
+    ),
 ];
 
 const BACKEND_SERVER_ERROR: Kind = kind("BackendServerError", "the backend answered with a server error", false);
@@ -60,7 +193,11 @@ const BACKEND_CLIENT_ERROR: Kind = kind("BackendClientError", "the backend answe
 const GATEWAY_ERROR: Kind = kind("GatewayError", "the gateway answered with a server error", false);
 const REQUEST_REJECTED: Kind = kind("RequestRejected", "the gateway answered with a client error", false);
 const NO_RESPONSE: Kind = kind("NoResponse", "no response was sent", false);
-const INCOMPLETE: Kind = kind("ResponseIncomplete", "the response did not reach the client in full", false);
+const INCOMPLETE: Kind = kind(
+    "ResponseIncomplete",
+    "the response did not reach the client in full",
+    false,
+);
 
 /// The kind of a failed exchange (`None` if it succeeded).
 pub fn classify(oc: &Outcome) -> Option<Kind> {
@@ -120,7 +257,12 @@ mod tests {
 
     #[test]
     fn flags_decide_first() {
-        let k = classify(&oc(503, flags::UPSTREAM_CONNECTION_FAILURE, "upstream_reset_before_response_started{connection_failure}")).unwrap();
+        let k = classify(&oc(
+            503,
+            flags::UPSTREAM_CONNECTION_FAILURE,
+            "upstream_reset_before_response_started{connection_failure}",
+        ))
+        .unwrap();
         assert_eq!(k.type_name, "BackendConnectionFailure");
         assert!(k.backend_failed);
         let k = classify(&oc(504, flags::UPSTREAM_REQUEST_TIMEOUT, "response_timeout")).unwrap();
@@ -129,15 +271,32 @@ mod tests {
         assert_eq!(k.type_name, "RouteNotFound");
         assert!(!k.backend_failed);
         let both = flags::DOWNSTREAM_CONNECTION_TERMINATION | flags::UPSTREAM_REQUEST_TIMEOUT;
-        assert_eq!(classify(&oc(200, both, "via_upstream")).unwrap().type_name, "ClientConnectionFailure");
+        assert_eq!(
+            classify(&oc(200, both, "via_upstream")).unwrap().type_name,
+            "ClientConnectionFailure"
+        );
     }
 
     #[test]
     fn statuses_are_split_by_who_answered() {
-        assert_eq!(classify(&oc(500, 0, "via_upstream")).unwrap().type_name, "BackendServerError");
-        assert_eq!(classify(&oc(404, 0, "via_upstream")).unwrap().type_name, "BackendClientError");
-        assert_eq!(classify(&oc(403, 0, "rbac_access_denied_matched_policy[none]")).unwrap().type_name, "RequestRejected");
-        assert_eq!(classify(&oc(503, 0, "direct_response")).unwrap().type_name, "GatewayError");
+        assert_eq!(
+            classify(&oc(500, 0, "via_upstream")).unwrap().type_name,
+            "BackendServerError"
+        );
+        assert_eq!(
+            classify(&oc(404, 0, "via_upstream")).unwrap().type_name,
+            "BackendClientError"
+        );
+        assert_eq!(
+            classify(&oc(403, 0, "rbac_access_denied_matched_policy[none]"))
+                .unwrap()
+                .type_name,
+            "RequestRejected"
+        );
+        assert_eq!(
+            classify(&oc(503, 0, "direct_response")).unwrap().type_name,
+            "GatewayError"
+        );
         assert_eq!(classify(&oc(0, 0, "")).unwrap().type_name, "NoResponse");
     }
 

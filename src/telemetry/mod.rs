@@ -20,9 +20,9 @@ pub mod trace;
 use crate::capture::BodyPrefix;
 use crate::config::Capture;
 use crate::correlation::IdText;
-use crate::masking::Masking;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
+use crate::masking::Masking;
 
 /// `ai.internal.sdkVersion`: `name:version`, the name in lowercase letters only (schema rule).
 pub const SDK_VERSION: &str = concat!("envoyappinsights:", env!("CARGO_PKG_VERSION"));
@@ -71,7 +71,11 @@ impl Identity {
         push_str(&mut role_tags, SDK_VERSION, 64);
         let mut service_name = Vec::new();
         push_str(&mut service_name, role, limits::PROPERTY_VALUE);
-        Identity { ikey_field, role_tags, service_name }
+        Identity {
+            ikey_field,
+            role_tags,
+            service_name,
+        }
     }
 }
 

@@ -36,7 +36,11 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
     push_timespan(out, oc.duration_nanos);
     out.extend_from_slice(b"\",\"responseCode\":\"");
     push_u64(out, u64::from(oc.response_code));
-    out.extend_from_slice(if oc.success() { b"\",\"success\":true," } else { b"\",\"success\":false," });
+    out.extend_from_slice(if oc.success() {
+        b"\",\"success\":true,"
+    } else {
+        b"\",\"success\":false,"
+    });
     push_key(out, "url");
     push_url(out, fe.scheme(), fe.authority(), &facts.masked_path_and_query());
     if let Some(source) = facts.source {
@@ -112,11 +116,23 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>) {
     }
     if let Some(b) = facts.request_body {
         let enc = request_headers.get(b"content-encoding");
-        w.body("Request", b, cap.frontend_request.body_bytes, oc.request_body_bytes, enc);
+        w.body(
+            "Request",
+            b,
+            cap.frontend_request.body_bytes,
+            oc.request_body_bytes,
+            enc,
+        );
     }
     if let Some(b) = facts.response_body {
         let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
-        w.body("Response", b, cap.frontend_response.body_bytes, oc.response_body_bytes, enc);
+        w.body(
+            "Response",
+            b,
+            cap.frontend_response.body_bytes,
+            oc.response_body_bytes,
+            enc,
+        );
     }
 }
 
@@ -193,10 +209,22 @@ pub(crate) mod tests {
     }
 
     pub(crate) static NO_CAPTURE: crate::config::Capture = crate::config::Capture {
-        frontend_request: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
-        frontend_response: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
-        backend_request: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
-        backend_response: crate::config::MessageCapture { headers: Vec::new(), body_bytes: 0 },
+        frontend_request: crate::config::MessageCapture {
+            headers: Vec::new(),
+            body_bytes: 0,
+        },
+        frontend_response: crate::config::MessageCapture {
+            headers: Vec::new(),
+            body_bytes: 0,
+        },
+        backend_request: crate::config::MessageCapture {
+            headers: Vec::new(),
+            body_bytes: 0,
+        },
+        backend_response: crate::config::MessageCapture {
+            headers: Vec::new(),
+            body_bytes: 0,
+        },
     };
     pub(crate) static DEFAULT_MASKING: std::sync::LazyLock<crate::masking::Masking> =
         std::sync::LazyLock::new(crate::masking::Masking::default);
@@ -238,7 +266,10 @@ pub(crate) mod tests {
         assert!(d.get("source").is_none());
         assert_eq!(d["properties"]["Request Id"], "req-123");
         assert_eq!(d["properties"]["HTTP Method"], "POST");
-        assert_eq!(d["properties"]["API Name"], "orders", "the route name when no API is configured");
+        assert_eq!(
+            d["properties"]["API Name"], "orders",
+            "the route name when no API is configured"
+        );
         assert_eq!(d["properties"]["Service Name"], "gateway");
         assert_eq!(d["measurements"]["Request Size"], 17);
         assert_eq!(d["measurements"]["Response Size"], 2048);
@@ -248,20 +279,30 @@ pub(crate) mod tests {
     fn configured_apis_name_api_revision_and_operation() {
         let (fe, oc, op) = (standard_frontend(), outcome(), op());
         let mut f = facts(&fe, &oc, &op, b"orders;rev=2 - create-order");
-        f.api = Some(ApiNames { api: "orders", revision: "2", operation: Some("create-order") });
+        f.api = Some(ApiNames {
+            api: "orders",
+            revision: "2",
+            operation: Some("create-order"),
+        });
         let v = render(|out, who| write(out, who, &f));
         let p = &v["data"]["baseData"]["properties"];
         assert_eq!(p["API Name"], "orders");
         assert_eq!(p["API Revision"], "2");
         assert_eq!(p["Operation Name"], "create-order");
         assert_eq!(v["tags"]["ai.operation.name"], "orders;rev=2 - create-order");
-        assert_eq!(v["data"]["baseData"]["name"], "POST /orders", "the item name stays METHOD /path");
+        assert_eq!(
+            v["data"]["baseData"]["name"], "POST /orders",
+            "the item name stays METHOD /path"
+        );
     }
 
     #[test]
     fn client_ip_source_sample_rate_and_parent() {
         let (fe, oc) = (standard_frontend(), outcome());
-        let op = Operation { parent_id: Some(IdText::new(b"00f067aa0ba902b7").unwrap()), ..op() };
+        let op = Operation {
+            parent_id: Some(IdText::new(b"00f067aa0ba902b7").unwrap()),
+            ..op()
+        };
         let source = IdText::new(b"cid-v1:caller").unwrap();
         let mut f = facts(&fe, &oc, &op, b"POST /orders");
         f.client_ip = Some(b"10.0.0.7");
@@ -278,7 +319,10 @@ pub(crate) mod tests {
     fn failures_and_missing_responses_are_not_successful() {
         let (fe, op) = (standard_frontend(), op());
         for (code, text) in [(503, "503"), (0, "0")] {
-            let oc = Outcome { response_code: code, ..outcome() };
+            let oc = Outcome {
+                response_code: code,
+                ..outcome()
+            };
             let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x")));
             assert_eq!(v["data"]["baseData"]["success"], false);
             assert_eq!(v["data"]["baseData"]["responseCode"], text);
@@ -296,7 +340,13 @@ pub(crate) mod tests {
             ("tracestate", b"congo=t61rcWkgMzE"),
         ]);
         let (oc, op) = (outcome(), op());
-        let name = fe.method().iter().chain(b" ").chain(fe.path()).copied().collect::<Vec<u8>>();
+        let name = fe
+            .method()
+            .iter()
+            .chain(b" ")
+            .chain(fe.path())
+            .copied()
+            .collect::<Vec<u8>>();
         let mut f = facts(&fe, &oc, &op, &name);
         f.route_name = b"";
         let v = render(|out, who| write(out, who, &f));
@@ -307,6 +357,9 @@ pub(crate) mod tests {
         assert_eq!(d["properties"]["Request Id"], "\"quoted\"\u{1}");
         assert_eq!(d["properties"]["tracestate"], "congo=t61rcWkgMzE");
         assert!(d["properties"].get("API Name").is_none());
-        assert_eq!(v["tags"]["ai.operation.name"].as_str().unwrap().chars().count(), limits::OPERATION_NAME);
+        assert_eq!(
+            v["tags"]["ai.operation.name"].as_str().unwrap().chars().count(),
+            limits::OPERATION_NAME
+        );
     }
 }

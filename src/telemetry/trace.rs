@@ -18,18 +18,19 @@ pub fn matches(rule: &TraceRule, facts: &Facts<'_>) -> bool {
     (w.statuses.is_empty() || w.statuses.iter().any(|s| s.matches(oc.response_code)))
         && (w.route_names.is_empty() || w.route_names.iter().any(|r| r.as_bytes() == facts.route_name))
         && w.failed.is_none_or(|failed| failed != oc.success())
-        && w.min_duration_ms.is_none_or(|ms| oc.duration_nanos >= ms.saturating_mul(1_000_000))
+        && w.min_duration_ms
+            .is_none_or(|ms| oc.duration_nanos >= ms.saturating_mul(1_000_000))
         && headers_hold(&w.request_headers, Some(facts.frontend.headers()))
         && headers_hold(&w.response_headers, facts.response_headers)
 }
 
 fn headers_hold(conditions: &[HeaderCondition], map: Option<&HeaderMap>) -> bool {
-    conditions.iter().all(|c| {
-        match map.and_then(|m| m.get(c.name.as_bytes())) {
+    conditions
+        .iter()
+        .all(|c| match map.and_then(|m| m.get(c.name.as_bytes())) {
             None => false,
             Some(v) => c.equals.as_ref().is_none_or(|e| e.as_bytes() == v),
-        }
-    })
+        })
 }
 
 /// Renders a template for this exchange (missing headers render as empty).
@@ -60,7 +61,10 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
             out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::ResponseHeader(name) => {
-            let value = facts.response_headers.and_then(|h| h.get(name.as_bytes())).unwrap_or_default();
+            let value = facts
+                .response_headers
+                .and_then(|h| h.get(name.as_bytes()))
+                .unwrap_or_default();
             out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::Status => out.extend_from_slice(oc.response_code.to_string().as_bytes()),
@@ -87,7 +91,11 @@ pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceR
     envelope::begin(out, who, facts, &head);
     out.push(b',');
     push_key(out, "message");
-    push_bytes(out, &render(&rule.message, facts), if facts.lean { 4096 } else { MAX_MESSAGE });
+    push_bytes(
+        out,
+        &render(&rule.message, facts),
+        if facts.lean { 4096 } else { MAX_MESSAGE },
+    );
     out.push(b',');
     push_key(out, "severityLevel");
     push_str(out, rule.severity.level_name(), 16);
@@ -136,26 +144,68 @@ mod tests {
     #[test]
     fn conditions_must_all_hold() {
         let (fe, op) = (fe(), op());
-        let oc = Outcome { response_code: 503, duration_nanos: 600_000_000, ..outcome() };
+        let oc = Outcome {
+            response_code: 503,
+            duration_nanos: 600_000_000,
+            ..outcome()
+        };
         let f = facts(&fe, &oc, &op, b"GET /orders/7");
         let when = |c: Conditions| matches(&rule(c, "m"), &f);
         assert!(when(Conditions::default()));
-        assert!(when(Conditions { statuses: vec![StatusMatch::Class(5)], ..Default::default() }));
-        assert!(!when(Conditions { statuses: vec![StatusMatch::Class(4)], ..Default::default() }));
-        assert!(when(Conditions { failed: Some(true), min_duration_ms: Some(500), ..Default::default() }));
-        assert!(!when(Conditions { min_duration_ms: Some(700), ..Default::default() }));
-        assert!(when(Conditions { route_names: vec!["orders".into()], ..Default::default() }));
-        let header = |name: &str, equals: Option<&str>| HeaderCondition { name: name.into(), equals: equals.map(Into::into) };
-        assert!(when(Conditions { request_headers: vec![header("x-tenant", Some("contoso"))], ..Default::default() }));
-        assert!(!when(Conditions { request_headers: vec![header("x-tenant", Some("other"))], ..Default::default() }));
-        assert!(!when(Conditions { request_headers: vec![header("x-missing", None)], ..Default::default() }));
-        assert!(!when(Conditions { response_headers: vec![header("x-any", None)], ..Default::default() }), "no response headers read");
+        assert!(when(Conditions {
+            statuses: vec![StatusMatch::Class(5)],
+            ..Default::default()
+        }));
+        assert!(!when(Conditions {
+            statuses: vec![StatusMatch::Class(4)],
+            ..Default::default()
+        }));
+        assert!(when(Conditions {
+            failed: Some(true),
+            min_duration_ms: Some(500),
+            ..Default::default()
+        }));
+        assert!(!when(Conditions {
+            min_duration_ms: Some(700),
+            ..Default::default()
+        }));
+        assert!(when(Conditions {
+            route_names: vec!["orders".into()],
+            ..Default::default()
+        }));
+        let header = |name: &str, equals: Option<&str>| HeaderCondition {
+            name: name.into(),
+            equals: equals.map(Into::into),
+        };
+        assert!(when(Conditions {
+            request_headers: vec![header("x-tenant", Some("contoso"))],
+            ..Default::default()
+        }));
+        assert!(!when(Conditions {
+            request_headers: vec![header("x-tenant", Some("other"))],
+            ..Default::default()
+        }));
+        assert!(!when(Conditions {
+            request_headers: vec![header("x-missing", None)],
+            ..Default::default()
+        }));
+        assert!(
+            !when(Conditions {
+                response_headers: vec![header("x-any", None)],
+                ..Default::default()
+            }),
+            "no response headers read"
+        );
     }
 
     #[test]
     fn messages_render_every_placeholder() {
         let (fe, op) = (fe(), op());
-        let oc = Outcome { response_code: 404, duration_nanos: 12_345_678, ..outcome() };
+        let oc = Outcome {
+            response_code: 404,
+            duration_nanos: 12_345_678,
+            ..outcome()
+        };
         let resp = HeaderMap::from_serialized(HeaderMap::serialize([(&b"x-cache"[..], &b"MISS"[..])]));
         let mut f = facts(&fe, &oc, &op, b"GET /orders/7");
         f.response_headers = Some(&resp);

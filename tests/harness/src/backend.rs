@@ -17,7 +17,10 @@
 //! test cannot exhaust memory; [`Backend::request_count`] counts them all.
 
 // Server code paths handle untrusted network input: no panics (tests may unwrap).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -92,7 +95,10 @@ impl Backend {
             lock(&handler_log).push(entry);
             route(req)
         });
-        Ok(Backend { log, server: Server::start(bind, handler)? })
+        Ok(Backend {
+            log,
+            server: Server::start(bind, handler)?,
+        })
     }
 
     /// The bound address.
@@ -150,18 +156,19 @@ fn status(code: &str) -> Response {
 
 fn delay(ms: &str) -> Reply {
     match ms.parse::<u64>() {
-        Ok(ms) if ms <= MAX_DELAY_MS => {
-            Reply::SleepThen(Duration::from_millis(ms), Response::json(200, &json!({"delayed_ms": ms})))
-        }
+        Ok(ms) if ms <= MAX_DELAY_MS => Reply::SleepThen(
+            Duration::from_millis(ms),
+            Response::json(200, &json!({"delayed_ms": ms})),
+        ),
         _ => bad_request("delay must be 0..=600000 ms").into(),
     }
 }
 
 fn bytes(n: &str) -> Response {
     match n.parse::<usize>() {
-        Ok(n) if n <= MAX_BYTES => {
-            Response::new(200).with_header("Content-Type", "application/octet-stream").with_body(pattern(n))
-        }
+        Ok(n) if n <= MAX_BYTES => Response::new(200)
+            .with_header("Content-Type", "application/octet-stream")
+            .with_body(pattern(n)),
         _ => bad_request("n must be 0..=67108864"),
     }
 }
@@ -181,13 +188,22 @@ fn sse(req: &Request) -> Reply {
     }
     let gap = Duration::from_millis(interval as u64);
     let chunks = (0..events)
-        .map(|i| (if i == 0 { Duration::ZERO } else { gap }, format!("data: event {i}\n\n").into_bytes()))
+        .map(|i| {
+            (
+                if i == 0 { Duration::ZERO } else { gap },
+                format!("data: event {i}\n\n").into_bytes(),
+            )
+        })
         .collect();
     let headers = vec![
         ("Content-Type".to_string(), "text/event-stream".to_string()),
         ("Cache-Control".to_string(), "no-cache".to_string()),
     ];
-    Reply::Stream { status: 200, headers, chunks }
+    Reply::Stream {
+        status: 200,
+        headers,
+        chunks,
+    }
 }
 
 fn echo(req: &Request) -> Response {
@@ -220,7 +236,11 @@ mod tests {
     use super::*;
 
     fn get(path: &str) -> Reply {
-        route(&Request { method: "GET".into(), path: path.into(), ..Request::default() })
+        route(&Request {
+            method: "GET".into(),
+            path: path.into(),
+            ..Request::default()
+        })
     }
 
     fn sent(reply: Reply) -> Response {
@@ -247,7 +267,9 @@ mod tests {
     #[test]
     fn delay_and_sse_routes_ask_the_server_to_wait() {
         assert!(matches!(get("/delay/250"), Reply::SleepThen(d, _) if d == Duration::from_millis(250)));
-        let Reply::Stream { chunks, .. } = get("/sse?events=3&interval_ms=20") else { panic!("expected a stream") };
+        let Reply::Stream { chunks, .. } = get("/sse?events=3&interval_ms=20") else {
+            panic!("expected a stream")
+        };
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks[0], (Duration::ZERO, b"data: event 0\n\n".to_vec()));
         assert_eq!(chunks[2], (Duration::from_millis(20), b"data: event 2\n\n".to_vec()));
@@ -264,7 +286,10 @@ mod tests {
             ..Request::default()
         };
         let body: Value = serde_json::from_slice(&sent(route(&req)).body).unwrap();
-        assert_eq!(body, json!({"method": "PUT", "path": "/echo?q=1", "headers": {"x-a": "1, 2"}, "body_len": 7}));
+        assert_eq!(
+            body,
+            json!({"method": "PUT", "path": "/echo?q=1", "headers": {"x-a": "1, 2"}, "body_len": 7})
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! a handful of `--flag value` options), and the "ready" line they print.
 
 // Server code paths handle untrusted network input: no panics (tests may unwrap).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,7 +19,9 @@ pub fn parse_flags(args: &[String], known: &[&str]) -> Result<Vec<(String, Strin
         if arg == "--help" || arg == "-h" {
             return Err(String::new());
         }
-        let flag = arg.strip_prefix("--").ok_or_else(|| format!("unexpected argument {arg:?}"))?;
+        let flag = arg
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {arg:?}"))?;
         let (name, value) = match flag.split_once('=') {
             Some((name, value)) => (name.to_string(), value.to_string()),
             None => {

@@ -11,17 +11,24 @@ use std::time::{Duration, Instant};
 
 /// The repository root (tests run from tests/harness).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// The Envoy binary: `$ENVOY`, else the one scripts/setup.sh installs in `.venv/`.
 pub fn envoy_binary() -> PathBuf {
-    std::env::var_os("ENVOY").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
+    std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
 }
 
 /// The built filter: `$WASM`, else `dist/envoy_appinsights.wasm` (scripts/build.sh).
 pub fn filter_wasm() -> PathBuf {
-    std::env::var_os("WASM").map(PathBuf::from).unwrap_or_else(|| repo_root().join("dist/envoy_appinsights.wasm"))
+    std::env::var_os("WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("dist/envoy_appinsights.wasm"))
 }
 
 /// A fresh directory for one Envoy's files.
@@ -66,7 +73,10 @@ impl Envoy {
         let mut child = spawn(yaml, &dir, extra_args, env)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let admin = loop {
-            if let Some(addr) = std::fs::read_to_string(dir.join("admin")).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(addr) = std::fs::read_to_string(dir.join("admin"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 break addr;
             }
             check_alive(&mut child, &dir, deadline)?;
@@ -81,7 +91,12 @@ impl Envoy {
             check_alive(&mut child, &dir, deadline)?;
             std::thread::sleep(Duration::from_millis(50));
         };
-        Ok(Envoy { child, admin, listener, dir })
+        Ok(Envoy {
+            child,
+            admin,
+            listener,
+            dir,
+        })
     }
 
     /// Starts Envoy expecting it to refuse the configuration: returns its exit status and
@@ -97,7 +112,10 @@ impl Envoy {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("Envoy was still running after {within:?}; log:\n{}", read_log(&dir)));
+                return Err(format!(
+                    "Envoy was still running after {within:?}; log:\n{}",
+                    read_log(&dir)
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -175,7 +193,10 @@ fn spawn(yaml: &str, dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> R
 
 fn check_alive(child: &mut Child, dir: &Path, deadline: Instant) -> Result<(), String> {
     if let Ok(Some(status)) = child.try_wait() {
-        return Err(format!("Envoy exited ({status}) before serving; log:\n{}", read_log(dir)));
+        return Err(format!(
+            "Envoy exited ({status}) before serving; log:\n{}",
+            read_log(dir)
+        ));
     }
     if Instant::now() > deadline {
         let _ = child.kill();
@@ -193,7 +214,9 @@ fn listener_address(admin: SocketAddr) -> Option<SocketAddr> {
     let body = admin_get(admin, "/listeners?format=json")?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
-    format!("{}:{}", sa["address"].as_str()?, sa["port_value"].as_u64()?).parse().ok()
+    format!("{}:{}", sa["address"].as_str()?, sa["port_value"].as_u64()?)
+        .parse()
+        .ok()
 }
 
 fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
@@ -204,7 +227,11 @@ fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
 fn admin_request(admin: SocketAddr, method: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);
@@ -221,7 +248,9 @@ fn admin_request(admin: SocketAddr, method: &str, path: &str) -> Option<String> 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }

@@ -31,7 +31,9 @@ pub enum FilterKind {
     /// No wasm filter; Envoy's own OpenTelemetry tracer at 100% sampling, exporting OTLP
     /// over HTTP to [`Settings::otlp_address`] (the benchmark's comparison). Spans are
     /// flushed every `min_flush_spans` (Envoy's default: 5).
-    OpenTelemetry { min_flush_spans: Option<u32> },
+    OpenTelemetry {
+        min_flush_spans: Option<u32>,
+    },
 }
 
 /// Everything the rendered configuration depends on.
@@ -92,13 +94,15 @@ pub const DEFAULT_OTLP_ADDRESS: &str = "127.0.0.1:4318";
 /// Fills in the logger from a connection string when the plugin configuration has none
 /// (what `scripts/gateway.sh` does with `APPLICATIONINSIGHTS_CONNECTION_STRING`).
 pub fn with_connection_string(mut plugin_config: Value, connection_string: Option<&str>) -> Result<Value, String> {
-    let obj = plugin_config.as_object_mut().ok_or("the plugin configuration must be a JSON object")?;
+    let obj = plugin_config
+        .as_object_mut()
+        .ok_or("the plugin configuration must be a JSON object")?;
     if obj.get("loggers").is_some_and(|l| !l.is_null()) {
         return Ok(plugin_config);
     }
-    let cs = connection_string
-        .filter(|c| !c.trim().is_empty())
-        .ok_or("no logger configured: set APPLICATIONINSIGHTS_CONNECTION_STRING or give PLUGIN_CONFIG a \"loggers\" object")?;
+    let cs = connection_string.filter(|c| !c.trim().is_empty()).ok_or(
+        "no logger configured: set APPLICATIONINSIGHTS_CONNECTION_STRING or give PLUGIN_CONFIG a \"loggers\" object",
+    )?;
     obj.insert("loggers".into(), json!({"default": {"connection_string": cs}}));
     Ok(plugin_config)
 }
@@ -187,9 +191,21 @@ admin:
         listen_address = s.listen_address,
         listen_port = s.listen_port,
         clusters = clusters.concat(),
-        extra_virtual_hosts = s.extra_virtual_hosts.iter().map(|v| format!("            - {v}\n")).collect::<String>(),
-        extra_routes = s.extra_routes.iter().map(|r| format!("              - {r}\n")).collect::<String>(),
-        filters_before = s.filters_before.iter().map(|f| format!("          - {f}\n")).collect::<String>(),
+        extra_virtual_hosts = s
+            .extra_virtual_hosts
+            .iter()
+            .map(|v| format!("            - {v}\n"))
+            .collect::<String>(),
+        extra_routes = s
+            .extra_routes
+            .iter()
+            .map(|r| format!("              - {r}\n"))
+            .collect::<String>(),
+        filters_before = s
+            .filters_before
+            .iter()
+            .map(|f| format!("          - {f}\n"))
+            .collect::<String>(),
     );
     Ok(out)
 }
@@ -246,7 +262,10 @@ fn ingestion_clusters(config: &Config, ca_bundle: &str) -> Result<Vec<String>, S
             continue;
         }
         if logger.cluster == "backend" {
-            return Err(format!("loggers.{}.cluster: the name \"backend\" is taken by the backend cluster", logger.id));
+            return Err(format!(
+                "loggers.{}.cluster: the name \"backend\" is taken by the backend cluster",
+                logger.id
+            ));
         }
         seen.push((&logger.cluster, endpoint));
         let tls = (endpoint.scheme == Scheme::Https).then_some(ca_bundle);
@@ -257,13 +276,21 @@ fn ingestion_clusters(config: &Config, ca_bundle: &str) -> Result<Vec<String>, S
 
 /// One cluster per distinct identity cluster name, pointing at the metadata endpoint.
 fn identity_clusters(config: &Config, imds_address: &str) -> Result<Vec<String>, String> {
-    let mut names: Vec<&str> = config.loggers.iter().filter_map(|l| l.identity.as_ref().map(|(_, c)| c.as_str())).collect();
+    let mut names: Vec<&str> = config
+        .loggers
+        .iter()
+        .filter_map(|l| l.identity.as_ref().map(|(_, c)| c.as_str()))
+        .collect();
     names.sort_unstable();
     names.dedup();
-    if let Some(taken) = names.iter().find(|n| config.loggers.iter().any(|l| l.cluster == **n) || **n == "backend") {
+    if let Some(taken) = names
+        .iter()
+        .find(|n| config.loggers.iter().any(|l| l.cluster == **n) || **n == "backend")
+    {
         return Err(format!("identity_cluster {taken} is already used for something else"));
     }
-    let endpoint = Endpoint::parse(&format!("http://{imds_address}")).map_err(|e| format!("IMDS_ADDRESS {imds_address}: {e}"))?;
+    let endpoint =
+        Endpoint::parse(&format!("http://{imds_address}")).map_err(|e| format!("IMDS_ADDRESS {imds_address}: {e}"))?;
     Ok(names.iter().map(|n| cluster_yaml(n, &endpoint, None)).collect())
 }
 
@@ -377,10 +404,18 @@ mod tests {
         s.filter = FilterKind::HostCallFloor;
         let yaml = render(&s).unwrap();
         assert!(yaml.contains("root_id: host_call_floor"));
-        assert!(yaml.contains(r#"value: "{\"calls\":\"request_map | clock\"}""#), "{yaml}");
-        assert!(!yaml.contains("name: appinsights"), "a floor run needs no ingestion cluster");
+        assert!(
+            yaml.contains(r#"value: "{\"calls\":\"request_map | clock\"}""#),
+            "{yaml}"
+        );
+        assert!(
+            !yaml.contains("name: appinsights"),
+            "a floor run needs no ingestion cluster"
+        );
 
-        s.filter = FilterKind::OpenTelemetry { min_flush_spans: Some(1000) };
+        s.filter = FilterKind::OpenTelemetry {
+            min_flush_spans: Some(1000),
+        };
         s.otlp_address = "127.0.0.1:4318".into();
         let yaml = render(&s).unwrap();
         assert!(yaml.contains("envoy.tracers.opentelemetry") && yaml.contains("cluster: otlp"));

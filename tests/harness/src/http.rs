@@ -13,7 +13,10 @@
 //! - `client.rs`: [`request`] and friends, one request per connection.
 
 // Server code paths handle untrusted network input: no panics (tests may unwrap).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 mod client;
 mod server;
@@ -78,12 +81,18 @@ pub struct Response {
 impl Response {
     /// A response with no headers and an empty body.
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// `application/json` response with the compact serialization of `value`.
     pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response::new(status).with_header("Content-Type", "application/json").with_body(value.to_string().into_bytes())
+        Response::new(status)
+            .with_header("Content-Type", "application/json")
+            .with_body(value.to_string().into_bytes())
     }
 
     /// `text/plain; charset=utf-8` response.
@@ -138,7 +147,10 @@ impl From<Response> for Reply {
 
 /// Case-insensitive lookup of the first header called `name`.
 pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Standard reason phrase for the status codes tests use; a neutral one otherwise.

@@ -26,10 +26,16 @@ pub struct Imds {
 impl Imds {
     /// Starts the double on an ephemeral loopback port; tokens live `lifetime_secs`.
     pub fn start(lifetime_secs: u64) -> std::io::Result<Imds> {
-        let state = Arc::new(Mutex::new(State { lifetime_secs, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            lifetime_secs,
+            ..State::default()
+        }));
         let handler_state = state.clone();
         let handler: http::Handler = Arc::new(move |req: &Request| answer(&handler_state, req).into());
-        Ok(Imds { state, server: Server::start("127.0.0.1:0", handler)? })
+        Ok(Imds {
+            state,
+            server: Server::start("127.0.0.1:0", handler)?,
+        })
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -62,18 +68,25 @@ impl Imds {
 
 fn answer(state: &Mutex<State>, req: &Request) -> Response {
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    s.requests.push((req.path.clone(), req.header("metadata").map(str::to_string)));
+    s.requests
+        .push((req.path.clone(), req.header("metadata").map(str::to_string)));
     if req.path_only() != "/metadata/identity/oauth2/token" {
         return Response::json(404, &json!({"error": "not_found"}));
     }
     if req.header("metadata") != Some("true") {
-        return Response::json(400, &json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}));
+        return Response::json(
+            400,
+            &json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+        );
     }
     if let Some(status) = s.fail_with {
         return Response::json(status, &json!({"error": "identity_not_found"}));
     }
     s.issued += 1;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     Response::json(
         200,
         &json!({

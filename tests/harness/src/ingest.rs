@@ -15,7 +15,10 @@
 //! request; `fault.rs` defines faults; `control.rs` routes requests.
 
 // Server code paths handle untrusted network input: no panics (tests may unwrap).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 mod control;
 mod fault;
@@ -51,7 +54,12 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> IngestConfig {
-        IngestConfig { bind: "127.0.0.1:0".to_string(), expected_ikey: None, store_path: None, keep: None }
+        IngestConfig {
+            bind: "127.0.0.1:0".to_string(),
+            expected_ikey: None,
+            store_path: None,
+            keep: None,
+        }
     }
 }
 
@@ -135,7 +143,10 @@ impl IngestServer {
             started: Instant::now(),
             expected_ikey: cfg.expected_ikey,
             keep: cfg.keep,
-            recorded: Mutex::new(Recorded { store, ..Recorded::default() }),
+            recorded: Mutex::new(Recorded {
+                store,
+                ..Recorded::default()
+            }),
             items_changed: Condvar::new(),
         });
         let handler_state = shared.clone();
@@ -303,7 +314,10 @@ fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
 
 /// The items with `data.baseType == base_type`.
 pub fn of_kind<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
-    items.iter().filter(|i| i.pointer("/data/baseType").and_then(Value::as_str) == Some(base_type)).collect()
+    items
+        .iter()
+        .filter(|i| i.pointer("/data/baseType").and_then(Value::as_str) == Some(base_type))
+        .collect()
 }
 
 /// Appends items to the store file in one write, so a killed process leaves whole lines.

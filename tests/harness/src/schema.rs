@@ -13,7 +13,10 @@
 //! (ISO-8601 time, TimeSpan); `examples.rs` a valid envelope of each type.
 
 // Server code paths handle untrusted network input: no panics (tests may unwrap).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 mod examples;
 mod formats;
@@ -44,7 +47,10 @@ pub fn validate_envelope(v: &Value, now: SystemTime) -> Result<(), String> {
 /// Checks one raw NDJSON line: size limit, JSON syntax, then [`validate_envelope`].
 pub fn validate_line(line: &[u8], now: SystemTime) -> Result<Value, String> {
     if line.len() > MAX_ITEM_BYTES {
-        return Err(format!("item is {} bytes, over the {MAX_ITEM_BYTES}-byte limit", line.len()));
+        return Err(format!(
+            "item is {} bytes, over the {MAX_ITEM_BYTES}-byte limit",
+            line.len()
+        ));
     }
     let v: Value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
     validate_envelope(&v, now)?;
@@ -108,10 +114,17 @@ impl Ctx {
     fn list(&self, v: &Value, of: &[Field], min: usize, max: usize, p: &str) -> Result<(), String> {
         let items = v.as_array().ok_or_else(|| expected(p, "an array", v))?;
         if items.len() < min || items.len() > max {
-            let want = if min == max { format!("exactly {min}") } else { format!("at least {min}") };
+            let want = if min == max {
+                format!("exactly {min}")
+            } else {
+                format!("at least {min}")
+            };
             return Err(format!("{p}: has {} elements, expected {want}", items.len()));
         }
-        items.iter().enumerate().try_for_each(|(i, item)| self.object(item, of, &format!("{p}[{i}]")))
+        items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| self.object(item, of, &format!("{p}[{i}]")))
     }
 
     /// `data`: `{baseType, baseData}`, with baseData checked against baseType's table.
@@ -270,7 +283,10 @@ fn enumeration(v: &Value, names: &[&str], p: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{p}: {v} is not one of {names:?} or 0..={}", names.len().saturating_sub(1)))
+        Err(format!(
+            "{p}: {v} is not one of {names:?} or 0..={}",
+            names.len().saturating_sub(1)
+        ))
     }
 }
 

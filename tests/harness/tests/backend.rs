@@ -45,7 +45,10 @@ fn echo_route_describes_the_request() {
     let b = start();
     let resp = http::request(b.addr(), "POST", "/echo?a=1", &[("X-Trace", "t1")], &[7; 1234]).unwrap();
     let body = resp.json().unwrap();
-    assert_eq!((body["method"].as_str(), body["path"].as_str()), (Some("POST"), Some("/echo?a=1")));
+    assert_eq!(
+        (body["method"].as_str(), body["path"].as_str()),
+        (Some("POST"), Some("/echo?a=1"))
+    );
     assert_eq!(body["headers"]["x-trace"], "t1");
     assert_eq!(body["body_len"], 1234);
 }
@@ -60,11 +63,21 @@ fn other_paths_answer_ok() {
 #[test]
 fn requests_are_logged_with_headers_and_body_length() {
     let b = start();
-    http::request(b.addr(), "PUT", "/upload", &[("traceparent", "00-abc-def-01")], &vec![1; 50_000]).unwrap();
+    http::request(
+        b.addr(),
+        "PUT",
+        "/upload",
+        &[("traceparent", "00-abc-def-01")],
+        &vec![1; 50_000],
+    )
+    .unwrap();
     http::get(b.addr(), "/status/404").unwrap();
     let log = b.requests();
     assert_eq!(log.len(), 2);
-    assert_eq!((log[0].method.as_str(), log[0].path.as_str(), log[0].body_len), ("PUT", "/upload", 50_000));
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str(), log[0].body_len),
+        ("PUT", "/upload", 50_000)
+    );
     assert_eq!(log[0].header("TraceParent"), Some("00-abc-def-01"));
     assert_eq!(log[1].path, "/status/404");
     assert_eq!(b.request_count(), 2);
@@ -90,18 +103,29 @@ fn sse_events_arrive_one_chunk_at_a_time() {
     let mut stream = TcpStream::connect(b.addr()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();
-    stream.write_all(b"GET /sse?events=3&interval_ms=400 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /sse?events=3&interval_ms=400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     while !head.ends_with("\r\n\r\n") {
         reader.read_line(&mut head).unwrap();
     }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
 
     assert_eq!(read_chunk(&mut reader), b"data: event 0\n\n");
-    assert!(started.elapsed() < Duration::from_millis(400), "the first event must come before the second is sent");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the first event must come before the second is sent"
+    );
     assert_eq!(read_chunk(&mut reader), b"data: event 1\n\n");
     assert_eq!(read_chunk(&mut reader), b"data: event 2\n\n");
     assert!(started.elapsed() >= Duration::from_millis(800));
@@ -112,5 +136,8 @@ fn sse_events_arrive_one_chunk_at_a_time() {
 fn sse_through_the_client_collects_all_events() {
     let b = start();
     let resp = http::get(b.addr(), "/sse?events=4&interval_ms=10").unwrap();
-    assert_eq!(resp.text(), "data: event 0\n\ndata: event 1\n\ndata: event 2\n\ndata: event 3\n\n");
+    assert_eq!(
+        resp.text(),
+        "data: event 0\n\ndata: event 1\n\ndata: event 2\n\ndata: event 3\n\n"
+    );
 }

@@ -10,7 +10,11 @@ const CS: &str = "InstrumentationKey=00000000-0000-0000-0000-000000000001;Ingest
 /// Renders a valid configuration, then swaps in `plugin_config` verbatim: the renderer
 /// itself would refuse these, and the point is to see what Envoy does with them.
 fn yaml_with_plugin_config(plugin_config: &str) -> String {
-    let settings = Settings::local("127.0.0.1:9", filter_wasm().to_str().unwrap(), json!({"loggers": {"main": {"connection_string": CS}}}));
+    let settings = Settings::local(
+        "127.0.0.1:9",
+        filter_wasm().to_str().unwrap(),
+        json!({"loggers": {"main": {"connection_string": CS}}}),
+    );
     let yaml = render(&ephemeral(&settings)).unwrap();
     let replaced: Vec<String> = yaml
         .lines()
@@ -46,12 +50,23 @@ fn unknown_field_is_refused_by_name() {
 
 #[test]
 fn malformed_connection_string_is_refused_without_echoing_the_key() {
-    let config = json!({"loggers": {"main": {"connection_string": "InstrumentationKey=secret-key-123;InstrumentationKey=x"}}});
-    let (status, log) = Envoy::expect_refusal(&yaml_with_plugin_config(&config.to_string()), Duration::from_secs(60)).unwrap();
+    let config =
+        json!({"loggers": {"main": {"connection_string": "InstrumentationKey=secret-key-123;InstrumentationKey=x"}}});
+    let (status, log) =
+        Envoy::expect_refusal(&yaml_with_plugin_config(&config.to_string()), Duration::from_secs(60)).unwrap();
     assert!(!status.success());
-    let line = log.lines().find(|l| l.contains("invalid plugin configuration")).expect("error line");
-    assert!(line.contains("loggers.main.connection_string: key InstrumentationKey appears more than once"), "{line}");
-    assert!(!line.contains("secret-key-123"), "the instrumentation key must not be logged: {line}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("invalid plugin configuration"))
+        .expect("error line");
+    assert!(
+        line.contains("loggers.main.connection_string: key InstrumentationKey appears more than once"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("secret-key-123"),
+        "the instrumentation key must not be logged: {line}"
+    );
 }
 
 #[test]

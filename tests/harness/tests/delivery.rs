@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn lines(body: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(body).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Sends `rps` requests per second from a thread until stopped; counts them.
@@ -58,7 +62,10 @@ fn a_thirty_second_outage_loses_only_what_the_budget_cannot_hold_and_counts_it()
                             "max_batch_bytes": 16384, "max_buffer_bytes": 65536}}),
         &[],
     );
-    s.ingest.set_fault(Fault::Status { code: 503, retry_after: None });
+    s.ingest.set_fault(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
     let traffic = Traffic::start(s.envoy.listener, 20);
     std::thread::sleep(Duration::from_secs(10));
     let memory_at_10s = envoy_stats(&s.envoy, "appinsights.vm_memory_bytes")["appinsights.vm_memory_bytes"];
@@ -73,10 +80,18 @@ fn a_thirty_second_outage_loses_only_what_the_budget_cannot_hold_and_counts_it()
     let get = |k: &str| st.get(&format!("appinsights.main.{k}")).copied().unwrap_or(-1);
     eprintln!("outage: {requests} requests; stats {st:?}; memory {memory_at_10s} -> {memory_at_30s}");
     assert_eq!(get("buffered_items"), 0, "{st:#?}");
-    assert_eq!(get("items_created"), 2 * requests as i64, "a request and a dependency each");
+    assert_eq!(
+        get("items_created"),
+        2 * requests as i64,
+        "a request and a dependency each"
+    );
     let dropped = get("items_dropped_buffer_full");
     assert!(dropped > 0, "the outage overflowed the 64 KB budget: {st:#?}");
-    assert_eq!(get("items_created"), get("items_accepted") + dropped + get("items_dropped_rejected"), "{st:#?}");
+    assert_eq!(
+        get("items_created"),
+        get("items_accepted") + dropped + get("items_dropped_rejected"),
+        "{st:#?}"
+    );
     // Exactly once: what the endpoint stored is what the filter counted as accepted, no duplicates.
     let keys = item_keys(&items);
     let unique: HashSet<&String> = keys.iter().collect();
@@ -84,14 +99,23 @@ fn a_thirty_second_outage_loses_only_what_the_budget_cannot_hold_and_counts_it()
     assert_eq!(items.len() as i64, get("items_accepted"));
     assert!(get("items_retried") > 0 && get("throttled") > 0);
     // Memory stayed flat once the budget was full.
-    assert!(memory_at_30s <= memory_at_10s + 256 * 1024, "VM memory {memory_at_10s} -> {memory_at_30s}");
+    assert!(
+        memory_at_30s <= memory_at_10s + 256 * 1024,
+        "VM memory {memory_at_10s} -> {memory_at_30s}"
+    );
     assert!(!s.envoy.log().contains("panicked"));
 }
 
 #[test]
 fn retry_after_is_respected_nothing_is_sent_early() {
     let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
-    s.ingest.set_fault_for(Fault::Status { code: 429, retry_after: Some("3".into()) }, Some(1));
+    s.ingest.set_fault_for(
+        Fault::Status {
+            code: 429,
+            retry_after: Some("3".into()),
+        },
+        Some(1),
+    );
     http::request(s.envoy.listener, "GET", "/throttled", &[], b"").unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     http::request(s.envoy.listener, "GET", "/during-pause", &[], b"").unwrap();
@@ -100,14 +124,30 @@ fn retry_after_is_respected_nothing_is_sent_early() {
     assert_eq!(reqs[0].status_answered, 429);
     assert!(reqs.len() >= 2);
     let gap = reqs[1].at_ms - reqs[0].at_ms;
-    assert!(gap >= 3000, "next track request {gap} ms after the 429 (Retry-After: 3)");
-    assert_eq!(s.ingest.items().len(), 4, "both requests' items delivered once the pause ended");
+    assert!(
+        gap >= 3000,
+        "next track request {gap} ms after the 429 (Retry-After: 3)"
+    );
+    assert_eq!(
+        s.ingest.items().len(),
+        4,
+        "both requests' items delivered once the pause ended"
+    );
 }
 
 #[test]
 fn partial_success_resends_exactly_the_failed_retryable_items() {
-    let s = start(json!({"delivery": {"flush_interval_ms": 300, "max_batch_items": 4, "retry_initial_ms": 100}}), &[]);
-    s.ingest.set_fault_for(Fault::Partial { fail_indexes: vec![1, 3], code: 500 }, Some(1));
+    let s = start(
+        json!({"delivery": {"flush_interval_ms": 300, "max_batch_items": 4, "retry_initial_ms": 100}}),
+        &[],
+    );
+    s.ingest.set_fault_for(
+        Fault::Partial {
+            fail_indexes: vec![1, 3],
+            code: 500,
+        },
+        Some(1),
+    );
     http::request(s.envoy.listener, "GET", "/partial/a", &[], b"").unwrap();
     http::request(s.envoy.listener, "GET", "/partial/b", &[], b"").unwrap();
     let items = settled(&s.ingest, 4);
@@ -115,7 +155,11 @@ fn partial_success_resends_exactly_the_failed_retryable_items() {
     assert_eq!(reqs[0].status_answered, 206);
     let first = lines(&reqs[0].body);
     assert_eq!(first.len(), 4);
-    assert_eq!(lines(&reqs[1].body), vec![first[1].clone(), first[3].clone()], "exactly items 1 and 3 again");
+    assert_eq!(
+        lines(&reqs[1].body),
+        vec![first[1].clone(), first[3].clone()],
+        "exactly items 1 and 3 again"
+    );
     assert_eq!(reqs.len(), 2, "nothing else resent");
     let keys = item_keys(&items);
     assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 4);
@@ -125,9 +169,16 @@ fn partial_success_resends_exactly_the_failed_retryable_items() {
 #[test]
 fn garbage_and_truncated_answers_never_break_the_filter() {
     let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
-    for (fault, path) in [(Fault::Garbage, "/garbage"), (Fault::Truncated, "/truncated"), (Fault::None, "/normal")] {
+    for (fault, path) in [
+        (Fault::Garbage, "/garbage"),
+        (Fault::Truncated, "/truncated"),
+        (Fault::None, "/normal"),
+    ] {
         s.ingest.set_fault_for(fault, Some(1));
-        assert_eq!(http::request(s.envoy.listener, "GET", path, &[], b"").unwrap().status, 200);
+        assert_eq!(
+            http::request(s.envoy.listener, "GET", path, &[], b"").unwrap().status,
+            200
+        );
         std::thread::sleep(Duration::from_millis(400));
     }
     let items = settled(&s.ingest, 6);
@@ -140,8 +191,12 @@ fn garbage_and_truncated_answers_never_break_the_filter() {
 
 #[test]
 fn a_slow_endpoint_beyond_the_callout_timeout_is_retried() {
-    let s = start(json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200}}), &[]);
-    s.ingest.set_fault_for(Fault::Slow(Duration::from_millis(1500)), Some(1));
+    let s = start(
+        json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200}}),
+        &[],
+    );
+    s.ingest
+        .set_fault_for(Fault::Slow(Duration::from_millis(1500)), Some(1));
     http::request(s.envoy.listener, "GET", "/slow", &[], b"").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.ingest.requests().len() < 2 && Instant::now() < deadline {
@@ -159,7 +214,11 @@ fn a_slow_endpoint_beyond_the_callout_timeout_is_retried() {
 #[test]
 fn managed_identity_fetches_caches_and_refreshes_tokens_on_expiry_and_on_401() {
     let imds = Imds::start(8).unwrap();
-    let ingest = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
+    let ingest = IngestServer::start(IngestConfig {
+        expected_ikey: Some(IKEY.into()),
+        ..Default::default()
+    })
+    .unwrap();
     let tokens = |list: &[&str]| Some(list.iter().map(|t| t.to_string()).collect());
     ingest.set_accepted_tokens(tokens(&["token-1", "token-2"]));
     let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
@@ -170,19 +229,34 @@ fn managed_identity_fetches_caches_and_refreshes_tokens_on_expiry_and_on_401() {
     settings.imds_address = imds.addr().to_string();
     let envoy = Envoy::start(&settings, &[]).unwrap();
     let auth_of = |i: usize| {
-        ingest.requests()[i].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
+        ingest.requests()[i]
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.clone())
     };
 
     http::request(envoy.listener, "GET", "/mi/1", &[], b"").unwrap();
     settled(&ingest, 2);
-    assert_eq!(auth_of(0).as_deref(), Some("Bearer token-1"), "fetched when telemetry was waiting");
+    assert_eq!(
+        auth_of(0).as_deref(),
+        Some("Bearer token-1"),
+        "fetched when telemetry was waiting"
+    );
     let (path, metadata) = &imds.requests()[0];
     assert_eq!(metadata.as_deref(), Some("true"));
-    assert!(path.contains("api-version=2018-02-01") && path.contains("resource=https%3A%2F%2Fmonitor.azure.com%2F"), "{path}");
+    assert!(
+        path.contains("api-version=2018-02-01") && path.contains("resource=https%3A%2F%2Fmonitor.azure.com%2F"),
+        "{path}"
+    );
 
     http::request(envoy.listener, "GET", "/mi/2", &[], b"").unwrap();
     settled(&ingest, 4);
-    assert_eq!(auth_of(ingest.requests().len() - 1).as_deref(), Some("Bearer token-1"), "cached");
+    assert_eq!(
+        auth_of(ingest.requests().len() - 1).as_deref(),
+        Some("Bearer token-1"),
+        "cached"
+    );
     assert_eq!(imds.issued(), 1);
 
     // Eight-second tokens are refreshed at half their lifetime; the next one lives long.
@@ -190,18 +264,35 @@ fn managed_identity_fetches_caches_and_refreshes_tokens_on_expiry_and_on_401() {
     std::thread::sleep(Duration::from_secs(5));
     http::request(envoy.listener, "GET", "/mi/3", &[], b"").unwrap();
     settled(&ingest, 6);
-    assert_eq!(auth_of(ingest.requests().len() - 1).as_deref(), Some("Bearer token-2"), "refreshed before expiry");
+    assert_eq!(
+        auth_of(ingest.requests().len() - 1).as_deref(),
+        Some("Bearer token-2"),
+        "refreshed before expiry"
+    );
 
     // The service stops accepting token-2: one 401, a fresh token, the same batch again.
     ingest.set_accepted_tokens(tokens(&["token-3"]));
     http::request(envoy.listener, "GET", "/mi/4", &[], b"").unwrap();
     let items = settled(&ingest, 8);
     let reqs = ingest.requests();
-    let summary: Vec<(u16, Option<String>, usize)> = (0..reqs.len()).map(|i| (reqs[i].status_answered, auth_of(i), lines(&reqs[i].body).len())).collect();
-    let refused = reqs.iter().position(|r| r.status_answered == 401).unwrap_or_else(|| panic!("one 401: {summary:?}; imds {:?}", imds.requests()));
-    assert_eq!(lines(&reqs[refused].body), lines(&reqs[refused + 1].body), "the refused batch went again");
+    let summary: Vec<(u16, Option<String>, usize)> = (0..reqs.len())
+        .map(|i| (reqs[i].status_answered, auth_of(i), lines(&reqs[i].body).len()))
+        .collect();
+    let refused = reqs
+        .iter()
+        .position(|r| r.status_answered == 401)
+        .unwrap_or_else(|| panic!("one 401: {summary:?}; imds {:?}", imds.requests()));
+    assert_eq!(
+        lines(&reqs[refused].body),
+        lines(&reqs[refused + 1].body),
+        "the refused batch went again"
+    );
     assert_eq!(auth_of(refused + 1).as_deref(), Some("Bearer token-3"));
-    assert_eq!(item_keys(&items).iter().collect::<HashSet<_>>().len(), 8, "delivered exactly once");
+    assert_eq!(
+        item_keys(&items).iter().collect::<HashSet<_>>().len(),
+        8,
+        "delivered exactly once"
+    );
     let st = envoy_stats(&envoy, "appinsights.main.token");
     assert_eq!(st["appinsights.main.token_refreshes"], 3);
     assert!(!envoy.log().contains("token-"), "tokens never appear in the log");
@@ -226,7 +317,10 @@ fn envoy_stats_match_what_the_endpoint_saw_and_reach_prometheus() {
     assert_eq!(st["appinsights.main.buffered_items"], 0);
     assert_eq!(st["appinsights.operations_sampled_out"], 0);
     assert!(st["appinsights.vm_memory_bytes"] > 0);
-    let gz = s.ingest.requests()[0].headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
+    let gz = s.ingest.requests()[0]
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
     assert!(gz, "batches are gzip-compressed by default");
     let prometheus = s.envoy.admin_get("/stats/prometheus").unwrap_or_default();
     assert!(prometheus.contains("appinsights_main_items_accepted"), "{prometheus}");
@@ -291,15 +385,28 @@ fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
     let ingest = IngestServer::start(IngestConfig::default()).unwrap();
     let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
     let dir = harness::envoy::scratch_dir("lds");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
     let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old", "delivery": {"flush_interval_ms": 60000}});
     std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
     // The old listener drains for one second, then its filter configuration goes.
-    let envoy = Envoy::start_yaml(&dynamic_bootstrap(&dir, backend.addr(), ingest.addr()), &["--drain-time-s", "1"]).unwrap();
+    let envoy = Envoy::start_yaml(
+        &dynamic_bootstrap(&dir, backend.addr(), ingest.addr()),
+        &["--drain-time-s", "1"],
+    )
+    .unwrap();
     let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for i in 0..3 {
-        assert_eq!(http::request(gateway, "GET", &format!("/old/{i}"), &[], b"").unwrap().status, 200);
+        assert_eq!(
+            http::request(gateway, "GET", &format!("/old/{i}"), &[], b"")
+                .unwrap()
+                .status,
+            200
+        );
     }
     assert!(ingest.items().is_empty(), "a minute's flush interval: nothing sent yet");
     // A new filter configuration (a different role): Envoy replaces the listener, and the
@@ -308,7 +415,12 @@ fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
     std::fs::write(dir.join("lds.tmp"), lds(port, &new)).unwrap();
     std::fs::rename(dir.join("lds.tmp"), dir.join("lds.yaml")).unwrap();
     let items = ingest.wait_for_items(6, Duration::from_secs(15));
-    assert_eq!(items.len(), 6, "the old configuration's items, flushed on replacement; log:\n{}", envoy.log());
+    assert_eq!(
+        items.len(),
+        6,
+        "the old configuration's items, flushed on replacement; log:\n{}",
+        envoy.log()
+    );
     assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
 }
 
@@ -321,21 +433,36 @@ fn while_envoy_drains_before_shutdown_buffered_telemetry_keeps_flowing() {
     // The graceful shutdown Envoy documents: drain listeners, wait, then quit.
     assert!(s.envoy.admin_post("/drain_listeners?graceful").is_some());
     let items = s.ingest.wait_for_items(6, Duration::from_secs(5));
-    assert_eq!(items.len(), 6, "delivered on the normal flush interval during the drain");
+    assert_eq!(
+        items.len(),
+        6,
+        "delivered on the normal flush interval during the drain"
+    );
 }
 
 #[test]
 fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
     let ingest = IngestServer::start(IngestConfig::default()).unwrap();
-    ingest.set_fault(Fault::Status { code: 503, retry_after: None });
+    ingest.set_fault(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
     let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
     let dir = harness::envoy::scratch_dir("lds-timeout");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
     let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old",
                      "delivery": {"flush_interval_ms": 60000, "drain_timeout_ms": 2000}});
     std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
-    let envoy = Envoy::start_yaml(&dynamic_bootstrap(&dir, backend.addr(), ingest.addr()), &["--drain-time-s", "1"]).unwrap();
+    let envoy = Envoy::start_yaml(
+        &dynamic_bootstrap(&dir, backend.addr(), ingest.addr()),
+        &["--drain-time-s", "1"],
+    )
+    .unwrap();
     let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     http::request(gateway, "GET", "/old", &[], b"").unwrap();
     let new = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "new"});
@@ -345,7 +472,13 @@ fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
     while !envoy.log().contains("drain timeout") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(envoy.log().contains("shutting down with telemetry not yet delivered (drain timeout)"), "{}", envoy.log());
+    assert!(
+        envoy
+            .log()
+            .contains("shutting down with telemetry not yet delivered (drain timeout)"),
+        "{}",
+        envoy.log()
+    );
     assert!(!ingest.requests().is_empty(), "it tried");
     // The gateway keeps serving with the new configuration.
     assert_eq!(http::request(gateway, "GET", "/after", &[], b"").unwrap().status, 200);

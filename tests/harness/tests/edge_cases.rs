@@ -20,22 +20,45 @@ fn a_request_answered_by_an_earlier_filter_is_still_reported() {
     let s = start_with(json!({}), &[], |s| {
         s.filters_before = vec![r#"{name: envoy.filters.http.local_ratelimit, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: limited, token_bucket: {max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s}, filter_enabled: {default_value: {numerator: 100}, runtime_key: rl_enabled}, filter_enforced: {default_value: {numerator: 100}, runtime_key: rl_enforced}}}"#.into()];
     });
-    assert_eq!(http::request(s.envoy.listener, "GET", "/first?x=1", &[], b"").unwrap().status, 200);
-    assert_eq!(http::request(s.envoy.listener, "GET", "/limited?x=2", &[], b"").unwrap().status, 429);
+    assert_eq!(
+        http::request(s.envoy.listener, "GET", "/first?x=1", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http::request(s.envoy.listener, "GET", "/limited?x=2", &[], b"")
+            .unwrap()
+            .status,
+        429
+    );
     let items = settled(&s.ingest, 4);
     let limited = one(&items, "RequestData", "name", "GET /limited");
     assert_eq!(limited["data"]["baseData"]["responseCode"], "429");
-    assert_eq!(limited["data"]["baseData"]["url"], format!("http://{}/limited?x=2", s.envoy.listener));
+    assert_eq!(
+        limited["data"]["baseData"]["url"],
+        format!("http://{}/limited?x=2", s.envoy.listener)
+    );
     let op = operation(&items, limited["tags"]["ai.operation.id"].as_str().unwrap());
-    assert!(kind(&op, "RemoteDependencyData").is_empty(), "the backend was never called");
-    assert_eq!(kind(&op, "ExceptionData")[0]["data"]["baseData"]["exceptions"][0]["typeName"], "RateLimitExceeded");
+    assert!(
+        kind(&op, "RemoteDependencyData").is_empty(),
+        "the backend was never called"
+    );
+    assert_eq!(
+        kind(&op, "ExceptionData")[0]["data"]["baseData"]["exceptions"][0]["typeName"],
+        "RateLimitExceeded"
+    );
 }
 
 #[test]
 fn legacy_mode_removes_a_callers_traceparent_so_the_backend_follows_request_id() {
     let s = start(json!({"diagnostic": {"correlation_protocol": "Legacy"}}), &[]);
     let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
-    let headers = [("request-id", "|legacy.1."), ("traceparent", tp.as_str()), ("tracestate", "a=1")];
+    let headers = [
+        ("request-id", "|legacy.1."),
+        ("traceparent", tp.as_str()),
+        ("tracestate", "a=1"),
+    ];
     http::request(s.envoy.listener, "GET", "/legacy-both", &headers, b"").unwrap();
     settled(&s.ingest, 2);
     let seen = &s.backend.requests()[0];
@@ -48,24 +71,55 @@ fn legacy_mode_removes_a_callers_traceparent_so_the_backend_follows_request_id()
 fn w3c_mode_continues_a_compatible_request_id_and_restarts_on_bad_traceparents() {
     let s = start(json!({}), &[]);
     let gw = s.envoy.listener;
-    http::request(gw, "GET", "/compat", &[("request-id", &format!("|{TRACE}.00f067aa0ba902b7."))], b"").unwrap();
+    http::request(
+        gw,
+        "GET",
+        "/compat",
+        &[("request-id", &format!("|{TRACE}.00f067aa0ba902b7."))],
+        b"",
+    )
+    .unwrap();
     let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
     let mut c = std::net::TcpStream::connect(gw).unwrap();
     use std::io::{Read, Write};
-    write!(c, "GET /dup HTTP/1.1\r\nHost: gw\r\ntraceparent: {tp}\r\ntraceparent: {tp}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        c,
+        "GET /dup HTTP/1.1\r\nHost: gw\r\ntraceparent: {tp}\r\ntraceparent: {tp}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = Vec::new();
     c.read_to_end(&mut answer).unwrap();
-    http::request(gw, "GET", "/restarted", &[("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"), ("tracestate", "vendor=stale")], b"").unwrap();
+    http::request(
+        gw,
+        "GET",
+        "/restarted",
+        &[
+            ("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            ("tracestate", "vendor=stale"),
+        ],
+        b"",
+    )
+    .unwrap();
     let items = settled(&s.ingest, 6);
     let compat = one(&items, "RequestData", "name", "GET /compat");
     assert_eq!(compat["tags"]["ai.operation.id"], TRACE, "continued from Request-Id");
     let dup = one(&items, "RequestData", "name", "GET /dup");
-    assert_ne!(dup["tags"]["ai.operation.id"], TRACE, "two traceparent headers are invalid: a new trace");
+    assert_ne!(
+        dup["tags"]["ai.operation.id"], TRACE,
+        "two traceparent headers are invalid: a new trace"
+    );
     let restarted = one(&items, "RequestData", "name", "GET /restarted");
-    assert!(restarted["data"]["baseData"]["properties"].get("tracestate").is_none(), "a stale tracestate is not recorded");
+    assert!(
+        restarted["data"]["baseData"]["properties"].get("tracestate").is_none(),
+        "a stale tracestate is not recorded"
+    );
     let seen = s.backend.requests();
     let backend_restarted = seen.iter().find(|r| r.path == "/restarted").unwrap();
-    assert_eq!(backend_restarted.header("tracestate"), None, "nor forwarded with the new trace");
+    assert_eq!(
+        backend_restarted.header("tracestate"),
+        None,
+        "nor forwarded with the new trace"
+    );
 }
 
 #[test]
@@ -80,7 +134,14 @@ fn content_that_would_exceed_64_kb_never_costs_an_item() {
     let body = vec![0x01u8; 8192];
     let big = "\"".repeat(7000);
     let long_path = format!("/status/500?{}", "p".repeat(40_000));
-    http::request(s.envoy.listener, "POST", "/echo", &[("x-a", &big), ("x-b", &big)], &body).unwrap();
+    http::request(
+        s.envoy.listener,
+        "POST",
+        "/echo",
+        &[("x-a", &big), ("x-b", &big)],
+        &body,
+    )
+    .unwrap();
     http::request(s.envoy.listener, "GET", &long_path, &[], b"").unwrap();
     let items = settled(&s.ingest, 5);
     let stats = s.ingest.stats();
@@ -90,7 +151,11 @@ fn content_that_would_exceed_64_kb_never_costs_an_item() {
     one(&items, "RemoteDependencyData", "name", "POST /echo");
     let failed = one(&items, "RequestData", "name", "GET /status/500");
     let op = operation(&items, failed["tags"]["ai.operation.id"].as_str().unwrap());
-    assert_eq!(kind(&op, "ExceptionData").len(), 1, "the exception of a huge URL is kept");
+    assert_eq!(
+        kind(&op, "ExceptionData").len(),
+        1,
+        "the exception of a huge URL is kept"
+    );
     for r in s.ingest.requests() {
         for line in r.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             assert!(line.len() <= 64 * 1024, "an item of {} bytes", line.len());
@@ -102,10 +167,16 @@ fn content_that_would_exceed_64_kb_never_costs_an_item() {
 fn without_a_service_node_the_role_instance_is_the_hostname() {
     let ingest = IngestServer::start(IngestConfig::default()).unwrap();
     let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
-    let config = json!({"loggers": {"main": logger_for(&ingest, "appinsights")}, "delivery": {"flush_interval_ms": 200}});
+    let config =
+        json!({"loggers": {"main": logger_for(&ingest, "appinsights")}, "delivery": {"flush_interval_ms": 200}});
     let settings = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
     let envoy = Envoy::start_env(&settings, &[], &[("HOSTNAME", "gateway-pod-7")]).unwrap();
     http::request(envoy.listener, "GET", "/who", &[], b"").unwrap();
     let items = settled(&ingest, 2);
-    assert!(items.iter().all(|i| i["tags"]["ai.cloud.roleInstance"] == "gateway-pod-7"), "{items:#?}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["tags"]["ai.cloud.roleInstance"] == "gateway-pod-7"),
+        "{items:#?}"
+    );
 }

@@ -52,12 +52,27 @@ fn valid_ndjson_is_accepted_and_stored() {
     let resp = post(ing.addr(), &ndjson(&items));
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("content-type"), Some("application/json"));
-    assert_eq!(resp.json().unwrap(), json!({"itemsReceived": 3, "itemsAccepted": 3, "errors": []}));
+    assert_eq!(
+        resp.json().unwrap(),
+        json!({"itemsReceived": 3, "itemsAccepted": 3, "errors": []})
+    );
     assert_eq!(ing.items(), items);
     let stats = ing.stats();
-    assert_eq!((stats.requests, stats.items_received, stats.items_accepted, stats.items_rejected), (1, 3, 3, 0));
     assert_eq!(
-        stats.last_request_headers.iter().find(|(k, _)| k == "Content-Type").map(|(_, v)| v.as_str()),
+        (
+            stats.requests,
+            stats.items_received,
+            stats.items_accepted,
+            stats.items_rejected
+        ),
+        (1, 3, 3, 0)
+    );
+    assert_eq!(
+        stats
+            .last_request_headers
+            .iter()
+            .find(|(k, _)| k == "Content-Type")
+            .map(|(_, v)| v.as_str()),
         Some("application/x-json-stream")
     );
 }
@@ -89,7 +104,10 @@ fn a_json_array_body_is_accepted() {
 fn a_gzip_body_is_decoded_and_recorded_decoded() {
     let ing = start();
     let body = ndjson(&three(["RequestData", "RequestData", "EventData"]));
-    let headers = [("Content-Type", "application/x-json-stream"), ("Content-Encoding", "gzip")];
+    let headers = [
+        ("Content-Type", "application/x-json-stream"),
+        ("Content-Encoding", "gzip"),
+    ];
     let resp = http::request(ing.addr(), "POST", TRACK, &headers, &gzip(&body)).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(ing.items().len(), 3);
@@ -106,15 +124,24 @@ fn one_invalid_item_among_three_gives_206_with_its_index() {
     let resp = post(ing.addr(), &ndjson(&[a.clone(), invalid_item(), b.clone()]));
     assert_eq!(resp.status, 206);
     let body = resp.json().unwrap();
-    assert_eq!((body["itemsReceived"].as_u64(), body["itemsAccepted"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (body["itemsReceived"].as_u64(), body["itemsAccepted"].as_u64()),
+        (Some(3), Some(2))
+    );
     let errors = body["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1);
-    assert_eq!((errors[0]["index"].as_u64(), errors[0]["statusCode"].as_u64()), (Some(1), Some(400)));
+    assert_eq!(
+        (errors[0]["index"].as_u64(), errors[0]["statusCode"].as_u64()),
+        (Some(1), Some(400))
+    );
     let expected_message = r#"data.baseData.duration: "1:2" is not a TimeSpan"#;
     assert_eq!(errors[0]["message"], expected_message);
     assert_eq!(ing.items(), vec![a, b]);
     let stats = ing.stats();
-    assert_eq!((stats.items_rejected, stats.rejections.as_slice()), (1, [expected_message.to_string()].as_slice()));
+    assert_eq!(
+        (stats.items_rejected, stats.rejections.as_slice()),
+        (1, [expected_message.to_string()].as_slice())
+    );
 }
 
 #[test]
@@ -123,7 +150,10 @@ fn all_invalid_items_give_400() {
     let resp = post(ing.addr(), &ndjson(&[invalid_item(), invalid_item()]));
     assert_eq!(resp.status, 400);
     let body = resp.json().unwrap();
-    assert_eq!((body["itemsAccepted"].as_u64(), body["errors"].as_array().map(Vec::len)), (Some(0), Some(2)));
+    assert_eq!(
+        (body["itemsAccepted"].as_u64(), body["errors"].as_array().map(Vec::len)),
+        (Some(0), Some(2))
+    );
     assert!(ing.items().is_empty());
 }
 
@@ -147,11 +177,15 @@ fn undecodable_or_unrecognisable_bodies_give_400_with_a_track_response() {
 fn oversized_items_are_rejected_per_item() {
     let ing = start();
     let mut big = item("EventData");
-    big["data"]["baseData"]["properties"] =
-        json!((0..10).map(|i| (format!("p{i}"), json!("x".repeat(7000)))).collect::<serde_json::Map<_, _>>());
+    big["data"]["baseData"]["properties"] = json!((0..10)
+        .map(|i| (format!("p{i}"), json!("x".repeat(7000))))
+        .collect::<serde_json::Map<_, _>>());
     let resp = post(ing.addr(), &ndjson(&[item("EventData"), big]));
     assert_eq!(resp.status, 206);
-    let message = resp.json().unwrap()["errors"][0]["message"].as_str().unwrap().to_string();
+    let message = resp.json().unwrap()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(message.contains("over the 65536-byte limit"), "{message}");
 }
 
@@ -159,15 +193,27 @@ fn oversized_items_are_rejected_per_item() {
 fn routes_and_methods_are_checked() {
     let ing = start();
     assert_eq!(http::get(ing.addr(), "/v2/track").unwrap().status, 405);
-    assert_eq!(http::post(ing.addr(), "/v2/validate", "application/json", b"[]").unwrap().status, 404);
-    assert_eq!(http::post(ing.addr(), "/track", "application/json", b"[]").unwrap().status, 404);
+    assert_eq!(
+        http::post(ing.addr(), "/v2/validate", "application/json", b"[]")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        http::post(ing.addr(), "/track", "application/json", b"[]")
+            .unwrap()
+            .status,
+        404
+    );
     assert_eq!(ing.stats().requests, 0);
 }
 
 #[test]
 fn the_expected_ikey_is_enforced_case_insensitively() {
-    let cfg =
-        IngestConfig { expected_ikey: Some("00000000-0000-0000-0000-00000000000A".into()), ..IngestConfig::default() };
+    let cfg = IngestConfig {
+        expected_ikey: Some("00000000-0000-0000-0000-00000000000A".into()),
+        ..IngestConfig::default()
+    };
     let ing = IngestServer::start(cfg).unwrap();
     let mut good = item("EventData");
     good["iKey"] = json!("00000000-0000-0000-0000-00000000000a");
@@ -178,7 +224,10 @@ fn the_expected_ikey_is_enforced_case_insensitively() {
     let resp = post(ing.addr(), &ndjson(&[good, wrong, missing]));
     assert_eq!(resp.status, 206);
     let errors = resp.json().unwrap()["errors"].clone();
-    assert_eq!(errors[0], json!({"index": 1, "statusCode": 400, "message": "invalid instrumentation key"}));
+    assert_eq!(
+        errors[0],
+        json!({"index": 1, "statusCode": 400, "message": "invalid instrumentation key"})
+    );
     assert_eq!(errors[1]["index"], 2);
     assert_eq!(ing.items().len(), 1);
 }
@@ -191,12 +240,19 @@ fn accepted_items_are_appended_to_the_store_file() {
         std::thread::current().id()
     ));
     let _ = std::fs::remove_file(&path);
-    let ing = IngestServer::start(IngestConfig { store_path: Some(path.clone()), ..IngestConfig::default() }).unwrap();
+    let ing = IngestServer::start(IngestConfig {
+        store_path: Some(path.clone()),
+        ..IngestConfig::default()
+    })
+    .unwrap();
     let items = three(["EventData", "RequestData", "EventData"]);
     post(ing.addr(), &ndjson(&items[..2]));
     post(ing.addr(), &ndjson(&[invalid_item(), items[2].clone()]));
-    let stored: Vec<Value> =
-        std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let stored: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(stored, items);
     let _ = std::fs::remove_file(&path);
 }
@@ -240,20 +296,32 @@ fn clear_forgets_items_requests_and_counters() {
 #[test]
 fn a_status_fault_refuses_everything_with_retry_after_for_n_requests() {
     let ing = start();
-    ing.set_fault_for(Fault::Status { code: 503, retry_after: Some("5".into()) }, Some(2));
+    ing.set_fault_for(
+        Fault::Status {
+            code: 503,
+            retry_after: Some("5".into()),
+        },
+        Some(2),
+    );
     let body = ndjson(&[item("EventData"), item("EventData")]);
     for _ in 0..2 {
         let resp = post(ing.addr(), &body);
         assert_eq!((resp.status, resp.header("retry-after")), (503, Some("5")));
         let json = resp.json().unwrap();
-        assert_eq!((json["itemsReceived"].as_u64(), json["itemsAccepted"].as_u64()), (Some(2), Some(0)));
+        assert_eq!(
+            (json["itemsReceived"].as_u64(), json["itemsAccepted"].as_u64()),
+            (Some(2), Some(0))
+        );
         assert_eq!(json["errors"][1]["statusCode"], 503);
     }
     assert!(ing.items().is_empty());
     assert_eq!(ing.fault(), Fault::None);
     assert_eq!(post(ing.addr(), &body).status, 200);
     let stats = ing.stats();
-    assert_eq!((stats.items_faulted, stats.items_accepted, stats.items_rejected), (4, 2, 0));
+    assert_eq!(
+        (stats.items_faulted, stats.items_accepted, stats.items_rejected),
+        (4, 2, 0)
+    );
     let answered: Vec<u16> = ing.requests().iter().map(|r| r.status_answered).collect();
     assert_eq!(answered, [503, 503, 200]);
 }
@@ -261,7 +329,10 @@ fn a_status_fault_refuses_everything_with_retry_after_for_n_requests() {
 #[test]
 fn a_partial_fault_refuses_the_chosen_indexes() {
     let ing = start();
-    ing.set_fault(Fault::Partial { fail_indexes: vec![0, 2], code: 500 });
+    ing.set_fault(Fault::Partial {
+        fail_indexes: vec![0, 2],
+        code: 500,
+    });
     let items = three(["EventData", "MessageData", "EventData"]);
     let resp = post(ing.addr(), &ndjson(&items));
     assert_eq!(resp.status, 206);
@@ -319,7 +390,10 @@ fn the_control_api_drives_a_running_endpoint() {
     let ing = start();
     let addr = ing.addr();
     let fault = br#"{"mode":"status","code":429,"retry_after":"7","count":1}"#;
-    assert_eq!(http::post(addr, "/_fault", "application/json", fault).unwrap().status, 200);
+    assert_eq!(
+        http::post(addr, "/_fault", "application/json", fault).unwrap().status,
+        200
+    );
     let refused = post(addr, &ndjson(&[item("EventData")]));
     assert_eq!((refused.status, refused.header("Retry-After")), (429, Some("7")));
     assert_eq!(post(addr, &ndjson(&[item("EventData"), invalid_item()])).status, 206);
@@ -329,7 +403,11 @@ fn the_control_api_drives_a_running_endpoint() {
     assert_eq!(items.text().lines().count(), 1);
     let stats = http::get(addr, "/_stats").unwrap().json().unwrap();
     assert_eq!(
-        (stats["requests"].as_u64(), stats["items_accepted"].as_u64(), stats["items_rejected"].as_u64()),
+        (
+            stats["requests"].as_u64(),
+            stats["items_accepted"].as_u64(),
+            stats["items_rejected"].as_u64()
+        ),
         (Some(2), Some(1), Some(1))
     );
     assert_eq!(stats["fault"], "none");
@@ -349,7 +427,10 @@ fn every_fault_mode_can_be_set_over_http() {
     let modes = [
         (
             json!({"mode": "partial", "fail_indexes": [0, 2], "code": 500}),
-            Fault::Partial { fail_indexes: vec![0, 2], code: 500 },
+            Fault::Partial {
+                fail_indexes: vec![0, 2],
+                code: 500,
+            },
         ),
         (json!({"mode": "slow", "ms": 2000}), Fault::Slow(Duration::from_secs(2))),
         (json!({"mode": "drop"}), Fault::Drop),
@@ -378,12 +459,19 @@ fn two_requests_share_one_keep_alive_connection() {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     for i in 0..2 {
         let body = ndjson(&[item("EventData")]);
-        let head = format!("POST {TRACK} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+        let head = format!(
+            "POST {TRACK} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(&body).unwrap();
         let resp = http::read_response(&mut reader, "POST").unwrap();
         assert_eq!(resp.status, 200, "request {i}: {}", resp.text());
-        assert_eq!(resp.header("connection"), None, "the server must keep the connection open");
+        assert_eq!(
+            resp.header("connection"),
+            None,
+            "the server must keep the connection open"
+        );
     }
     assert_eq!(ing.items().len(), 2);
 }

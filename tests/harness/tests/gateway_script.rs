@@ -20,7 +20,10 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     let (port, admin) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("gateway-script-{}.log", std::process::id()));
     let mut child = Command::new(repo_root().join("scripts/gateway.sh"))
-        .env("APPLICATIONINSIGHTS_CONNECTION_STRING", format!("InstrumentationKey=abc;IngestionEndpoint=http://{}", ingest.addr()))
+        .env(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            format!("InstrumentationKey=abc;IngestionEndpoint=http://{}", ingest.addr()),
+        )
         .env("BACKEND", backend.addr().to_string())
         .env("LISTEN_ADDRESS", "127.0.0.1")
         .env("LISTEN_PORT", port.to_string())
@@ -36,8 +39,16 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     let gateway = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while http::get(gateway, "/ready-check").is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start: {}", std::fs::read_to_string(log.with_extension("err")).unwrap_or_default());
-        assert!(child.try_wait().unwrap().is_none(), "gateway exited: {}", std::fs::read_to_string(log.with_extension("err")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not start: {}",
+            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "gateway exited: {}",
+            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The readiness probes were requests too: let their items arrive, then start counting.

@@ -21,11 +21,21 @@ fn calls_for(diagnostic: Value, n: usize, items_per_request: usize) -> (i64, Vec
     let s = start(json!({"diagnostic": diagnostic}), &[]);
     let body = vec![b'a'; 1024];
     for i in 0..n {
-        let r = http::request(s.envoy.listener, "POST", &format!("/bytes/1024?i={i}"), &[("content-type", "application/octet-stream")], &body)
-            .unwrap();
+        let r = http::request(
+            s.envoy.listener,
+            "POST",
+            &format!("/bytes/1024?i={i}"),
+            &[("content-type", "application/octet-stream")],
+            &body,
+        )
+        .unwrap();
         assert_eq!(r.status, 200);
     }
-    let items = if items_per_request > 0 { settled(&s.ingest, n * items_per_request) } else { Vec::new() };
+    let items = if items_per_request > 0 {
+        settled(&s.ingest, n * items_per_request)
+    } else {
+        Vec::new()
+    };
     // The stat is published on the root context's tick.
     std::thread::sleep(Duration::from_millis(400));
     let stats = envoy_stats(&s.envoy, "appinsights.host_calls");

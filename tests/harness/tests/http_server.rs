@@ -91,7 +91,9 @@ fn expect_100_continue_is_answered_before_the_body() {
     let s = server();
     let mut stream = TcpStream::connect(s.addr()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        .unwrap();
     let mut interim = [0; 25];
     stream.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -116,9 +118,15 @@ fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
 fn head_requests_and_http_1_0_are_handled() {
     let s = server();
     let head = http::request(s.addr(), "HEAD", "/x", &[], b"").unwrap();
-    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("9"), 0));
+    assert_eq!(
+        (head.status, head.header("content-length"), head.body.len()),
+        (200, Some("9"), 0)
+    );
     let answer = raw(s.addr(), b"GET /old HTTP/1.0\r\n\r\n");
-    assert!(answer.contains("Connection: close") && answer.ends_with("GET /old 0"), "{answer}");
+    assert!(
+        answer.contains("Connection: close") && answer.ends_with("GET /old 0"),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -137,7 +145,10 @@ fn dropping_the_server_closes_idle_connections_and_stops_accepting() {
     still_serving(addr);
     drop(s);
     let mut buf = [0; 1];
-    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)), "idle keep-alive connection must be closed");
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "idle keep-alive connection must be closed"
+    );
     let after = http::request_timeout(addr, "GET", "/", &[], b"", Duration::from_secs(2));
     assert!(after.is_err(), "no one should answer after drop: {after:?}");
 }

@@ -26,7 +26,10 @@ fn launch(program: &str, args: &[&str]) -> (Running, SocketAddr) {
     let running = Running(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     (running, addr.parse().unwrap())
 }
 
@@ -35,10 +38,23 @@ fn the_ingest_program_serves_and_stores() {
     let store = std::env::temp_dir().join(format!("harness-program-{}.ndjson", std::process::id()));
     let _ = std::fs::remove_file(&store);
     let ikey = "00000000-0000-0000-0000-000000000000";
-    let args = ["--listen", "127.0.0.1:0", "--ikey", ikey, "--store", store.to_str().unwrap()];
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--ikey",
+        ikey,
+        "--store",
+        store.to_str().unwrap(),
+    ];
     let (_ingest, addr) = launch(env!("CARGO_BIN_EXE_ingest"), &args);
     let item = example_envelope("EventData", SystemTime::now()).unwrap();
-    let resp = http::post(addr, "/v2/track", "application/x-json-stream", item.to_string().as_bytes()).unwrap();
+    let resp = http::post(
+        addr,
+        "/v2/track",
+        "application/x-json-stream",
+        item.to_string().as_bytes(),
+    )
+    .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     let stored = std::fs::read_to_string(&store).unwrap();
     assert_eq!(stored, format!("{item}\n"));

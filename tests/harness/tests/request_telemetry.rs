@@ -47,14 +47,19 @@ fn item_for<'a>(items: &'a [Value], url: &str) -> &'a Value {
 
 #[test]
 fn every_request_becomes_exactly_one_schema_valid_request_item() {
-    let stack = start(json!({}), &["--service-cluster", "it-gateway", "--service-node", "it-node-1"]);
+    let stack = start(
+        json!({}),
+        &["--service-cluster", "it-gateway", "--service-node", "it-node-1"],
+    );
     let gw = stack.envoy.listener;
     let today = harness::schema::format_time(SystemTime::now())[..10].to_string();
     for (method, path, body, status, _) in EXCHANGES {
         let r = http::request(gw, method, path, &[], body.as_bytes()).unwrap();
         assert_eq!(r.status, *status, "{method} {path}");
     }
-    stack.ingest.wait_for_kind("RequestData", EXCHANGES.len(), Duration::from_secs(10));
+    stack
+        .ingest
+        .wait_for_kind("RequestData", EXCHANGES.len(), Duration::from_secs(10));
     // Nothing more may arrive: one Request item per request, no duplicates.
     std::thread::sleep(Duration::from_millis(1500));
     let all = stack.ingest.items();
@@ -87,13 +92,22 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
         let tags = &item["tags"];
         let op = tags["ai.operation.id"].as_str().unwrap();
         assert!(is_hex(op, 32), "operation id {op}");
-        assert!(operation_ids.insert(op.to_string()), "operation ids are new per request");
+        assert!(
+            operation_ids.insert(op.to_string()),
+            "operation ids are new per request"
+        );
         assert_eq!(tags["ai.operation.parentId"], op, "a new operation is its own parent");
         assert_eq!(tags["ai.operation.name"], name.as_str());
         assert_eq!(tags["ai.cloud.role"], "it-gateway");
         assert_eq!(tags["ai.cloud.roleInstance"], "it-node-1");
-        assert!(tags["ai.internal.sdkVersion"].as_str().unwrap().starts_with("envoyappinsights:"));
-        assert!(tags.get("ai.location.ip").is_none(), "client IP is not logged by default");
+        assert!(tags["ai.internal.sdkVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("envoyappinsights:"));
+        assert!(
+            tags.get("ai.location.ip").is_none(),
+            "client IP is not logged by default"
+        );
         let id = d["id"].as_str().unwrap();
         assert!(is_hex(id, 16), "item id {id}");
         assert!(item_ids.insert(id.to_string()));
@@ -119,18 +133,28 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
     // Track requests went to /v2.1/track as NDJSON.
     for r in stack.ingest.requests() {
         assert_eq!(r.path, "/v2.1/track");
-        let ct = r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
+        let ct = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
         assert_eq!(ct, Some("application/x-json-stream"));
     }
 }
 
 #[test]
 fn client_ip_is_logged_only_when_enabled() {
-    let stack = start(json!({"diagnostic": {"log_client_ip": true}, "cloud_role": "edge", "cloud_role_instance": "edge-7"}), &[]);
+    let stack = start(
+        json!({"diagnostic": {"log_client_ip": true}, "cloud_role": "edge", "cloud_role_instance": "edge-7"}),
+        &[],
+    );
     http::request(stack.envoy.listener, "GET", "/with-ip", &[], b"").unwrap();
     let items = stack.ingest.wait_for_items(2, Duration::from_secs(10));
     assert_eq!(items.len(), 2, "request and dependency");
-    assert!(items.iter().all(|i| i["tags"]["ai.location.ip"] == "127.0.0.1"), "on every item of the operation");
+    assert!(
+        items.iter().all(|i| i["tags"]["ai.location.ip"] == "127.0.0.1"),
+        "on every item of the operation"
+    );
     assert_eq!(items[0]["tags"]["ai.cloud.role"], "edge");
     assert_eq!(items[0]["tags"]["ai.cloud.roleInstance"], "edge-7");
     assert_eq!(stack.ingest.stats().items_rejected, 0);
@@ -162,13 +186,19 @@ fn requests_answered_by_envoy_itself_are_reported_too() {
     assert_eq!(exception["exceptions"][0]["typeName"], "BackendConnectionFailure");
     assert_eq!(exception["properties"]["Response Flags"], "UF");
     let dependency = &of_kind(&items, "RemoteDependencyData")[0]["data"]["baseData"];
-    assert_eq!(dependency["resultCode"], "BackendConnectionFailure", "the backend never answered");
+    assert_eq!(
+        dependency["resultCode"], "BackendConnectionFailure",
+        "the backend never answered"
+    );
     assert_eq!(ingest.stats().items_rejected, 0);
 }
 
 #[test]
 fn batches_respect_the_item_limit() {
-    let stack = start(json!({"delivery": {"flush_interval_ms": 60000, "max_batch_items": 5}}), &[]);
+    let stack = start(
+        json!({"delivery": {"flush_interval_ms": 60000, "max_batch_items": 5}}),
+        &[],
+    );
     for i in 0..10 {
         http::request(stack.envoy.listener, "GET", &format!("/batch/{i}"), &[], b"").unwrap();
     }
@@ -206,14 +236,20 @@ fn a_response_the_client_did_not_receive_in_full_is_not_successful() {
     assert_eq!(d["responseCode"], "200", "the status the client saw");
     assert_eq!(d["success"], false, "but the response did not reach it in full");
     let exceptions = of_kind(&items, "ExceptionData");
-    assert_eq!(exceptions[0]["data"]["baseData"]["exceptions"][0]["typeName"], "ClientConnectionFailure");
+    assert_eq!(
+        exceptions[0]["data"]["baseData"]["exceptions"][0]["typeName"],
+        "ClientConnectionFailure"
+    );
     assert_eq!(stack.ingest.stats().items_rejected, 0);
 }
 
 #[test]
 fn a_wrong_ingestion_cluster_never_affects_traffic_and_is_logged() {
     // The logger names a cluster Envoy does not have: Envoy refuses each callout.
-    let stack = start(json!({"loggers": {"main": {"instrumentation_key": IKEY, "cluster": "no_such_cluster"}}}), &[]);
+    let stack = start(
+        json!({"loggers": {"main": {"instrumentation_key": IKEY, "cluster": "no_such_cluster"}}}),
+        &[],
+    );
     for i in 0..20 {
         let r = http::request(stack.envoy.listener, "GET", &format!("/still-served/{i}"), &[], b"").unwrap();
         assert_eq!(r.status, 200);
@@ -228,9 +264,15 @@ fn a_wrong_ingestion_cluster_never_affects_traffic_and_is_logged() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let line = log.lines().find(|l| l.contains("could not send")).unwrap_or_else(|| panic!("no warning; log:\n{log}"));
-    assert!(line.contains("logger main") && line.contains("cluster no_such_cluster"), "{line}");
-    assert!(line.contains("appinsights[") , "{line}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("could not send"))
+        .unwrap_or_else(|| panic!("no warning; log:\n{log}"));
+    assert!(
+        line.contains("logger main") && line.contains("cluster no_such_cluster"),
+        "{line}"
+    );
+    assert!(line.contains("appinsights["), "{line}");
     assert_eq!(stack.backend.requests().len(), 20);
     // One warning per 10 s, not one per batch.
     assert_eq!(log.matches("could not send").count(), 1, "rate-limited; log:\n{log}");

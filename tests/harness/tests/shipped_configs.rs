@@ -3,7 +3,7 @@
 //! Regenerate it with `BLESS=1 cargo test -p harness --test shipped_configs`.
 
 use harness::envoy::{envoy_binary, filter_wasm, repo_root, scratch_dir};
-use harness::envoy_config::{render, Settings, DEFAULT_CA_BUNDLE, FilterKind};
+use harness::envoy_config::{render, FilterKind, Settings, DEFAULT_CA_BUNDLE};
 use serde_json::json;
 use std::process::Command;
 
@@ -42,7 +42,10 @@ fn compose_envoy_config_is_the_rendered_one() {
         std::fs::write(&path, &rendered).unwrap();
     }
     let shipped = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(shipped == rendered, "envoy/envoy.yaml is stale: run BLESS=1 cargo test -p harness --test shipped_configs");
+    assert!(
+        shipped == rendered,
+        "envoy/envoy.yaml is stale: run BLESS=1 cargo test -p harness --test shipped_configs"
+    );
 }
 
 #[test]
@@ -58,7 +61,11 @@ fn envoy_validates_the_shipped_config() {
         .arg(&file)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "envoy --mode validate failed:\n{text}");
     assert!(text.contains("OK"), "{text}");
 }
@@ -66,19 +73,28 @@ fn envoy_validates_the_shipped_config() {
 #[test]
 fn compose_file_mounts_the_shipped_config_and_module() {
     let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
-    assert!(compose.contains("./envoy/envoy.yaml:/etc/envoy/envoy.yaml"), "{compose}");
-    assert!(compose.contains("./dist/envoy_appinsights.wasm:/etc/envoy/envoy_appinsights.wasm"), "{compose}");
+    assert!(
+        compose.contains("./envoy/envoy.yaml:/etc/envoy/envoy.yaml"),
+        "{compose}"
+    );
+    assert!(
+        compose.contains("./dist/envoy_appinsights.wasm:/etc/envoy/envoy_appinsights.wasm"),
+        "{compose}"
+    );
 }
 
 #[test]
 fn the_readme_configuration_example_is_accepted_by_the_filter() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let start = readme.find("A complete example").expect("the README has a complete example");
+    let start = readme
+        .find("A complete example")
+        .expect("the README has a complete example");
     let block = &readme[start..];
     let json_start = block.find("```json\n").unwrap() + "```json\n".len();
     let json_end = block[json_start..].find("```").unwrap();
     let example: serde_json::Value = serde_json::from_str(&block[json_start..json_start + json_end]).unwrap();
-    let config = envoy_appinsights::config::Config::from_value(&example).unwrap_or_else(|e| panic!("README example: {e}"));
+    let config =
+        envoy_appinsights::config::Config::from_value(&example).unwrap_or_else(|e| panic!("README example: {e}"));
     assert_eq!(config.loggers.len(), 2);
     assert_eq!(config.apis.len(), 1);
     assert_eq!(config.diagnostic.traces.len(), 1);

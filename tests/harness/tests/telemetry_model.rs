@@ -21,7 +21,14 @@ fn traceparent(trace: &str, span: &str, flags: &str) -> String {
 fn w3c_trace_context_is_continued_and_the_backend_is_parented_to_the_dependency() {
     let s = start(json!({}), &[]);
     let tp = traceparent(TRACE, CALLER_SPAN, "01");
-    let r = http::request(s.envoy.listener, "GET", "/w3c?x=1", &[("traceparent", &tp), ("tracestate", "congo=t61rcWkgMzE")], b"").unwrap();
+    let r = http::request(
+        s.envoy.listener,
+        "GET",
+        "/w3c?x=1",
+        &[("traceparent", &tp), ("tracestate", "congo=t61rcWkgMzE")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     let items = settled(&s.ingest, 2);
     assert_eq!(items.len(), 2, "{items:#?}");
@@ -41,12 +48,22 @@ fn w3c_trace_context_is_continued_and_the_backend_is_parented_to_the_dependency(
     assert_eq!(d["resultCode"], "200");
     assert_eq!(d["success"], true);
     assert_eq!(d["data"], format!("http://{}/w3c?x=1", s.envoy.listener));
-    assert!(d["properties"]["Backend Address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(d["properties"]["Backend Address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
 
     // What the backend received: the same trace, parented to the dependency.
     let seen = s.backend.requests();
-    assert_eq!(seen[0].header("traceparent"), Some(traceparent(TRACE, dependency_id, "01").as_str()));
-    assert_eq!(seen[0].header("tracestate"), Some("congo=t61rcWkgMzE"), "tracestate passes through");
+    assert_eq!(
+        seen[0].header("traceparent"),
+        Some(traceparent(TRACE, dependency_id, "01").as_str())
+    );
+    assert_eq!(
+        seen[0].header("tracestate"),
+        Some("congo=t61rcWkgMzE"),
+        "tracestate passes through"
+    );
 }
 
 #[test]
@@ -54,11 +71,28 @@ fn a_missing_or_invalid_traceparent_starts_a_new_trace() {
     let s = start(json!({}), &[]);
     let upper = traceparent(&TRACE.to_uppercase(), CALLER_SPAN, "01");
     let version_ff = format!("ff-{TRACE}-{CALLER_SPAN}-01");
-    http::request(s.envoy.listener, "GET", "/invalid-upper", &[("traceparent", &upper)], b"").unwrap();
-    http::request(s.envoy.listener, "GET", "/invalid-ff", &[("traceparent", &version_ff)], b"").unwrap();
+    http::request(
+        s.envoy.listener,
+        "GET",
+        "/invalid-upper",
+        &[("traceparent", &upper)],
+        b"",
+    )
+    .unwrap();
+    http::request(
+        s.envoy.listener,
+        "GET",
+        "/invalid-ff",
+        &[("traceparent", &version_ff)],
+        b"",
+    )
+    .unwrap();
     http::request(s.envoy.listener, "GET", "/none", &[], b"").unwrap();
     let items = settled(&s.ingest, 6);
-    for (path, seen) in ["/invalid-upper", "/invalid-ff", "/none"].iter().zip(s.backend.requests()) {
+    for (path, seen) in ["/invalid-upper", "/invalid-ff", "/none"]
+        .iter()
+        .zip(s.backend.requests())
+    {
         let req = one(&items, "RequestData", "name", &format!("GET {path}"));
         let op = req["tags"]["ai.operation.id"].as_str().unwrap();
         assert!(is_hex(op, 32) && op != TRACE, "{path}: a new trace, got {op}");
@@ -71,7 +105,10 @@ fn a_missing_or_invalid_traceparent_starts_a_new_trace() {
 #[test]
 fn legacy_correlation_reads_and_writes_bounded_request_ids() {
     let s = start(json!({"diagnostic": {"correlation_protocol": "Legacy"}}), &[]);
-    let headers = [("request-id", "|legacy-root.1.2."), ("request-context", "appId=cid-v1:caller-app")];
+    let headers = [
+        ("request-id", "|legacy-root.1.2."),
+        ("request-context", "appId=cid-v1:caller-app"),
+    ];
     http::request(s.envoy.listener, "GET", "/legacy", &headers, b"").unwrap();
     let items = settled(&s.ingest, 2);
     let req = one(&items, "RequestData", "name", "GET /legacy");
@@ -80,9 +117,16 @@ fn legacy_correlation_reads_and_writes_bounded_request_ids() {
     assert_eq!(req["tags"]["ai.operation.parentId"], "|legacy-root.1.2.");
     assert_eq!(req["data"]["baseData"]["source"], "cid-v1:caller-app");
     let dep_id = dep["data"]["baseData"]["id"].as_str().unwrap();
-    assert!(dep_id.starts_with("|legacy-root.") && dep_id.ends_with('.') && dep_id.len() == "|legacy-root.".len() + 17, "{dep_id}");
+    assert!(
+        dep_id.starts_with("|legacy-root.") && dep_id.ends_with('.') && dep_id.len() == "|legacy-root.".len() + 17,
+        "{dep_id}"
+    );
     let seen = &s.backend.requests()[0];
-    assert_eq!(seen.header("request-id"), Some(dep_id), "the backend's parent is the dependency");
+    assert_eq!(
+        seen.header("request-id"),
+        Some(dep_id),
+        "the backend's parent is the dependency"
+    );
     assert_eq!(seen.header("traceparent"), None, "Legacy injects no W3C header");
 }
 
@@ -94,7 +138,11 @@ fn correlation_none_neither_reads_nor_injects() {
     let items = settled(&s.ingest, 2);
     let req = one(&items, "RequestData", "name", "GET /none");
     assert_ne!(req["tags"]["ai.operation.id"], TRACE);
-    assert_eq!(s.backend.requests()[0].header("traceparent"), Some(tp.as_str()), "the client's header, untouched");
+    assert_eq!(
+        s.backend.requests()[0].header("traceparent"),
+        Some(tp.as_str()),
+        "the client's header, untouched"
+    );
 }
 
 /// Trace ids whose Application Insights sampling score is below / above `percentage`.
@@ -122,12 +170,30 @@ fn sampling_keeps_operations_by_the_application_insights_score_and_always_logs_e
     let (kept, dropped) = ids_around(50.0, 6);
     for id in kept.iter().chain(&dropped) {
         let tp = traceparent(id, CALLER_SPAN, "01");
-        assert_eq!(http::request(s.envoy.listener, "GET", &format!("/s/{id}"), &[("traceparent", &tp)], b"").unwrap().status, 200);
+        assert_eq!(
+            http::request(
+                s.envoy.listener,
+                "GET",
+                &format!("/s/{id}"),
+                &[("traceparent", &tp)],
+                b""
+            )
+            .unwrap()
+            .status,
+            200
+        );
     }
     // Failed requests of dropped operations are kept anyway.
     for id in &dropped[..2] {
         let tp = traceparent(id, CALLER_SPAN, "01");
-        http::request(s.envoy.listener, "GET", &format!("/status/500?{id}"), &[("traceparent", &tp)], b"").unwrap();
+        http::request(
+            s.envoy.listener,
+            "GET",
+            &format!("/status/500?{id}"),
+            &[("traceparent", &tp)],
+            b"",
+        )
+        .unwrap();
     }
     let items = settled(&s.ingest, kept.len() * 2 + 6);
     for id in &kept {
@@ -140,7 +206,11 @@ fn sampling_keeps_operations_by_the_application_insights_score_and_always_logs_e
     }
     for id in &dropped[..2] {
         let op = operation(&items, id);
-        assert_eq!(op.len(), 3, "error of a dropped operation: request, dependency, exception");
+        assert_eq!(
+            op.len(),
+            3,
+            "error of a dropped operation: request, dependency, exception"
+        );
         assert!(op.iter().all(|i| i["sampleRate"] == 100.0), "kept errors count once");
     }
     // The backend learns the decision through the sampled flag.
@@ -169,7 +239,12 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
     assert_eq!(http::request(gw, "GET", "/direct", &[], b"").unwrap().status, 418);
     assert_eq!(http::request(gw, "GET", "/delay/2000", &[], b"").unwrap().status, 504);
     assert_eq!(http::request(gw, "GET", "/flaky", &[], b"").unwrap().status, 503);
-    assert_eq!(http::request(gw, "GET", "/elsewhere", &[("host", "narrow.test")], b"").unwrap().status, 404);
+    assert_eq!(
+        http::request(gw, "GET", "/elsewhere", &[("host", "narrow.test")], b"")
+            .unwrap()
+            .status,
+        404
+    );
     let items = settled(&s.ingest, 16);
     assert_eq!(s.ingest.stats().items_rejected, 0, "{:?}", s.ingest.stats().rejections);
 
@@ -190,9 +265,18 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
         let exceptions = kind(&op, "ExceptionData");
         assert_eq!(exceptions.len(), 1, "{name}: one exception");
         let e = &exceptions[0];
-        assert_eq!(e["data"]["baseData"]["exceptions"][0]["typeName"], type_name, "{name}: {e:#}");
+        assert_eq!(
+            e["data"]["baseData"]["exceptions"][0]["typeName"], type_name,
+            "{name}: {e:#}"
+        );
         assert_eq!(e["tags"]["ai.operation.parentId"], *request_id);
-        assert!(e["data"]["baseData"]["exceptions"][0]["message"].as_str().unwrap().starts_with(name), "{e:#}");
+        assert!(
+            e["data"]["baseData"]["exceptions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(name),
+            "{e:#}"
+        );
         let deps = kind(&op, "RemoteDependencyData");
         match dependency {
             None => assert!(deps.is_empty(), "{name}: no backend call, no dependency"),
@@ -206,9 +290,18 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
     let timeout = one(&items, "ExceptionData", "problemId", "BackendTimeout at route slow");
     assert_eq!(timeout["data"]["baseData"]["properties"]["Response Flags"], "UT");
     let flaky = one(&items, "RequestData", "name", "GET /flaky");
-    let flaky_dep = &kind(&operation(&items, flaky["tags"]["ai.operation.id"].as_str().unwrap()), "RemoteDependencyData")[0];
-    assert_eq!(flaky_dep["data"]["baseData"]["properties"]["Attempts"], "3", "Envoy retried twice");
-    assert_eq!(flaky_dep["data"]["baseData"]["name"], "GET /status/503", "the path sent upstream");
+    let flaky_dep = &kind(
+        &operation(&items, flaky["tags"]["ai.operation.id"].as_str().unwrap()),
+        "RemoteDependencyData",
+    )[0];
+    assert_eq!(
+        flaky_dep["data"]["baseData"]["properties"]["Attempts"], "3",
+        "Envoy retried twice"
+    );
+    assert_eq!(
+        flaky_dep["data"]["baseData"]["name"], "GET /status/503",
+        "the path sent upstream"
+    );
 }
 
 #[test]
@@ -219,9 +312,15 @@ fn the_dependency_reports_the_request_as_rewritten_for_the_backend() {
     http::request(s.envoy.listener, "GET", "/public/orders?id=1", &[], b"").unwrap();
     let items = settled(&s.ingest, 2);
     let req = one(&items, "RequestData", "name", "GET /public/orders");
-    assert_eq!(req["data"]["baseData"]["url"], format!("http://{}/public/orders?id=1", s.envoy.listener));
+    assert_eq!(
+        req["data"]["baseData"]["url"],
+        format!("http://{}/public/orders?id=1", s.envoy.listener)
+    );
     let dep = one(&items, "RemoteDependencyData", "name", "GET /internal/orders");
-    assert_eq!(dep["data"]["baseData"]["data"], "http://orders.internal/internal/orders?id=1");
+    assert_eq!(
+        dep["data"]["baseData"]["data"],
+        "http://orders.internal/internal/orders?id=1"
+    );
     assert_eq!(s.backend.requests()[0].path, "/internal/orders?id=1");
 }
 
@@ -241,7 +340,11 @@ fn trace_rules_emit_unsampled_messages_filtered_by_verbosity() {
     http::request(s.envoy.listener, "GET", "/ok", &[("x-debug", "1")], b"").unwrap();
     http::request(s.envoy.listener, "GET", "/quiet", &[("x-debug", "0")], b"").unwrap();
     let items = settled(&s.ingest, 2);
-    assert_eq!(items.len(), 2, "only traces: requests are sampled out; verbose is below verbosity: {items:#?}");
+    assert_eq!(
+        items.len(),
+        2,
+        "only traces: requests are sampled out; verbose is below verbosity: {items:#?}"
+    );
     let error = one(&items, "MessageData", "severityLevel", "Error");
     let d = &error["data"]["baseData"];
     assert_eq!(d["message"], "GET /status/503 failed with 503 for contoso");
@@ -260,12 +363,18 @@ fn verbosity_error_logs_only_failed_requests() {
     let items = settled(&s.ingest, 3);
     assert_eq!(items.len(), 3, "{items:#?}");
     one(&items, "RequestData", "name", "GET /status/502");
-    assert!(kind(&items, "RequestData").iter().all(|r| r["data"]["baseData"]["name"] != "GET /fine"));
+    assert!(kind(&items, "RequestData")
+        .iter()
+        .all(|r| r["data"]["baseData"]["name"] != "GET /fine"));
 }
 
 #[test]
 fn per_api_diagnostics_override_and_multiplex() {
-    let audit = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
+    let audit = IngestServer::start(IngestConfig {
+        expected_ikey: Some(IKEY.into()),
+        ..Default::default()
+    })
+    .unwrap();
     let audit_logger = logger_for(&audit, "audit_ingestion");
     let s = start_with(
         json!({
@@ -295,11 +404,19 @@ fn per_api_diagnostics_override_and_multiplex() {
     assert_eq!(order["data"]["baseData"]["properties"]["API Name"], "orders");
     assert_eq!(order["data"]["baseData"]["properties"]["Operation Name"], "get-order");
     let copy = one(&audit_items, "RequestData", "name", "GET /orders/7");
-    assert_eq!(copy["tags"]["ai.operation.id"], order["tags"]["ai.operation.id"], "the same operation in both resources");
+    assert_eq!(
+        copy["tags"]["ai.operation.id"], order["tags"]["ai.operation.id"],
+        "the same operation in both resources"
+    );
     assert_eq!(audit_items.len(), 2, "audit gets only the orders API: {audit_items:#?}");
     let other = one(&main_items, "RequestData", "name", "GET /other");
     assert_eq!(other["tags"]["ai.operation.name"], "GET /other");
-    assert!(kind(&main_items, "RequestData").iter().all(|r| r["data"]["baseData"]["name"] != "GET /health"), "health is not logged");
+    assert!(
+        kind(&main_items, "RequestData")
+            .iter()
+            .all(|r| r["data"]["baseData"]["name"] != "GET /health"),
+        "health is not logged"
+    );
     assert_eq!(main_items.len(), 4);
 }
 
@@ -317,14 +434,21 @@ fn sampling_at_0_25_and_100_percent_keeps_exactly_the_operations_the_score_selec
     for level in ["p0", "p25", "p100"] {
         for i in 0..N {
             // No traceparent: the gateway starts each operation with its own random id.
-            assert_eq!(http::request(s.envoy.listener, "GET", &format!("/{level}/{i}"), &[], b"").unwrap().status, 200);
+            assert_eq!(
+                http::request(s.envoy.listener, "GET", &format!("/{level}/{i}"), &[], b"")
+                    .unwrap()
+                    .status,
+                200
+            );
         }
     }
     let seen = s.backend.requests();
     assert_eq!(seen.len(), 3 * N);
     let mut expected_kept = 0;
     for r in &seen {
-        let tp = r.header("traceparent").expect("every backend request carries trace context");
+        let tp = r
+            .header("traceparent")
+            .expect("every backend request carries trace context");
         let trace = &tp[3..35];
         let percentage = match r.path.split('/').nth(1) {
             Some("p0") => 0.0,
@@ -340,22 +464,44 @@ fn sampling_at_0_25_and_100_percent_keeps_exactly_the_operations_the_score_selec
     let items = settled(&s.ingest, expected_kept * 2);
     let requests = kind(&items, "RequestData");
     assert_eq!(requests.len(), expected_kept, "exactly the operations the score keeps");
-    let kept_at_25 = requests.iter().filter(|r| r["data"]["baseData"]["name"].as_str().unwrap().starts_with("GET /p25/")).count();
+    let kept_at_25 = requests
+        .iter()
+        .filter(|r| r["data"]["baseData"]["name"].as_str().unwrap().starts_with("GET /p25/"))
+        .count();
     assert!((30..=70).contains(&kept_at_25), "about a quarter of {N}: {kept_at_25}");
     for r in &requests {
         let name = r["data"]["baseData"]["name"].as_str().unwrap();
         let op = r["tags"]["ai.operation.id"].as_str().unwrap();
         assert!(!name.starts_with("GET /p0/"), "nothing at 0%");
-        let (percentage, rate) = if name.starts_with("GET /p25/") { (25.0, 25.0) } else { (100.0, 100.0) };
-        assert!(sampling::is_sampled_in(op.as_bytes(), percentage), "{op} kept at {percentage}");
+        let (percentage, rate) = if name.starts_with("GET /p25/") {
+            (25.0, 25.0)
+        } else {
+            (100.0, 100.0)
+        };
+        assert!(
+            sampling::is_sampled_in(op.as_bytes(), percentage),
+            "{op} kept at {percentage}"
+        );
         assert_eq!(r["sampleRate"], rate);
     }
-    assert_eq!(requests.iter().filter(|r| r["data"]["baseData"]["name"].as_str().unwrap().starts_with("GET /p100/")).count(), N);
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r["data"]["baseData"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("GET /p100/"))
+            .count(),
+        N
+    );
 }
 
 #[test]
 fn verbosity_verbose_adds_verbose_traces() {
-    let s = start(json!({"diagnostic": {"verbosity": "verbose", "traces": [{"message": "verbose {request.path}"}]}}), &[]);
+    let s = start(
+        json!({"diagnostic": {"verbosity": "verbose", "traces": [{"message": "verbose {request.path}"}]}}),
+        &[],
+    );
     http::request(s.envoy.listener, "GET", "/chatty", &[], b"").unwrap();
     let items = settled(&s.ingest, 3);
     let trace = one(&items, "MessageData", "message", "verbose /chatty");
@@ -385,7 +531,10 @@ fn route_metadata_names_the_api_and_operation() {
     assert_eq!(listed["tags"]["ai.operation.name"], "catalog;rev=7 - list-items");
     assert_eq!(listed["data"]["baseData"]["properties"]["Operation Name"], "list-items");
     let cart = one(&items, "RequestData", "name", "GET /cart");
-    assert_eq!(cart["tags"]["ai.operation.name"], "catalog;rev=7 - shop-any", "virtual-host metadata; the route name as operation");
+    assert_eq!(
+        cart["tags"]["ai.operation.name"], "catalog;rev=7 - shop-any",
+        "virtual-host metadata; the route name as operation"
+    );
     let other = one(&items, "RequestData", "name", "GET /elsewhere");
     assert_eq!(other["tags"]["ai.operation.name"], "GET /elsewhere");
 }
@@ -397,7 +546,14 @@ fn custom_properties_come_from_config_and_request_headers_with_secrets_masked() 
                               "header_properties": {"Tenant": "x-tenant", "Credentials": "authorization"}}}),
         &[],
     );
-    http::request(s.envoy.listener, "GET", "/status/500", &[("x-tenant", "contoso"), ("authorization", "Bearer top-secret-token")], b"").unwrap();
+    http::request(
+        s.envoy.listener,
+        "GET",
+        "/status/500",
+        &[("x-tenant", "contoso"), ("authorization", "Bearer top-secret-token")],
+        b"",
+    )
+    .unwrap();
     let items = settled(&s.ingest, 3);
     assert_eq!(items.len(), 3);
     for item in &items {
@@ -407,19 +563,34 @@ fn custom_properties_come_from_config_and_request_headers_with_secrets_masked() 
         assert_eq!(p["Credentials"], "***");
     }
     for r in s.ingest.requests() {
-        assert!(!String::from_utf8_lossy(&r.body).contains("top-secret-token"), "the raw payload never carries the secret");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("top-secret-token"),
+            "the raw payload never carries the secret"
+        );
     }
 }
 
 #[test]
 fn legacy_correlation_sends_request_context_both_ways_when_the_application_id_is_known() {
     let s = start_with(json!({"diagnostic": {"correlation_protocol": "Legacy"}}), &[], |s| {
-        let cs = s.plugin_config["loggers"]["main"]["connection_string"].as_str().unwrap().to_string();
-        s.plugin_config["loggers"]["main"]["connection_string"] = json!(format!("{cs};ApplicationId=00000000-aaaa-bbbb-cccc-000000000042"));
+        let cs = s.plugin_config["loggers"]["main"]["connection_string"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        s.plugin_config["loggers"]["main"]["connection_string"] =
+            json!(format!("{cs};ApplicationId=00000000-aaaa-bbbb-cccc-000000000042"));
     });
     let r = http::request(s.envoy.listener, "GET", "/ctx", &[], b"").unwrap();
-    assert_eq!(r.header("request-context"), Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"), "told to the client");
+    assert_eq!(
+        r.header("request-context"),
+        Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"),
+        "told to the client"
+    );
     let seen = &s.backend.requests()[0];
-    assert_eq!(seen.header("request-context"), Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"), "told to the backend");
+    assert_eq!(
+        seen.header("request-context"),
+        Some("appId=cid-v1:00000000-aaaa-bbbb-cccc-000000000042"),
+        "told to the backend"
+    );
     settled(&s.ingest, 2);
 }

@@ -25,9 +25,28 @@ mod filter {
     extern "C" {
         fn proxy_get_property(path: *const u8, path_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-        fn proxy_call_foreign_function(name: *const u8, name_size: usize, arg: *const u8, arg_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
-        fn proxy_get_header_map_value(map: u32, key: *const u8, key_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
-        fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
+        fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            arg: *const u8,
+            arg_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
     }
 
     const REQUEST_HEADERS: u32 = 0;
@@ -55,7 +74,8 @@ mod filter {
     /// The string value of `"key"` in the configuration's JSON object (enough for the
     /// benchmark's configurations, which hold no escaped quotes).
     fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-        text.split_once(&format!("\"{key}\"")).and_then(|(_, rest)| rest.split('"').nth(1))
+        text.split_once(&format!("\"{key}\""))
+            .and_then(|(_, rest)| rest.split('"').nth(1))
     }
 
     fn parse(config: &[u8]) -> Plan {
@@ -82,15 +102,22 @@ mod filter {
             .and_then(|expr| foreign(b"expr_create", expr.as_bytes()))
             .and_then(|token| <[u8; 4]>::try_from(token.as_slice()).ok());
         if expr.is_some() && cel.is_none() {
-            let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Warn, "host-call-floor: expr_create failed");
+            let _ =
+                proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Warn, "host-call-floor: expr_create failed");
         }
-        Plan { request_headers: list(at_request), log: list(at_log), cel }
+        Plan {
+            request_headers: list(at_request),
+            log: list(at_log),
+            cel,
+        }
     }
 
     fn foreign(name: &[u8], arg: &[u8]) -> Option<Vec<u8>> {
         let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
         // SAFETY: every pointer is valid for the duration of the call.
-        let status = unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), arg.as_ptr(), arg.len(), &mut data, &mut size) };
+        let status = unsafe {
+            proxy_call_foreign_function(name.as_ptr(), name.len(), arg.as_ptr(), arg.len(), &mut data, &mut size)
+        };
         take(data, size).filter(|_| status == 0)
     }
 
@@ -135,7 +162,13 @@ mod filter {
                     }
                     Call::SetTraceparent => {
                         let key = b"traceparent";
-                        proxy_replace_header_map_value(REQUEST_HEADERS, key.as_ptr(), key.len(), TRACEPARENT.as_ptr(), TRACEPARENT.len());
+                        proxy_replace_header_map_value(
+                            REQUEST_HEADERS,
+                            key.as_ptr(),
+                            key.len(),
+                            TRACEPARENT.as_ptr(),
+                            TRACEPARENT.len(),
+                        );
                     }
                     Call::Cel => evaluate(cel),
                     Call::Clock => {
@@ -153,7 +186,8 @@ mod filter {
     impl Context for Root {}
     impl RootContext for Root {
         fn on_configure(&mut self, _: usize) -> bool {
-            let config = proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX);
+            let config =
+                proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX);
             self.0 = Rc::new(parse(&config.ok().flatten().unwrap_or_default()));
             true
         }

@@ -26,7 +26,9 @@ fn var(name: &str) -> Option<String> {
 fn port(name: &str, default: u16) -> Result<u16, String> {
     match var(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("{name} must be a port number, got {v:?}")),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name} must be a port number, got {v:?}")),
     }
 }
 
@@ -45,8 +47,14 @@ fn settings() -> Result<Settings, String> {
         Some("floor") => FilterKind::HostCallFloor,
         Some("none") => FilterKind::None,
         Some("otel") => FilterKind::OpenTelemetry { min_flush_spans: None },
-        Some("otel-tuned") => FilterKind::OpenTelemetry { min_flush_spans: Some(1000) },
-        Some(other) => return Err(format!("FILTER must be appinsights, noop, floor, none, otel or otel-tuned, got {other:?}")),
+        Some("otel-tuned") => FilterKind::OpenTelemetry {
+            min_flush_spans: Some(1000),
+        },
+        Some(other) => {
+            return Err(format!(
+                "FILTER must be appinsights, noop, floor, none, otel or otel-tuned, got {other:?}"
+            ))
+        }
     };
     let plugin_config = match filter {
         FilterKind::AppInsights => {

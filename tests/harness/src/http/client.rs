@@ -128,7 +128,11 @@ pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<ClientRe
             continue;
         }
         let no_body = method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200;
-        let kind = if no_body { BodyKind::None } else { wire::body_kind(&headers, false)? };
+        let kind = if no_body {
+            BodyKind::None
+        } else {
+            wire::body_kind(&headers, false)?
+        };
         let body = wire::read_body(r, &kind, MAX_RESPONSE_BODY)?;
         return Ok(ClientResponse { status, headers, body });
     }
@@ -141,7 +145,10 @@ fn parse_status_line(line: &[u8]) -> io::Result<u16> {
     let code = parts.next().unwrap_or_default();
     match (version.starts_with("HTTP/1."), code.parse::<u16>()) {
         (true, Ok(status)) if (100..1000).contains(&status) => Ok(status),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {text:?}"))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad status line {text:?}"),
+        )),
     }
 }
 
@@ -161,9 +168,15 @@ mod tests {
     #[test]
     fn reads_until_close_without_a_length_and_nothing_for_head() {
         let wire = b"HTTP/1.0 200 OK\r\n\r\nall of it";
-        assert_eq!(read_response(&mut Cursor::new(wire.to_vec()), "GET").unwrap().body, b"all of it");
+        assert_eq!(
+            read_response(&mut Cursor::new(wire.to_vec()), "GET").unwrap().body,
+            b"all of it"
+        );
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
-        assert!(read_response(&mut Cursor::new(wire.to_vec()), "HEAD").unwrap().body.is_empty());
+        assert!(read_response(&mut Cursor::new(wire.to_vec()), "HEAD")
+            .unwrap()
+            .body
+            .is_empty());
     }
 
     #[test]

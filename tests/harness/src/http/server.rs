@@ -51,7 +51,12 @@ impl Server {
                 .name(format!("http-accept-{}", addr.port()))
                 .spawn(move || accept_loop(listener, handler, stop, conns))?
         };
-        Ok(Server { addr, stop, conns, accept_thread: Some(accept_thread) })
+        Ok(Server {
+            addr,
+            stop,
+            conns,
+            accept_thread: Some(accept_thread),
+        })
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -166,7 +171,13 @@ fn read_request(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> Re
     let mut budget = MAX_HEAD_BYTES;
     let (method, path, version) = read_request_line(reader, &mut budget)?;
     let headers = wire::read_headers(reader, &mut budget)?;
-    let mut req = Request { method, path, version, headers, body: Vec::new() };
+    let mut req = Request {
+        method,
+        path,
+        version,
+        headers,
+        body: Vec::new(),
+    };
     let kind = wire::body_kind(&req.headers, true)?;
     if matches!(kind, BodyKind::Length(n) if n > MAX_BODY_BYTES as u64) {
         return Err(WireError::Bad(413, "body too large".into()));
@@ -194,7 +205,9 @@ fn read_request_line(
     let text = String::from_utf8_lossy(&line);
     let parts: Vec<&str> = text.split(' ').collect();
     let bad = || WireError::Bad(400, "malformed request line".into());
-    let [method, target, version] = parts.as_slice() else { return Err(bad()) };
+    let [method, target, version] = parts.as_slice() else {
+        return Err(bad());
+    };
     let ok = !method.is_empty()
         && method.bytes().all(wire::is_token_byte)
         && !target.is_empty()
@@ -206,7 +219,10 @@ fn read_request_line(
 }
 
 fn wants_continue(req: &Request) -> bool {
-    req.version == "HTTP/1.1" && req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    req.version == "HTTP/1.1"
+        && req
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
 }
 
 fn has_token(value: Option<&str>, token: &str) -> bool {
@@ -234,7 +250,11 @@ fn send_reply(w: &mut TcpStream, reply: Reply, keep_alive: bool, head_only: bool
             let _ = w.shutdown(Shutdown::Both);
             Ok(false)
         }
-        Reply::Stream { status, headers, chunks } => {
+        Reply::Stream {
+            status,
+            headers,
+            chunks,
+        } => {
             // HTTP/1.0 has no chunked coding: send raw bytes and close instead.
             let chunked = version != "HTTP/1.0";
             write_stream(w, status, &headers, chunks, keep_alive && chunked, chunked).map(|_| keep_alive && chunked)
@@ -244,7 +264,9 @@ fn send_reply(w: &mut TcpStream, reply: Reply, keep_alive: bool, head_only: bool
 
 /// Headers the server owns: a handler's values for these are ignored.
 fn is_framing_header(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h))
+    ["content-length", "transfer-encoding", "connection"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn write_head(status: u16, headers: &[(String, String)], framing: &str, keep_alive: bool) -> Vec<u8> {
@@ -267,7 +289,11 @@ fn body_allowed(status: u16) -> bool {
 
 pub(crate) fn write_response(w: &mut impl Write, resp: &Response, keep_alive: bool, head_only: bool) -> io::Result<()> {
     let allowed = body_allowed(resp.status);
-    let framing = if allowed { format!("Content-Length: {}\r\n", resp.body.len()) } else { String::new() };
+    let framing = if allowed {
+        format!("Content-Length: {}\r\n", resp.body.len())
+    } else {
+        String::new()
+    };
     let mut out = write_head(resp.status, &resp.headers, &framing, keep_alive);
     if allowed && !head_only {
         out.extend_from_slice(&resp.body);
@@ -313,7 +339,10 @@ mod tests {
 
     #[test]
     fn head_has_status_line_headers_and_close() {
-        let headers = vec![("X-A".to_string(), "1".to_string()), ("content-length".to_string(), "99".to_string())];
+        let headers = vec![
+            ("X-A".to_string(), "1".to_string()),
+            ("content-length".to_string(), "99".to_string()),
+        ];
         let head = String::from_utf8(write_head(503, &headers, "Content-Length: 0\r\n", false)).unwrap();
         assert_eq!(
             head,
@@ -326,17 +355,26 @@ mod tests {
         let mut out = Vec::new();
         let resp = Response::text(204, "ignored");
         assert!(write_response(&mut out, &resp, true, false).is_ok());
-        assert_eq!(out, b"HTTP/1.1 204 No Content\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 204 No Content\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        );
     }
 
     #[test]
     fn streams_are_chunk_encoded() {
         let mut out = Vec::new();
-        let chunks =
-            vec![(Duration::ZERO, b"ab".to_vec()), (Duration::ZERO, Vec::new()), (Duration::ZERO, b"c".to_vec())];
+        let chunks = vec![
+            (Duration::ZERO, b"ab".to_vec()),
+            (Duration::ZERO, Vec::new()),
+            (Duration::ZERO, b"c".to_vec()),
+        ];
         assert!(write_stream(&mut out, 200, &[], chunks, true, true).is_ok());
         let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with("Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

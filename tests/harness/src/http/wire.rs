@@ -50,7 +50,10 @@ pub fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Option<Vec
         if n as u64 >= limit {
             return Err(bad(431, "header section too large"));
         }
-        return Err(WireError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF inside a line")));
+        return Err(WireError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "EOF inside a line",
+        )));
     }
     *budget = budget.saturating_sub(n);
     line.pop();
@@ -81,7 +84,9 @@ fn parse_header_line(line: &[u8]) -> Result<(String, String), WireError> {
         return Err(bad(400, "obsolete header line folding"));
     }
     let text = String::from_utf8_lossy(line);
-    let (name, value) = text.split_once(':').ok_or_else(|| bad(400, "header line without ':'"))?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| bad(400, "header line without ':'"))?;
     if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(bad(400, format!("invalid header name {name:?}")));
     }
@@ -107,7 +112,13 @@ pub enum BodyKind {
 pub fn body_kind(headers: &[(String, String)], is_request: bool) -> Result<BodyKind, WireError> {
     let te: Vec<&str> = values(headers, "transfer-encoding");
     if !te.is_empty() {
-        let last = te.join(",").rsplit(',').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let last = te
+            .join(",")
+            .rsplit(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         return match (last == "chunked", is_request) {
             (true, _) => Ok(BodyKind::Chunked),
             (false, true) => Err(bad(400, "unsupported transfer-encoding")),
@@ -122,7 +133,11 @@ pub fn body_kind(headers: &[(String, String)], is_request: bool) -> Result<BodyK
 }
 
 fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// All `Content-Length` values must agree (RFC 9112 §6.3) and be plain digits.

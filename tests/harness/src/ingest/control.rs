@@ -60,7 +60,10 @@ fn track(shared: &Shared, req: &Request) -> Reply {
     let decoded = payload::decode_body(req);
     let mut outcome = match &decoded {
         Ok(body) => payload::judge(body, shared.expected_ikey.as_deref(), SystemTime::now()),
-        Err(msg) => payload::Outcome { verdicts: Vec::new(), payload_error: Some(msg.clone()) },
+        Err(msg) => payload::Outcome {
+            verdicts: Vec::new(),
+            payload_error: Some(msg.clone()),
+        },
     };
     fault.apply_to_items(&mut outcome);
     let reply = fault.reply(&outcome);
@@ -69,7 +72,13 @@ fn track(shared: &Shared, req: &Request) -> Reply {
         Reply::Drop | Reply::Stream { .. } => 0,
     };
     let body = decoded.unwrap_or_else(|_| req.body.clone());
-    let received = ReceivedRequest { path: req.path.clone(), headers: req.headers.clone(), body, status_answered, at_ms };
+    let received = ReceivedRequest {
+        path: req.path.clone(),
+        headers: req.headers.clone(),
+        body,
+        status_answered,
+        at_ms,
+    };
     record(shared, received, &outcome, fault.stores_items());
     reply
 }
@@ -83,7 +92,13 @@ fn refuse_credentials(shared: &Shared, req: &Request, at_ms: u64) -> Option<Repl
         return None;
     }
     let body = payload::decode_body(req).unwrap_or_else(|_| req.body.clone());
-    let received = ReceivedRequest { path: req.path.clone(), headers: req.headers.clone(), body, status_answered: 401, at_ms };
+    let received = ReceivedRequest {
+        path: req.path.clone(),
+        headers: req.headers.clone(),
+        body,
+        status_answered: 401,
+        at_ms,
+    };
     let mut rec = shared.lock();
     rec.stats.requests += 1;
     rec.requests.push(received);
@@ -98,7 +113,9 @@ fn ndjson(lines: impl Iterator<Item = String>) -> Response {
         body.push_str(&line);
         body.push('\n');
     }
-    Response::new(200).with_header("Content-Type", "application/x-ndjson").with_body(body.into_bytes())
+    Response::new(200)
+        .with_header("Content-Type", "application/x-ndjson")
+        .with_body(body.into_bytes())
 }
 
 fn items_ndjson(shared: &Shared) -> Response {

@@ -59,7 +59,10 @@ impl Fault {
         let resp = match self {
             Fault::Drop => return Reply::Drop,
             Fault::Status { code, retry_after } => {
-                let resp = Response { status: *code, ..normal };
+                let resp = Response {
+                    status: *code,
+                    ..normal
+                };
                 match retry_after {
                     Some(after) => resp.with_header("Retry-After", after),
                     None => resp,
@@ -86,11 +89,20 @@ impl Fault {
     /// Parses the control-API form, e.g. `{"mode":"status","code":503,"retry_after":"5","count":3}`.
     /// Returns the fault and how many requests it applies to (`None`: until changed).
     pub fn from_json(v: &Value) -> Result<(Fault, Option<u32>), String> {
-        let mode = v.get("mode").and_then(Value::as_str).ok_or("\"mode\" (string) is required")?;
+        let mode = v
+            .get("mode")
+            .and_then(Value::as_str)
+            .ok_or("\"mode\" (string) is required")?;
         let fault = match mode {
             "none" => Fault::None,
-            "status" => Fault::Status { code: status_code(v, "code")?, retry_after: retry_after(v)? },
-            "partial" => Fault::Partial { fail_indexes: indexes(v)?, code: status_code(v, "code").unwrap_or(500) },
+            "status" => Fault::Status {
+                code: status_code(v, "code")?,
+                retry_after: retry_after(v)?,
+            },
+            "partial" => Fault::Partial {
+                fail_indexes: indexes(v)?,
+                code: status_code(v, "code").unwrap_or(500),
+            },
             "slow" => Fault::Slow(Duration::from_millis(uint(v, "ms")?)),
             "drop" => Fault::Drop,
             "garbage" => Fault::Garbage,
@@ -114,7 +126,9 @@ impl Fault {
 }
 
 fn uint(v: &Value, key: &str) -> Result<u64, String> {
-    v.get(key).and_then(Value::as_u64).ok_or_else(|| format!("\"{key}\" must be a non-negative integer"))
+    v.get(key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("\"{key}\" must be a non-negative integer"))
 }
 
 fn status_code(v: &Value, key: &str) -> Result<u16, String> {
@@ -136,7 +150,9 @@ fn retry_after(v: &Value) -> Result<Option<String>, String> {
 fn indexes(v: &Value) -> Result<Vec<usize>, String> {
     let err = || "\"fail_indexes\" must be an array of non-negative integers".to_string();
     let list = v.get("fail_indexes").and_then(Value::as_array).ok_or_else(err)?;
-    list.iter().map(|i| i.as_u64().map(|i| i as usize).ok_or_else(err)).collect()
+    list.iter()
+        .map(|i| i.as_u64().map(|i| i as usize).ok_or_else(err))
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,20 +165,33 @@ mod tests {
         let cases = [
             (
                 json!({"mode": "status", "code": 503, "retry_after": "5", "count": 3}),
-                Fault::Status { code: 503, retry_after: Some("5".into()) },
+                Fault::Status {
+                    code: 503,
+                    retry_after: Some("5".into()),
+                },
                 Some(3),
             ),
             (
                 json!({"mode": "status", "code": 429, "retry_after": 7}),
-                Fault::Status { code: 429, retry_after: Some("7".into()) },
+                Fault::Status {
+                    code: 429,
+                    retry_after: Some("7".into()),
+                },
                 None,
             ),
             (
                 json!({"mode": "partial", "fail_indexes": [0, 2], "code": 500}),
-                Fault::Partial { fail_indexes: vec![0, 2], code: 500 },
+                Fault::Partial {
+                    fail_indexes: vec![0, 2],
+                    code: 500,
+                },
                 None,
             ),
-            (json!({"mode": "slow", "ms": 2000}), Fault::Slow(Duration::from_secs(2)), None),
+            (
+                json!({"mode": "slow", "ms": 2000}),
+                Fault::Slow(Duration::from_secs(2)),
+                None,
+            ),
             (json!({"mode": "drop", "count": 1}), Fault::Drop, Some(1)),
             (json!({"mode": "garbage"}), Fault::Garbage, None),
             (json!({"mode": "truncated"}), Fault::Truncated, None),
@@ -194,9 +223,14 @@ mod tests {
             verdicts: vec![Verdict::Accepted(json!({})), Verdict::Invalid("bad".into())],
             payload_error: None,
         };
-        let fault = Fault::Status { code: 503, retry_after: Some("5".into()) };
+        let fault = Fault::Status {
+            code: 503,
+            retry_after: Some("5".into()),
+        };
         fault.apply_to_items(&mut outcome);
-        let Reply::Send(resp) = fault.reply(&outcome) else { panic!("expected a response") };
+        let Reply::Send(resp) = fault.reply(&outcome) else {
+            panic!("expected a response")
+        };
         assert_eq!((resp.status, resp.header("retry-after")), (503, Some("5")));
         let body: Value = serde_json::from_slice(&resp.body).unwrap();
         assert_eq!(body["itemsAccepted"], 0);
@@ -205,9 +239,14 @@ mod tests {
 
     #[test]
     fn truncated_and_garbage_bodies_are_not_json() {
-        let outcome = Outcome { verdicts: vec![Verdict::Accepted(json!({}))], payload_error: None };
+        let outcome = Outcome {
+            verdicts: vec![Verdict::Accepted(json!({}))],
+            payload_error: None,
+        };
         for fault in [Fault::Garbage, Fault::Truncated] {
-            let Reply::Send(resp) = fault.reply(&outcome) else { panic!("expected a response") };
+            let Reply::Send(resp) = fault.reply(&outcome) else {
+                panic!("expected a response")
+            };
             assert_eq!(resp.status, 200);
             assert!(serde_json::from_slice::<Value>(&resp.body).is_err());
         }

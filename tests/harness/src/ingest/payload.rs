@@ -38,7 +38,10 @@ pub struct Outcome {
 
 impl Outcome {
     fn rejected(msg: String) -> Outcome {
-        Outcome { verdicts: Vec::new(), payload_error: Some(msg) }
+        Outcome {
+            verdicts: Vec::new(),
+            payload_error: Some(msg),
+        }
     }
 
     pub fn accepted(&self) -> impl Iterator<Item = &Value> {
@@ -50,7 +53,11 @@ impl Outcome {
 
     /// `(index, statusCode, message)` of every item that was not accepted.
     pub fn errors(&self) -> Vec<(usize, u16, &str)> {
-        self.verdicts.iter().enumerate().filter_map(|(i, v)| error_entry(i, v)).collect()
+        self.verdicts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| error_entry(i, v))
+            .collect()
     }
 
     /// 200 if all accepted, 206 if some, else the first item's status (400 for a bad payload).
@@ -126,7 +133,10 @@ pub fn judge(body: &[u8], expected_ikey: Option<&str>, now: SystemTime) -> Outco
         Some(_) => Ok(judge_ndjson(body, now)),
     };
     match judged {
-        Ok(verdicts) => Outcome { verdicts: check_ikeys(verdicts, expected_ikey), payload_error: None },
+        Ok(verdicts) => Outcome {
+            verdicts: check_ikeys(verdicts, expected_ikey),
+            payload_error: None,
+        },
         Err(msg) => Outcome::rejected(msg),
     }
 }
@@ -140,7 +150,10 @@ fn judge_array(body: &[u8], now: SystemTime) -> Result<Vec<Verdict>, String> {
     let judge_one = |item: Value| {
         let size = item.to_string().len();
         if size > schema::MAX_ITEM_BYTES {
-            return Verdict::Invalid(format!("item is {size} bytes, over the {}-byte limit", schema::MAX_ITEM_BYTES));
+            return Verdict::Invalid(format!(
+                "item is {size} bytes, over the {}-byte limit",
+                schema::MAX_ITEM_BYTES
+            ));
         }
         match schema::validate_envelope(&item, now) {
             Ok(()) => Verdict::Accepted(item),
@@ -164,8 +177,11 @@ fn judge_ndjson(body: &[u8], now: SystemTime) -> Vec<Verdict> {
 
 fn check_ikeys(verdicts: Vec<Verdict>, expected: Option<&str>) -> Vec<Verdict> {
     let Some(expected) = expected else { return verdicts };
-    let matches =
-        |item: &Value| item.get("iKey").and_then(Value::as_str).is_some_and(|k| k.eq_ignore_ascii_case(expected));
+    let matches = |item: &Value| {
+        item.get("iKey")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.eq_ignore_ascii_case(expected))
+    };
     verdicts
         .into_iter()
         .map(|v| match v {
@@ -200,7 +216,10 @@ mod tests {
         let body = format!("[{},{}]", item("k"), item("k"));
         assert_eq!(judge(body.as_bytes(), None, SystemTime::now()).status(), 200);
         let broken = judge(b"[{", None, SystemTime::now());
-        assert_eq!((broken.status(), broken.body()["itemsReceived"].as_u64()), (400, Some(0)));
+        assert_eq!(
+            (broken.status(), broken.body()["itemsReceived"].as_u64()),
+            (400, Some(0))
+        );
     }
 
     #[test]
@@ -228,7 +247,10 @@ mod tests {
             ..Request::default()
         };
         assert_eq!(decode_body(&req), Ok(b"hello".to_vec()));
-        let bad = Request { body: b"nope".to_vec(), ..req };
+        let bad = Request {
+            body: b"nope".to_vec(),
+            ..req
+        };
         assert!(decode_body(&bad).unwrap_err().starts_with("invalid gzip body"));
     }
 

@@ -27,7 +27,10 @@ pub fn parse_time(s: &str) -> Option<f64> {
 
 /// `d` in the pattern means an ASCII digit; other bytes must match exactly.
 fn matches_pattern(s: &[u8], pattern: &[u8]) -> bool {
-    s.len() == pattern.len() && s.iter().zip(pattern).all(|(c, p)| if *p == b'd' { c.is_ascii_digit() } else { c == p })
+    s.len() == pattern.len()
+        && s.iter()
+            .zip(pattern)
+            .all(|(c, p)| if *p == b'd' { c.is_ascii_digit() } else { c == p })
 }
 
 /// `""` or `.` followed by 1 to 7 digits, as a fraction of a second.
@@ -79,7 +82,13 @@ pub fn format_time(t: std::time::SystemTime) -> String {
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
     let secs = ms_of_day / 1000;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", secs / 3600, secs % 3600 / 60, secs % 60, ms_of_day % 1000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
 }
 
 /// Inverse of [`days_from_civil`].
@@ -135,7 +144,10 @@ mod tests {
             let text = format_time(t);
             assert_eq!(parse_time(&text), Some(ms as f64 / 1000.0), "{text}");
         }
-        assert_eq!(format_time(UNIX_EPOCH + Duration::from_millis(1_709_208_000_500)), "2024-02-29T12:00:00.500Z");
+        assert_eq!(
+            format_time(UNIX_EPOCH + Duration::from_millis(1_709_208_000_500)),
+            "2024-02-29T12:00:00.500Z"
+        );
     }
 
     #[test]

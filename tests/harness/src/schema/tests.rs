@@ -89,7 +89,10 @@ fn chars(n: usize) -> Value {
 fn boundary(base: &Value, path: &str, max: usize) {
     ok(&with(base, path, Some(chars(max))));
     let shown = display_path(path);
-    fails(&with(base, path, Some(chars(max + 1))), &format!("{shown}: length {}", max + 1));
+    fails(
+        &with(base, path, Some(chars(max + 1))),
+        &format!("{shown}: length {}", max + 1),
+    );
 }
 
 /// `/a/b/0/c` as the validator prints it: `a.b[0].c`.
@@ -114,7 +117,12 @@ fn time_at(offset_secs: i64) -> Value {
         0..=30 => format!("2024-01-{:02}", day + 1),
         _ => panic!("offset out of the test range"),
     };
-    json!(format!("{date}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60))
+    json!(format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
 }
 
 #[test]
@@ -162,7 +170,10 @@ fn every_optional_field_of_every_type_is_accepted() {
 #[test]
 fn the_error_names_the_field_and_the_reason() {
     let v = with(&minimal("RequestData"), "/data/baseData/duration", Some(json!("1:2")));
-    assert_eq!(validate_envelope(&v, now()), Err(r#"data.baseData.duration: "1:2" is not a TimeSpan"#.to_string()));
+    assert_eq!(
+        validate_envelope(&v, now()),
+        Err(r#"data.baseData.duration: "1:2" is not a TimeSpan"#.to_string())
+    );
 }
 
 #[test]
@@ -185,28 +196,45 @@ fn required_envelope_fields_must_be_present_and_non_empty() {
         fails(&with(&base, field, None), &format!("{field}: required field missing"));
     }
     fails(&with(&base, "/name", Some(json!(""))), "name: required but empty");
-    fails(&with(&base, "/name", Some(json!(7))), "name: expected a string, got a number");
+    fails(
+        &with(&base, "/name", Some(json!(7))),
+        "name: expected a string, got a number",
+    );
 }
 
 #[test]
 fn unknown_envelope_fields_are_rejected() {
-    fails(&with(&minimal("EventData"), "/iKEY", Some(json!("k"))), "iKEY: unknown field");
+    fails(
+        &with(&minimal("EventData"), "/iKEY", Some(json!("k"))),
+        "iKEY: unknown field",
+    );
 }
 
 #[test]
 fn null_values_are_rejected() {
-    fails(&with(&minimal("EventData"), "/iKey", Some(Value::Null)), "iKey: must not be null");
+    fails(
+        &with(&minimal("EventData"), "/iKey", Some(Value::Null)),
+        "iKey: must not be null",
+    );
 }
 
 #[test]
 fn time_accepts_zero_to_seven_fraction_digits() {
     let base = minimal("EventData");
-    for t in
-        ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.1Z", "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.0000000Z"]
-    {
+    for t in [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00.1Z",
+        "2024-01-01T00:00:00.000Z",
+        "2024-01-01T00:00:00.0000000Z",
+    ] {
         ok(&with(&base, "/time", Some(json!(t))));
     }
-    for t in ["2024-01-01T00:00:00.00000000Z", "2024-01-01T00:00:00", "2024-01-01T00:00:00+00:00", "yesterday"] {
+    for t in [
+        "2024-01-01T00:00:00.00000000Z",
+        "2024-01-01T00:00:00",
+        "2024-01-01T00:00:00+00:00",
+        "yesterday",
+    ] {
         fails(&with(&base, "/time", Some(json!(t))), "is not an ISO-8601 UTC time");
     }
     fails(&with(&base, "/time", Some(json!(0))), "time: expected a string");
@@ -218,9 +246,15 @@ fn time_accepts_zero_to_seven_fraction_digits() {
 fn time_must_be_within_48_hours_past_and_2_hours_future() {
     let base = minimal("EventData");
     ok(&with(&base, "/time", Some(time_at(-48 * 3600))));
-    fails(&with(&base, "/time", Some(time_at(-48 * 3600 - 1))), "more than 48 hours in the past");
+    fails(
+        &with(&base, "/time", Some(time_at(-48 * 3600 - 1))),
+        "more than 48 hours in the past",
+    );
     ok(&with(&base, "/time", Some(time_at(2 * 3600))));
-    fails(&with(&base, "/time", Some(time_at(2 * 3600 + 1))), "more than 2 hours in the future");
+    fails(
+        &with(&base, "/time", Some(time_at(2 * 3600 + 1))),
+        "more than 2 hours in the future",
+    );
 }
 
 #[test]
@@ -232,7 +266,10 @@ fn sample_rate_is_a_percentage_above_zero() {
     for bad in [json!(0), json!(-1), json!(100.5)] {
         fails(&with(&base, "/sampleRate", Some(bad)), "is not in (0, 100]");
     }
-    fails(&with(&base, "/sampleRate", Some(json!("50"))), "sampleRate: expected a finite number");
+    fails(
+        &with(&base, "/sampleRate", Some(json!("50"))),
+        "sampleRate: expected a finite number",
+    );
 }
 
 #[test]
@@ -240,7 +277,10 @@ fn flags_and_ver_are_integers() {
     let base = minimal("EventData");
     fails(&with(&base, "/flags", Some(json!(1.5))), "flags: expected an integer");
     fails(&with(&base, "/ver", Some(json!("1"))), "ver: expected an integer");
-    fails(&with(&base, "/ver", Some(json!(4_294_967_296_i64))), "ver: 4294967296 is out of range");
+    fails(
+        &with(&base, "/ver", Some(json!(4_294_967_296_i64))),
+        "ver: 4294967296 is out of range",
+    );
     ok(&with(&base, "/flags", Some(json!(i64::MAX))));
 }
 
@@ -282,8 +322,14 @@ fn unknown_or_non_string_tags_are_rejected() {
         &with(&base, "/tags", Some(json!({"ai.user.userAgent": "x"}))),
         r#"tags["ai.user.userAgent"]: unknown context tag"#,
     );
-    fails(&with(&base, "/tags", Some(json!({"ai.cloud.role": 1}))), r#"tags["ai.cloud.role"]: expected a string"#);
-    fails(&with(&base, "/tags", Some(json!(["ai.cloud.role"]))), "tags: expected an object");
+    fails(
+        &with(&base, "/tags", Some(json!({"ai.cloud.role": 1}))),
+        r#"tags["ai.cloud.role"]: expected a string"#,
+    );
+    fails(
+        &with(&base, "/tags", Some(json!(["ai.cloud.role"]))),
+        "tags: expected an object",
+    );
 }
 
 #[test]
@@ -293,9 +339,18 @@ fn data_needs_a_known_base_type_and_a_base_data_object() {
         &with(&base, "/data/baseType", Some(json!("PageViewData"))),
         r#"data.baseType: unknown baseType "PageViewData""#,
     );
-    fails(&with(&base, "/data/baseType", None), "data.baseType: required field missing");
-    fails(&with(&base, "/data/baseData", None), "data.baseData: required field missing");
-    fails(&with(&base, "/data/baseData", Some(json!("x"))), "data.baseData: expected an object, got a string");
+    fails(
+        &with(&base, "/data/baseType", None),
+        "data.baseType: required field missing",
+    );
+    fails(
+        &with(&base, "/data/baseData", None),
+        "data.baseData: required field missing",
+    );
+    fails(
+        &with(&base, "/data/baseData", Some(json!("x"))),
+        "data.baseData: expected an object, got a string",
+    );
     fails(&with(&base, "/data/extra", Some(json!(1))), "data.extra: unknown field");
     fails(&with(&base, "/data", Some(json!(1))), "data: expected an object");
 }
@@ -334,15 +389,34 @@ fn every_required_base_data_field_is_enforced() {
 #[test]
 fn base_data_strings_have_their_maximum_lengths() {
     let limits = [
-        ("RequestData", &[("id", 128), ("responseCode", 1024), ("source", 1024), ("name", 1024), ("url", 2048)][..]),
+        (
+            "RequestData",
+            &[
+                ("id", 128),
+                ("responseCode", 1024),
+                ("source", 1024),
+                ("name", 1024),
+                ("url", 2048),
+            ][..],
+        ),
         (
             "RemoteDependencyData",
-            &[("name", 1024), ("id", 128), ("resultCode", 1024), ("data", 8192), ("type", 1024), ("target", 1024)][..],
+            &[
+                ("name", 1024),
+                ("id", 128),
+                ("resultCode", 1024),
+                ("data", 8192),
+                ("type", 1024),
+                ("target", 1024),
+            ][..],
         ),
         ("ExceptionData", &[("problemId", 1024)][..]),
         ("MessageData", &[("message", 32768)][..]),
         ("EventData", &[("name", 512)][..]),
-        ("AvailabilityData", &[("id", 64), ("name", 1024), ("runLocation", 1024), ("message", 8192)][..]),
+        (
+            "AvailabilityData",
+            &[("id", 64), ("name", 1024), ("runLocation", 1024), ("message", 8192)][..],
+        ),
     ];
     for (t, fields) in limits {
         for (f, max) in fields {
@@ -354,7 +428,10 @@ fn base_data_strings_have_their_maximum_lengths() {
 #[test]
 fn base_data_field_types_are_checked() {
     let req = minimal("RequestData");
-    fails(&with(&req, "/data/baseData/success", Some(json!("true"))), "data.baseData.success: expected a boolean");
+    fails(
+        &with(&req, "/data/baseData/success", Some(json!("true"))),
+        "data.baseData.success: expected a boolean",
+    );
     fails(
         &with(&req, "/data/baseData/responseCode", Some(json!(200))),
         "data.baseData.responseCode: expected a string",
@@ -363,46 +440,87 @@ fn base_data_field_types_are_checked() {
         &with(&req, "/data/baseData/responseCode", Some(json!(""))),
         "data.baseData.responseCode: required but empty",
     );
-    fails(&with(&req, "/data/baseData/ver", Some(json!(2.5))), "data.baseData.ver: expected an integer");
+    fails(
+        &with(&req, "/data/baseData/ver", Some(json!(2.5))),
+        "data.baseData.ver: expected an integer",
+    );
     fails(
         &with(&req, "/data/baseData/duration", Some(json!(1.5))),
         "data.baseData.duration: expected a TimeSpan string",
     );
     let dep = minimal("RemoteDependencyData");
-    fails(&with(&dep, "/data/baseData/success", Some(json!(1))), "data.baseData.success: expected a boolean");
-    fails(&with(&dep, "/data/baseData/duration", Some(json!("1000.00:00:00"))), "is not a TimeSpan");
-    fails(&with(&minimal("AvailabilityData"), "/data/baseData/duration", Some(json!("00:00"))), "is not a TimeSpan");
+    fails(
+        &with(&dep, "/data/baseData/success", Some(json!(1))),
+        "data.baseData.success: expected a boolean",
+    );
+    fails(
+        &with(&dep, "/data/baseData/duration", Some(json!("1000.00:00:00"))),
+        "is not a TimeSpan",
+    );
+    fails(
+        &with(
+            &minimal("AvailabilityData"),
+            "/data/baseData/duration",
+            Some(json!("00:00")),
+        ),
+        "is not a TimeSpan",
+    );
 }
 
 #[test]
 fn exception_details_and_stack_frames_are_checked() {
     let base = minimal("ExceptionData");
     let exc = "/data/baseData/exceptions/0";
-    fails(&with(&base, "/data/baseData/exceptions", Some(json!([]))), "data.baseData.exceptions: has 0 elements");
-    fails(&with(&base, "/data/baseData/exceptions", Some(json!({}))), "data.baseData.exceptions: expected an array");
+    fails(
+        &with(&base, "/data/baseData/exceptions", Some(json!([]))),
+        "data.baseData.exceptions: has 0 elements",
+    );
+    fails(
+        &with(&base, "/data/baseData/exceptions", Some(json!({}))),
+        "data.baseData.exceptions: expected an array",
+    );
     fails(
         &with(&base, &format!("{exc}/typeName"), None),
         "data.baseData.exceptions[0].typeName: required field missing",
     );
-    fails(&with(&base, &format!("{exc}/message"), None), "data.baseData.exceptions[0].message: required field missing");
-    fails(&with(&base, &format!("{exc}/id"), Some(json!("1"))), "data.baseData.exceptions[0].id: expected an integer");
+    fails(
+        &with(&base, &format!("{exc}/message"), None),
+        "data.baseData.exceptions[0].message: required field missing",
+    );
+    fails(
+        &with(&base, &format!("{exc}/id"), Some(json!("1"))),
+        "data.baseData.exceptions[0].id: expected an integer",
+    );
     fails(
         &with(&base, &format!("{exc}/hasFullStack"), Some(json!("no"))),
         "exceptions[0].hasFullStack: expected a boolean",
     );
-    fails(&with(&base, &format!("{exc}/stackTrace"), Some(json!(""))), "exceptions[0].stackTrace: unknown field");
+    fails(
+        &with(&base, &format!("{exc}/stackTrace"), Some(json!(""))),
+        "exceptions[0].stackTrace: unknown field",
+    );
     boundary(&base, &format!("{exc}/typeName"), 1024);
     boundary(&base, &format!("{exc}/message"), 32768);
     boundary(&base, &format!("{exc}/stack"), 32768);
-    let framed = with(&base, &format!("{exc}/parsedStack"), Some(json!([{"level": 0, "method": "f"}])));
+    let framed = with(
+        &base,
+        &format!("{exc}/parsedStack"),
+        Some(json!([{"level": 0, "method": "f"}])),
+    );
     ok(&framed);
     let frame = format!("{exc}/parsedStack/0");
     fails(
         &with(&framed, &format!("{frame}/level"), None),
         "exceptions[0].parsedStack[0].level: required field missing",
     );
-    fails(&with(&framed, &format!("{frame}/method"), None), "parsedStack[0].method: required field missing");
-    fails(&with(&framed, &format!("{frame}/line"), Some(json!("3"))), "parsedStack[0].line: expected an integer");
+    fails(
+        &with(&framed, &format!("{frame}/method"), None),
+        "parsedStack[0].method: required field missing",
+    );
+    fails(
+        &with(&framed, &format!("{frame}/line"), Some(json!("3"))),
+        "parsedStack[0].line: expected an integer",
+    );
     for f in ["method", "assembly", "fileName"] {
         boundary(&framed, &format!("{frame}/{f}"), 1024);
     }
@@ -415,8 +533,18 @@ fn severity_level_is_a_name_or_a_number_from_0_to_4() {
         for good in [json!("Verbose"), json!("Critical"), json!(0), json!(4)] {
             ok(&with(&base, "/data/baseData/severityLevel", Some(good)));
         }
-        for bad in [json!("Fatal"), json!("error"), json!(5), json!(-1), json!(1.0), json!(true)] {
-            fails(&with(&base, "/data/baseData/severityLevel", Some(bad)), "data.baseData.severityLevel:");
+        for bad in [
+            json!("Fatal"),
+            json!("error"),
+            json!(5),
+            json!(-1),
+            json!(1.0),
+            json!(true),
+        ] {
+            fails(
+                &with(&base, "/data/baseData/severityLevel", Some(bad)),
+                "data.baseData.severityLevel:",
+            );
         }
     }
 }
@@ -429,17 +557,35 @@ fn metric_data_has_exactly_one_data_point_and_no_measurements() {
         &with(&base, "/data/baseData/metrics", Some(two)),
         "data.baseData.metrics: has 2 elements, expected exactly 1",
     );
-    fails(&with(&base, "/data/baseData/metrics", Some(json!([]))), "has 0 elements");
+    fails(
+        &with(&base, "/data/baseData/metrics", Some(json!([]))),
+        "has 0 elements",
+    );
     fails(
         &with(&base, "/data/baseData/measurements", Some(json!({"m": 1}))),
         "data.baseData.measurements: unknown field",
     );
     let point = "/data/baseData/metrics/0";
-    fails(&with(&base, &format!("{point}/value"), None), "metrics[0].value: required field missing");
-    fails(&with(&base, &format!("{point}/value"), Some(json!("1"))), "metrics[0].value: expected a finite number");
-    fails(&with(&base, &format!("{point}/name"), None), "metrics[0].name: required field missing");
-    fails(&with(&base, &format!("{point}/count"), Some(json!(1.5))), "metrics[0].count: expected an integer");
-    fails(&with(&base, &format!("{point}/stdDev"), Some(json!("0"))), "metrics[0].stdDev: expected a finite number");
+    fails(
+        &with(&base, &format!("{point}/value"), None),
+        "metrics[0].value: required field missing",
+    );
+    fails(
+        &with(&base, &format!("{point}/value"), Some(json!("1"))),
+        "metrics[0].value: expected a finite number",
+    );
+    fails(
+        &with(&base, &format!("{point}/name"), None),
+        "metrics[0].name: required field missing",
+    );
+    fails(
+        &with(&base, &format!("{point}/count"), Some(json!(1.5))),
+        "metrics[0].count: expected an integer",
+    );
+    fails(
+        &with(&base, &format!("{point}/stdDev"), Some(json!("0"))),
+        "metrics[0].stdDev: expected a finite number",
+    );
     boundary(&base, &format!("{point}/ns"), 256);
     boundary(&base, &format!("{point}/name"), 1024);
     for good in [json!("Measurement"), json!("Aggregation"), json!(0), json!(1)] {
@@ -455,11 +601,26 @@ fn properties_are_short_keys_to_strings() {
     let base = minimal("RequestData");
     let p = "/data/baseData/properties";
     ok(&with(&base, p, Some(json!({"é".repeat(150): "é".repeat(8192)}))));
-    fails(&with(&base, p, Some(json!({"é".repeat(151): "v"}))), "key length 151 is not between 1 and 150");
-    fails(&with(&base, p, Some(json!({"": "v"}))), r#"data.baseData.properties[""]: key length 0"#);
-    fails(&with(&base, p, Some(json!({"k": "é".repeat(8193)}))), r#"properties["k"]: length 8193 exceeds"#);
-    fails(&with(&base, p, Some(json!({"k": 1}))), r#"properties["k"]: expected a string"#);
-    fails(&with(&base, p, Some(json!("k=v"))), "data.baseData.properties: expected an object");
+    fails(
+        &with(&base, p, Some(json!({"é".repeat(151): "v"}))),
+        "key length 151 is not between 1 and 150",
+    );
+    fails(
+        &with(&base, p, Some(json!({"": "v"}))),
+        r#"data.baseData.properties[""]: key length 0"#,
+    );
+    fails(
+        &with(&base, p, Some(json!({"k": "é".repeat(8193)}))),
+        r#"properties["k"]: length 8193 exceeds"#,
+    );
+    fails(
+        &with(&base, p, Some(json!({"k": 1}))),
+        r#"properties["k"]: expected a string"#,
+    );
+    fails(
+        &with(&base, p, Some(json!("k=v"))),
+        "data.baseData.properties: expected an object",
+    );
 }
 
 #[test]
@@ -468,21 +629,32 @@ fn measurements_are_short_keys_to_numbers() {
     let m = "/data/baseData/measurements";
     ok(&with(&base, m, Some(json!({"x".repeat(150): -1.5e300}))));
     fails(&with(&base, m, Some(json!({"x".repeat(151): 1}))), "key length 151");
-    fails(&with(&base, m, Some(json!({"k": "1"}))), r#"measurements["k"]: expected a finite number"#);
+    fails(
+        &with(&base, m, Some(json!({"k": "1"}))),
+        r#"measurements["k"]: expected a finite number"#,
+    );
 }
 
 #[test]
 fn validate_line_checks_syntax() {
     let good = minimal("EventData").to_string();
     assert!(validate_line(good.as_bytes(), now()).is_ok());
-    assert!(validate_line(b"{not json", now()).unwrap_err().starts_with("invalid JSON"));
-    assert!(validate_line(b"[]", now()).unwrap_err().starts_with("envelope: expected an object"));
+    assert!(validate_line(b"{not json", now())
+        .unwrap_err()
+        .starts_with("invalid JSON"));
+    assert!(validate_line(b"[]", now())
+        .unwrap_err()
+        .starts_with("envelope: expected an object"));
 }
 
 /// A valid item padded with properties to exactly `len` bytes.
 fn item_of_len(len: usize) -> String {
     let props: Map<String, Value> = (0..10).map(|i| (format!("p{i}"), json!("x".repeat(6400)))).collect();
-    let mut v = with(&minimal("EventData"), "/data/baseData/properties", Some(Value::Object(props)));
+    let mut v = with(
+        &minimal("EventData"),
+        "/data/baseData/properties",
+        Some(Value::Object(props)),
+    );
     let short = v.to_string().len();
     v["data"]["baseData"]["properties"]["p9"] = json!("x".repeat(6400 + len - short));
     v.to_string()
@@ -494,5 +666,7 @@ fn an_item_may_be_at_most_65536_bytes() {
     assert_eq!(exact.len(), MAX_ITEM_BYTES);
     assert_eq!(validate_line(exact.as_bytes(), now()).err(), None);
     let over = item_of_len(MAX_ITEM_BYTES + 1);
-    assert!(validate_line(over.as_bytes(), now()).unwrap_err().contains("65537 bytes, over the 65536-byte limit"));
+    assert!(validate_line(over.as_bytes(), now())
+        .unwrap_err()
+        .contains("65537 bytes, over the 65536-byte limit"));
 }

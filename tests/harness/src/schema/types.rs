@@ -49,11 +49,19 @@ pub struct Field {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: true }
+    Field {
+        name,
+        kind,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: false }
+    Field {
+        name,
+        kind,
+        required: false,
+    }
 }
 
 const VER: Field = req("ver", Kind::Int32);
@@ -116,20 +124,39 @@ const EXCEPTION_DETAILS: &[Field] = &[
     req("message", Kind::Str(32768)),
     opt("hasFullStack", Kind::Bool),
     opt("stack", Kind::Str(32768)),
-    opt("parsedStack", Kind::List { of: STACK_FRAME, min: 0, max: usize::MAX }),
+    opt(
+        "parsedStack",
+        Kind::List {
+            of: STACK_FRAME,
+            min: 0,
+            max: usize::MAX,
+        },
+    ),
 ];
 
 const EXCEPTION: &[Field] = &[
     VER,
-    req("exceptions", Kind::List { of: EXCEPTION_DETAILS, min: 1, max: usize::MAX }),
+    req(
+        "exceptions",
+        Kind::List {
+            of: EXCEPTION_DETAILS,
+            min: 1,
+            max: usize::MAX,
+        },
+    ),
     opt("severityLevel", Kind::Severity),
     opt("problemId", Kind::Str(1024)),
     PROPERTIES,
     MEASUREMENTS,
 ];
 
-const MESSAGE: &[Field] =
-    &[VER, req("message", Kind::Str(32768)), opt("severityLevel", Kind::Severity), PROPERTIES, MEASUREMENTS];
+const MESSAGE: &[Field] = &[
+    VER,
+    req("message", Kind::Str(32768)),
+    opt("severityLevel", Kind::Severity),
+    PROPERTIES,
+    MEASUREMENTS,
+];
 
 const DATA_POINT: &[Field] = &[
     opt("ns", Kind::Str(256)),
@@ -143,7 +170,18 @@ const DATA_POINT: &[Field] = &[
 ];
 
 /// MetricData has no `measurements` (reference §3.6).
-const METRIC: &[Field] = &[VER, req("metrics", Kind::List { of: DATA_POINT, min: 1, max: 1 }), PROPERTIES];
+const METRIC: &[Field] = &[
+    VER,
+    req(
+        "metrics",
+        Kind::List {
+            of: DATA_POINT,
+            min: 1,
+            max: 1,
+        },
+    ),
+    PROPERTIES,
+];
 
 const EVENT: &[Field] = &[VER, req("name", Kind::Str(512)), PROPERTIES, MEASUREMENTS];
 

@@ -25,13 +25,20 @@ pub fn logger_for(ingest: &IngestServer, cluster: &str) -> Value {
 /// Starts the stack. `extra_config` is merged over a one-logger configuration with a
 /// 200 ms flush interval; `settings` may add routes and virtual hosts.
 pub fn start_with(extra_config: Value, envoy_args: &[&str], settings: impl FnOnce(&mut Settings)) -> Stack {
-    let ingest = IngestServer::start(IngestConfig { expected_ikey: Some(IKEY.into()), ..Default::default() }).unwrap();
+    let ingest = IngestServer::start(IngestConfig {
+        expected_ikey: Some(IKEY.into()),
+        ..Default::default()
+    })
+    .unwrap();
     let backend = Backend::start("127.0.0.1:0").unwrap();
     let mut config = json!({
         "loggers": {"main": logger_for(&ingest, "appinsights")},
         "delivery": {"flush_interval_ms": 200}
     });
-    config.as_object_mut().unwrap().extend(extra_config.as_object().unwrap().clone());
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra_config.as_object().unwrap().clone());
     let mut s = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
     settings(&mut s);
     let envoy = Envoy::start(&s, envoy_args).unwrap_or_else(|e| panic!("{e}"));
@@ -49,15 +56,25 @@ pub fn kind(items: &[Value], base_type: &str) -> Vec<Value> {
 
 /// The one item of `base_type` whose `data.baseData.<field>` equals `value`.
 pub fn one(items: &[Value], base_type: &str, field: &str, value: &str) -> Value {
-    let found: Vec<&Value> =
-        of_kind(items, base_type).into_iter().filter(|i| i["data"]["baseData"][field] == value).collect();
-    assert_eq!(found.len(), 1, "exactly one {base_type} with {field} = {value}; items: {items:#?}");
+    let found: Vec<&Value> = of_kind(items, base_type)
+        .into_iter()
+        .filter(|i| i["data"]["baseData"][field] == value)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one {base_type} with {field} = {value}; items: {items:#?}"
+    );
     found[0].clone()
 }
 
 /// All items of the operation `operation_id`.
 pub fn operation(items: &[Value], operation_id: &str) -> Vec<Value> {
-    items.iter().filter(|i| i["tags"]["ai.operation.id"] == operation_id).cloned().collect()
+    items
+        .iter()
+        .filter(|i| i["tags"]["ai.operation.id"] == operation_id)
+        .cloned()
+        .collect()
 }
 
 /// Waits for the stream of items to settle (nothing new for a while) and returns them,
@@ -85,12 +102,18 @@ pub fn settled(ingest: &IngestServer, at_least: usize) -> Vec<Value> {
 pub fn assert_linked(items: &[Value]) {
     let mut ops: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
     for i in items {
-        let op = i["tags"]["ai.operation.id"].as_str().expect("every item has an operation id").to_string();
+        let op = i["tags"]["ai.operation.id"]
+            .as_str()
+            .expect("every item has an operation id")
+            .to_string();
         assert!(i["tags"]["ai.operation.name"].is_string(), "{i:#}");
         ops.entry(format!("{}|{}", i["iKey"], op)).or_default().push(i);
     }
     for (op, members) in ops {
-        let requests: Vec<&&Value> = members.iter().filter(|i| i["data"]["baseType"] == "RequestData").collect();
+        let requests: Vec<&&Value> = members
+            .iter()
+            .filter(|i| i["data"]["baseType"] == "RequestData")
+            .collect();
         if requests.is_empty() {
             continue; // traces of an unsampled operation
         }
@@ -100,10 +123,16 @@ pub fn assert_linked(items: &[Value]) {
         for m in &members {
             assert_eq!(&m["tags"]["ai.operation.name"], name, "operation {op}: one name");
             if m["data"]["baseType"] != "RequestData" {
-                assert_eq!(&m["tags"]["ai.operation.parentId"], request_id, "operation {op}: child of the Request: {m:#}");
+                assert_eq!(
+                    &m["tags"]["ai.operation.parentId"], request_id,
+                    "operation {op}: child of the Request: {m:#}"
+                );
             }
         }
-        let deps: Vec<&&Value> = members.iter().filter(|i| i["data"]["baseType"] == "RemoteDependencyData").collect();
+        let deps: Vec<&&Value> = members
+            .iter()
+            .filter(|i| i["data"]["baseType"] == "RemoteDependencyData")
+            .collect();
         assert!(deps.len() <= 1, "operation {op}: at most one Dependency");
         if let Some(d) = deps.first() {
             assert_ne!(&d["data"]["baseData"]["id"], request_id);
@@ -132,7 +161,10 @@ pub fn item_keys(items: &[Value]) -> Vec<String> {
     items
         .iter()
         .map(|i| {
-            let id = i["data"]["baseData"]["id"].as_str().map(str::to_string).unwrap_or_else(|| i["time"].to_string());
+            let id = i["data"]["baseData"]["id"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| i["time"].to_string());
             format!("{}|{}|{}", i["data"]["baseType"], i["tags"]["ai.operation.id"], id)
         })
         .collect()
