@@ -21,10 +21,11 @@ use crate::delivery::track::{self, Verdict};
 use crate::delivery::{Added, Batch, Completion, LogLimiter, Outbox, Stats};
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
-use crate::identity::TokenSource;
+use crate::host::CalloutId;
 use crate::ids::{IdGenerator, SpanId};
+use crate::managed_identity::TokenSource;
 use crate::sampling;
-use crate::telemetry::{dependency, exception, failure, request, trace, ApiNames, Facts, Identity, Operation};
+use crate::telemetry::{dependency, exception, failure, request, trace, ApiNames, Facts, Operation, Sender};
 
 /// How often the same warning may be logged per logger.
 const WARN_INTERVAL_NANOS: u64 = 10_000_000_000;
@@ -44,7 +45,7 @@ pub struct Sink {
     /// `:authority` and `:path` of every track request, prepared once.
     pub authority: String,
     pub path: String,
-    identity: Identity,
+    sender: Sender,
     pub outbox: Outbox,
     /// Entra ID tokens, when the logger uses managed identity.
     pub token: Option<TokenSource>,
@@ -68,7 +69,7 @@ impl Sink {
             cluster: logger.cluster.clone(),
             authority: endpoint.authority(),
             path: endpoint.track_path(),
-            identity: Identity::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
+            sender: Sender::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
             outbox: if token.is_some() {
                 outbox.with_credentials()
             } else {
@@ -614,11 +615,11 @@ impl Pipeline {
         let mut notices = Vec::new();
         for &i in &d.loggers {
             let Some(sink) = sinks.get_mut(i) else { continue };
-            let mut add = |write: &dyn Fn(&mut Vec<u8>, &Identity, &Facts<'_>)| {
-                let identity = &sink.identity;
+            let mut add = |write: &dyn Fn(&mut Vec<u8>, &Sender, &Facts<'_>)| {
+                let sender = &sink.sender;
                 let added = sink
                     .outbox
-                    .add_or_trim(now, |out, trim| write(out, identity, if trim { &lean } else { &facts }));
+                    .add_or_trim(now, |out, trim| write(out, sender, if trim { &lean } else { &facts }));
                 if added != Added::Queued {
                     if let Some(n) = sink.drop_warning.allow(now, WARN_INTERVAL_NANOS) {
                         notices.push(Notice::Warn(drop_message(sink, added, n)));
@@ -699,7 +700,7 @@ impl Pipeline {
             cluster: &t.cluster,
             headers,
             body: std::borrow::Cow::Borrowed(&[]),
-            timeout_ms: crate::identity::FETCH_TIMEOUT_MS,
+            timeout_ms: crate::managed_identity::FETCH_TIMEOUT_MS,
         })
     }
 
@@ -707,10 +708,10 @@ impl Pipeline {
         self.sinks.get(index)
     }
 
-    /// The callout for `batch` started and will answer with `token`.
-    pub fn sent(&mut self, sink: usize, token: u32, batch: Batch, wire_bytes: usize) {
+    /// The callout for `batch` started as `callout`.
+    pub fn sent(&mut self, sink: usize, callout: CalloutId, batch: Batch, wire_bytes: usize) {
         if let Some(s) = self.sinks.get_mut(sink) {
-            s.outbox.sent(token, batch, wire_bytes);
+            s.outbox.sent(callout, batch, wire_bytes);
         }
     }
 
@@ -729,7 +730,7 @@ impl Pipeline {
     }
 
     /// A token request started (`callout`) or could not start (`None`).
-    pub fn token_started(&mut self, sink: usize, callout: Option<u32>, now: u64) -> Option<Notice> {
+    pub fn token_started(&mut self, sink: usize, callout: Option<CalloutId>, now: u64) -> Option<Notice> {
         let random = self.ids.next_u64();
         let s = self.sinks.get_mut(sink)?;
         let t = s.token.as_mut()?;
@@ -753,7 +754,7 @@ impl Pipeline {
 
     /// Applies an answer: the ingestion service's to a batch, or the metadata endpoint's
     /// to a token request. `status` is `None` when the callout got no HTTP answer.
-    pub fn completed(&mut self, callout: u32, answer: Answer<'_>, now: u64) -> Vec<Notice> {
+    pub fn completed(&mut self, callout: CalloutId, answer: Answer<'_>, now: u64) -> Vec<Notice> {
         let random = self.ids.next_u64();
         if let Some(s) = self
             .sinks

@@ -67,7 +67,7 @@ pub struct Logger {
     pub cluster: String,
     /// Managed identity for Entra ID tokens, and the cluster that reaches the metadata
     /// endpoint.
-    pub identity: Option<(crate::identity::Identity, String)>,
+    pub identity: Option<(crate::managed_identity::ManagedIdentity, String)>,
 }
 
 /// Batching and callout settings, per worker thread.
@@ -293,7 +293,7 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
     let identity = match f.string("identity")? {
         None => None,
         Some(v) => {
-            let identity = crate::identity::Identity::parse(v).ok_or_else(|| {
+            let identity = crate::managed_identity::ManagedIdentity::parse(v).ok_or_else(|| {
                 err(
                     f.path("identity"),
                     Problem::Invalid("must be SystemAssigned or a managed identity's client id".into()),
@@ -514,12 +514,12 @@ mod tests {
                                          "user": {"connection_string": CS, "identity": "1111-2222", "identity_cluster": "metadata", "cluster": "other"}}})).unwrap();
         assert_eq!(
             c.loggers[0].identity,
-            Some((crate::identity::Identity::SystemAssigned, "imds".into()))
+            Some((crate::managed_identity::ManagedIdentity::SystemAssigned, "imds".into()))
         );
         assert_eq!(
             c.loggers[1].identity,
             Some((
-                crate::identity::Identity::UserAssigned {
+                crate::managed_identity::ManagedIdentity::UserAssigned {
                     client_id: "1111-2222".into()
                 },
                 "metadata".into()

@@ -27,6 +27,7 @@ pub mod gzip;
 pub mod track;
 
 use crate::config::Delivery;
+use crate::host::CalloutId;
 use crate::telemetry::limits::ITEM_BYTES;
 use std::collections::VecDeque;
 use track::Verdict;
@@ -109,7 +110,7 @@ pub struct Outbox {
     open: Batch,
     /// Sealed batches and batches waiting for a retry, oldest first.
     queue: VecDeque<Batch>,
-    in_flight: Vec<(u32, Batch)>,
+    in_flight: Vec<(CalloutId, Batch)>,
     /// Serialized bytes in the open, queued and in-flight batches.
     buffered_bytes: usize,
     /// A sent batch's buffer, kept to be filled again instead of allocating.
@@ -256,14 +257,13 @@ impl Outbox {
         }
     }
 
-    /// The batch was handed to Envoy (`wire_bytes` after compression); its answer will
-    /// come with `token`.
-    pub fn sent(&mut self, token: u32, mut batch: Batch, wire_bytes: usize) {
+    /// The batch was handed to Envoy (`wire_bytes` after compression) as `callout`.
+    pub fn sent(&mut self, callout: CalloutId, mut batch: Batch, wire_bytes: usize) {
         batch.attempts += 1;
         self.stats.batches_sent += 1;
         self.stats.items_sent += u64::from(batch.items);
         self.stats.bytes_sent += wire_bytes as u64;
-        self.in_flight.push((token, batch));
+        self.in_flight.push((callout, batch));
     }
 
     /// Envoy refused to start the callout (unknown cluster, no healthy host): a transient
@@ -274,20 +274,20 @@ impl Outbox {
         self.retry_whole(batch, now, None, random)
     }
 
-    /// Whether this outbox is waiting for the answer with `token`.
-    pub fn owns(&self, token: u32) -> bool {
-        self.in_flight.iter().any(|(t, _)| *t == token)
+    /// Whether this outbox is waiting for the answer to `callout`.
+    pub fn owns(&self, callout: CalloutId) -> bool {
+        self.in_flight.iter().any(|(c, _)| *c == callout)
     }
 
-    /// Items in the batch sent with `token`, if it is in flight here.
-    pub fn items_of(&self, token: u32) -> Option<u32> {
-        self.in_flight.iter().find(|(t, _)| *t == token).map(|(_, b)| b.items)
+    /// Items in the batch sent as `callout`, if it is in flight here.
+    pub fn items_of(&self, callout: CalloutId) -> Option<u32> {
+        self.in_flight.iter().find(|(c, _)| *c == callout).map(|(_, b)| b.items)
     }
 
-    /// Applies the service's verdict on the batch sent with `token` (`None` for an unknown
-    /// token). `random` drives the backoff's jitter.
-    pub fn completed(&mut self, token: u32, verdict: &Verdict, now: u64, random: u64) -> Option<Completion> {
-        let at = self.in_flight.iter().position(|(t, _)| *t == token)?;
+    /// Applies the service's verdict on the batch sent as `callout` (`None` for an unknown
+    /// callout). `random` drives the backoff's jitter.
+    pub fn completed(&mut self, callout: CalloutId, verdict: &Verdict, now: u64, random: u64) -> Option<Completion> {
+        let at = self.in_flight.iter().position(|(c, _)| *c == callout)?;
         let (_, batch) = self.in_flight.swap_remove(at);
         let items = batch.items;
         let mut done = Completion {

@@ -13,7 +13,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-pub struct Exchange {
+pub struct StreamContext {
     /// The root context's id, for log lines.
     root_id: u32,
     pipeline: Option<Rc<RefCell<Pipeline>>>,
@@ -48,9 +48,9 @@ struct Started {
     begun: Begun,
 }
 
-impl Exchange {
+impl StreamContext {
     pub fn new(root_id: u32, pipeline: Option<Rc<RefCell<Pipeline>>>) -> Self {
-        Exchange {
+        StreamContext {
             root_id,
             pipeline,
             started: None,
@@ -63,9 +63,9 @@ impl Exchange {
     }
 }
 
-impl Context for Exchange {}
+impl Context for StreamContext {}
 
-impl HttpContext for Exchange {
+impl HttpContext for StreamContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(pipeline) = &self.pipeline else {
             return Action::Continue;

@@ -2,7 +2,7 @@
 //! plugin on one worker.
 
 use super::host;
-use super::http::Exchange;
+use super::http::StreamContext;
 use crate::config::Config;
 use crate::pipeline::{Answer, MetricKind, Notice, Outgoing, Pipeline, Roles, Work};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -184,7 +184,7 @@ fn dispatch(req: &Outgoing<'_>) -> Result<u32, String> {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, callout: u32, num_headers: usize, body_size: usize, _: usize) {
         let _root = host::RootWork::begin();
         let Some(pipeline) = &self.pipeline else { return };
         let headers = if num_headers > 0 {
@@ -208,7 +208,7 @@ impl Context for Root {
             body: &body,
         };
         let notices = match pipeline.try_borrow_mut() {
-            Ok(mut p) => p.completed(token, answer, host::now_nanos()),
+            Ok(mut p) => p.completed(callout, answer, host::now_nanos()),
             Err(_) => return,
         };
         for n in &notices {
@@ -267,7 +267,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Exchange::new(self.context_id, self.pipeline.clone())))
+        Some(Box::new(StreamContext::new(self.context_id, self.pipeline.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

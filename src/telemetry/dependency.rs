@@ -13,7 +13,7 @@
 use super::envelope::{self, Head, Kind, Members};
 use super::failure;
 use super::request::push_url_limited;
-use super::{limits, Facts, Identity};
+use super::{limits, Facts, Sender};
 use crate::exchange::Backend;
 use crate::json::{push_bytes, push_key, push_u64};
 use crate::timefmt::push_timespan;
@@ -22,7 +22,7 @@ use crate::timefmt::push_timespan;
 const MAX_DATA: usize = 8192;
 
 /// Appends one Dependency envelope for `backend`.
-pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, backend: &Backend) {
+pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backend) {
     let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
     let duration = backend
         .latency_nanos

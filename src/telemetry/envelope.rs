@@ -3,7 +3,7 @@
 //! [`begin`] writes everything up to the opening of `baseData`; the item writer adds its
 //! fields; [`end`] closes the envelope and terminates the NDJSON line.
 
-use super::{limits, Facts, Identity};
+use super::{limits, Facts, Sender};
 use crate::json::{push_bytes, push_f64, push_key};
 use crate::timefmt::push_iso8601;
 
@@ -46,7 +46,7 @@ pub struct Head<'a> {
 }
 
 /// Writes `{"name":…,"time":…,…,"data":{"baseType":…,"baseData":{"ver":2` (no closing).
-pub fn begin(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, head: &Head<'_>) {
+pub fn begin(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, head: &Head<'_>) {
     out.extend_from_slice(b"{\"name\":\"");
     out.extend_from_slice(head.kind.envelope_name().as_bytes());
     out.extend_from_slice(b"\",\"time\":\"");

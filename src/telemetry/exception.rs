@@ -9,7 +9,7 @@
 
 use super::envelope::{self, Head, Kind, Members};
 use super::failure::{self, Kind as FailureKind};
-use super::{limits, Facts, Identity};
+use super::{limits, Facts, Sender};
 use crate::exchange::flags;
 use crate::json::{push_key, push_str};
 
@@ -17,7 +17,7 @@ use crate::json::{push_key, push_str};
 const MAX_MESSAGE: usize = 32_768;
 
 /// Appends one Exception envelope describing why the exchange failed.
-pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, kind: &FailureKind) {
+pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, kind: &FailureKind) {
     let oc = facts.outcome;
     let head = Head {
         kind: Kind::Exception,

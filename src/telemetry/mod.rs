@@ -7,7 +7,7 @@
 //! parent of the others.
 //!
 //! Everything that is the same for every item of a logger (`iKey`, role tags, SDK version)
-//! is escaped once per configuration in [`Identity`]; per-item work is copying bytes and
+//! is escaped once per configuration in [`Sender`]; per-item work is copying bytes and
 //! escaping the few values that vary. Field limits come from the official schema.
 
 pub mod dependency;
@@ -42,9 +42,10 @@ pub mod limits {
     pub const ITEM_BYTES: usize = 64 * 1024;
 }
 
-/// What is the same for every item sent to one logger, pre-escaped.
+/// Who sends the items of one logger: what is the same for every item it gets (the
+/// resource's key, the cloud role), pre-escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct Sender {
     /// `"iKey":"…",`
     pub(crate) ikey_field: Vec<u8>,
     /// `"ai.cloud.role":"…","ai.cloud.roleInstance":"…","ai.internal.sdkVersion":"…"`
@@ -53,7 +54,7 @@ pub struct Identity {
     pub(crate) service_name: Vec<u8>,
 }
 
-impl Identity {
+impl Sender {
     pub fn new(instrumentation_key: &str, role: &str, role_instance: &str) -> Self {
         use crate::json::{push_key, push_str};
         let mut ikey_field = Vec::new();
@@ -71,7 +72,7 @@ impl Identity {
         push_str(&mut role_tags, SDK_VERSION, 64);
         let mut service_name = Vec::new();
         push_str(&mut service_name, role, limits::PROPERTY_VALUE);
-        Identity {
+        Sender {
             ikey_field,
             role_tags,
             service_name,

@@ -10,12 +10,12 @@
 //!   caller's `tracestate`; measurements `Request Size` / `Response Size` (body bytes).
 
 use super::envelope::{self, Head, Kind, Members};
-use super::{limits, Facts, Identity};
+use super::{limits, Facts, Sender};
 use crate::json::{push_bytes, push_key, push_u64};
 use crate::timefmt::push_timespan;
 
 /// Appends one Request envelope (one NDJSON line) to `out`.
-pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
+pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
     let parent = op.parent_id.as_ref().unwrap_or(&op.operation_id);
     let head = Head {
@@ -74,7 +74,7 @@ pub(crate) fn push_url_limited(out: &mut Vec<u8>, scheme: &[u8], authority: &[u8
     out.push(b'"');
 }
 
-fn write_properties(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>) {
+fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     let fe = facts.frontend;
     let mut p = Members::new(out, "properties");
     if !fe.request_id().is_empty() {
@@ -229,8 +229,8 @@ pub(crate) mod tests {
     pub(crate) static DEFAULT_MASKING: std::sync::LazyLock<crate::masking::Masking> =
         std::sync::LazyLock::new(crate::masking::Masking::default);
 
-    pub(crate) fn render(write: impl FnOnce(&mut Vec<u8>, &Identity)) -> Value {
-        let who = Identity::new("ikey-1", "gateway", "gw-0");
+    pub(crate) fn render(write: impl FnOnce(&mut Vec<u8>, &Sender)) -> Value {
+        let who = Sender::new("ikey-1", "gateway", "gw-0");
         let mut out = Vec::new();
         write(&mut out, &who);
         assert_eq!(out.last(), Some(&b'\n'));

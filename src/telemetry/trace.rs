@@ -3,7 +3,7 @@
 //! [`crate::config::TraceRule`].
 
 use super::envelope::{self, Head, Kind, Members};
-use super::{Facts, Identity};
+use super::{Facts, Sender};
 use crate::config::{Field, HeaderCondition, Segment, Template, TraceRule};
 use crate::headers::HeaderMap;
 use crate::json::{push_bytes, push_key, push_str};
@@ -80,7 +80,7 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
 }
 
 /// Appends one Trace envelope for `rule` (traces are never sampled: `sampleRate` 100).
-pub fn write(out: &mut Vec<u8>, who: &Identity, facts: &Facts<'_>, rule: &TraceRule) {
+pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, rule: &TraceRule) {
     let oc = facts.outcome;
     let head = Head {
         kind: Kind::Trace,

@@ -10,6 +10,7 @@
 //! errors or telemetry: [`TokenSource`] hands out the header value only.
 
 use crate::delivery::backoff;
+use crate::host::CalloutId;
 use serde_json::Value;
 use std::fmt;
 
@@ -24,21 +25,21 @@ const REFRESH_MARGIN_NANOS: u64 = 300 * 1_000_000_000;
 
 /// Which identity to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub enum ManagedIdentity {
     SystemAssigned,
     UserAssigned { client_id: String },
 }
 
-impl Identity {
+impl ManagedIdentity {
     /// APIM's form: `SystemAssigned` (any case) or a client id.
-    pub fn parse(value: &str) -> Option<Identity> {
+    pub fn parse(value: &str) -> Option<ManagedIdentity> {
         let value = value.trim();
         if value.eq_ignore_ascii_case("SystemAssigned") {
-            return Some(Identity::SystemAssigned);
+            return Some(ManagedIdentity::SystemAssigned);
         }
         let valid =
             !value.is_empty() && value.len() <= 64 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        valid.then(|| Identity::UserAssigned {
+        valid.then(|| ManagedIdentity::UserAssigned {
             client_id: value.to_string(),
         })
     }
@@ -99,13 +100,13 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(identity: &Identity, audience: Option<&str>, cluster: &str) -> TokenSource {
+    pub fn new(identity: &ManagedIdentity, audience: Option<&str>, cluster: &str) -> TokenSource {
         let resource = audience.unwrap_or(DEFAULT_AUDIENCE);
         let mut path = format!(
             "/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
             percent_encode(resource)
         );
-        if let Identity::UserAssigned { client_id } = identity {
+        if let ManagedIdentity::UserAssigned { client_id } = identity {
             path.push_str("&client_id=");
             path.push_str(&percent_encode(client_id));
         }
@@ -143,7 +144,7 @@ impl TokenSource {
         self.fetching.is_none() && now >= self.next_attempt && (self.header.is_none() || now >= self.refresh_at)
     }
 
-    pub fn started(&mut self, callout: u32) {
+    pub fn started(&mut self, callout: CalloutId) {
         self.fetching = Some(callout);
     }
 
@@ -152,7 +153,7 @@ impl TokenSource {
         self.failed(now, random);
     }
 
-    pub fn owns(&self, callout: u32) -> bool {
+    pub fn owns(&self, callout: CalloutId) -> bool {
         self.fetching == Some(callout)
     }
 
@@ -238,22 +239,28 @@ mod tests {
 
     #[test]
     fn identities_are_read_the_apim_way() {
-        assert_eq!(Identity::parse("SystemAssigned"), Some(Identity::SystemAssigned));
-        assert_eq!(Identity::parse("systemassigned"), Some(Identity::SystemAssigned));
         assert_eq!(
-            Identity::parse("0000-aaaa"),
-            Some(Identity::UserAssigned {
+            ManagedIdentity::parse("SystemAssigned"),
+            Some(ManagedIdentity::SystemAssigned)
+        );
+        assert_eq!(
+            ManagedIdentity::parse("systemassigned"),
+            Some(ManagedIdentity::SystemAssigned)
+        );
+        assert_eq!(
+            ManagedIdentity::parse("0000-aaaa"),
+            Some(ManagedIdentity::UserAssigned {
                 client_id: "0000-aaaa".into()
             })
         );
-        assert_eq!(Identity::parse("bad id"), None);
-        assert_eq!(Identity::parse(""), None);
+        assert_eq!(ManagedIdentity::parse("bad id"), None);
+        assert_eq!(ManagedIdentity::parse(""), None);
     }
 
     #[test]
     fn token_requests_follow_the_imds_contract() {
         let t = TokenSource::new(
-            &Identity::UserAssigned {
+            &ManagedIdentity::UserAssigned {
                 client_id: "c-1".into(),
             },
             None,
@@ -263,7 +270,11 @@ mod tests {
         assert_eq!(h[1].1, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmonitor.azure.com%2F&client_id=c-1");
         assert_eq!(h[2], (":authority", "169.254.169.254"));
         assert_eq!(h[3], ("metadata", "true"));
-        let sovereign = TokenSource::new(&Identity::SystemAssigned, Some("https://monitor.azure.us"), "imds");
+        let sovereign = TokenSource::new(
+            &ManagedIdentity::SystemAssigned,
+            Some("https://monitor.azure.us"),
+            "imds",
+        );
         assert!(sovereign.request_headers()[1]
             .1
             .ends_with("resource=https%3A%2F%2Fmonitor.azure.us"));
@@ -271,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_token_is_cached_and_refreshed_ahead_of_expiry() {
-        let mut t = TokenSource::new(&Identity::SystemAssigned, None, "imds");
+        let mut t = TokenSource::new(&ManagedIdentity::SystemAssigned, None, "imds");
         assert!(t.due(NOW) && t.authorization(NOW).is_none());
         t.started(7);
         assert!(!t.due(NOW), "one request at a time");
@@ -299,7 +310,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_and_401_forces_a_refresh() {
-        let mut t = TokenSource::new(&Identity::SystemAssigned, None, "imds");
+        let mut t = TokenSource::new(&ManagedIdentity::SystemAssigned, None, "imds");
         t.started(1);
         assert_eq!(t.answered(Some(400), b"{}", NOW, 0), Err(TokenError::Status(400)));
         assert!(!t.due(NOW), "backing off");
@@ -317,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_token_never_shows_in_debug_output_or_errors() {
-        let mut t = TokenSource::new(&Identity::SystemAssigned, None, "imds");
+        let mut t = TokenSource::new(&ManagedIdentity::SystemAssigned, None, "imds");
         t.started(1);
         t.answered(Some(200), br#"{"access_token":"SECRET-TOKEN","expires_in":60}"#, NOW, 0)
             .unwrap();
