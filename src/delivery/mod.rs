@@ -447,30 +447,6 @@ impl Outbox {
     }
 }
 
-/// Lets a repeated log line through at most once per interval, counting the rest, so a
-/// failing endpoint cannot flood Envoy's log.
-#[derive(Debug, Clone, Default)]
-pub struct LogLimiter {
-    last: Option<u64>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    /// `Some(n)` when a line may be logged now, `n` being how many were suppressed since.
-    pub fn allow(&mut self, now: u64, interval_nanos: u64) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_sub(last) < interval_nanos => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::track::{ItemError, Verdict};
@@ -788,14 +764,5 @@ mod tests {
         );
         assert_eq!(o.buffered_bytes(), 0);
         assert!(o.is_idle());
-    }
-
-    #[test]
-    fn log_limiter_lets_one_line_through_per_interval() {
-        let mut l = LogLimiter::default();
-        assert_eq!(l.allow(0, 10), Some(0));
-        assert_eq!(l.allow(5, 10), None);
-        assert_eq!(l.allow(9, 10), None);
-        assert_eq!(l.allow(10, 10), Some(2));
     }
 }

@@ -319,11 +319,11 @@ fn read_backend(p: &mut Pipeline, clean: bool, streamed: Option<&Streamed>, now:
         Some(s) => Some(now - s.forwarded_at),
         None => host::property_u64(b"response\0backend_latency"),
     };
-    let tls = match p.cluster_tls(&cluster, now).filter(|_| clean) {
+    let tls = match p.cluster_tls.get(&cluster, now).filter(|_| clean) {
         Some(tls) => tls,
         None => {
             let tls = host::property(b"upstream\0tls_version").is_some_and(|v| !v.is_empty());
-            p.remember_cluster_tls(&cluster, tls, now);
+            p.cluster_tls.remember(&cluster, tls, now);
             tls
         }
     };

@@ -1,0 +1,482 @@
+//! Finishing an exchange, at log time: what must be read from Envoy (nothing at all for an
+//! operation that can produce no item), which items the exchange produces under the
+//! diagnostic's sampling, `always_log_errors`, verbosity and trace rules, their operation
+//! name, and writing them into the batch of every logger the diagnostic sends to.
+//!
+//! The order of the questions is the order of their cost: [`Pipeline::may_emit`] needs
+//! nothing from Envoy, [`Pipeline::needs`] only the status and flags, and only then is the
+//! rest read ([`Needs`]) and [`Pipeline::finish`] called.
+
+use super::sink::Sink;
+use super::{diagnostic_of, Begun, Notice, Pipeline};
+use crate::capture::BodyPrefix;
+use crate::config::{Config, Diagnostic, OperationNameFormat, TraceRule};
+use crate::delivery::Added;
+use crate::exchange::{Backend, Frontend, Outcome};
+use crate::headers::HeaderMap;
+use crate::telemetry::failure::{self, Kind as FailureKind};
+use crate::telemetry::{dependency, exception, request, trace, ApiNames, Facts, Sender};
+
+/// What the log-time callback must read from Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Status, duration, flags…: nothing can be emitted without them.
+    pub outcome: bool,
+    /// The backend call (for the Dependency item).
+    pub backend: bool,
+    /// Response headers (a trace rule uses them).
+    pub response_headers: bool,
+}
+
+/// A finished exchange, as read from Envoy.
+pub struct Finished<'a> {
+    pub begun: &'a Begun,
+    pub frontend: &'a Frontend,
+    pub route_name: &'a [u8],
+    pub outcome: &'a Outcome,
+    pub backend: Option<&'a Backend>,
+    pub response_headers: Option<&'a HeaderMap>,
+    /// Body prefixes captured while the exchange streamed.
+    pub request_body: Option<&'a BodyPrefix>,
+    pub response_body: Option<&'a BodyPrefix>,
+    /// Response headers as they reached the filter (for backend response capture).
+    pub backend_response_headers: Option<&'a HeaderMap>,
+}
+
+impl<'a> Finished<'a> {
+    /// An exchange known by its request and outcome only: no route name, no backend call,
+    /// nothing captured (set the other fields with struct update syntax).
+    pub fn new(begun: &'a Begun, frontend: &'a Frontend, outcome: &'a Outcome) -> Self {
+        Finished {
+            begun,
+            frontend,
+            route_name: b"",
+            outcome,
+            backend: None,
+            response_headers: None,
+            request_body: None,
+            response_body: None,
+            backend_response_headers: None,
+        }
+    }
+}
+
+/// Which items one finished exchange produces (the same for every logger).
+struct Items<'d> {
+    /// The Request, and with it the Dependency (if the backend was called) and the
+    /// Exception (if it failed).
+    request: bool,
+    failure: Option<FailureKind>,
+    traces: Vec<&'d TraceRule>,
+}
+
+impl Pipeline {
+    /// Whether the log-time callback must look at the exchange's status at all: not for an
+    /// operation that can produce no item (sampled out, errors not kept, no trace rule).
+    pub fn may_emit(&self, begun: &Begun) -> bool {
+        let d = self.diagnostic_of(begun.api);
+        begun.sampled || d.always_log_errors || active_traces(d).next().is_some()
+    }
+
+    /// Given the status and response flags, what else the log-time callback must read
+    /// (nothing when no item will be written: an unsampled success, say).
+    pub fn needs(&self, begun: &Begun, response_code: u32, response_flags: u64) -> Needs {
+        let d = self.diagnostic_of(begun.api);
+        let failed = !Outcome {
+            response_code,
+            response_flags,
+            ..Default::default()
+        }
+        .success();
+        let request = keeps_request(d, begun.sampled, failed);
+        let mut traces = active_traces(d)
+            .filter(|r| r.when.could_match(response_code, failed))
+            .peekable();
+        let any_trace = traces.peek().is_some();
+        let trace_headers = traces.any(TraceRule::needs_response_headers);
+        Needs {
+            outcome: request || any_trace,
+            backend: request,
+            response_headers: (request && d.capture.needs_response_headers()) || trace_headers,
+        }
+    }
+
+    /// Whether a sampled operation's Request will carry response headers: then log time
+    /// reads them first and takes the status from them (one host call instead of two).
+    pub fn wants_response_headers(&self, begun: &Begun) -> bool {
+        let d = self.diagnostic_of(begun.api);
+        begun.sampled && d.logs_successful_requests() && d.capture.needs_response_headers()
+    }
+
+    /// Writes the items a finished exchange produces into each selected logger's batch.
+    pub fn finish(&mut self, done: &Finished<'_>) -> Vec<Notice> {
+        let Pipeline { config, sinks, .. } = self;
+        let d = diagnostic_of(config, done.begun.api);
+        let keep = keeps_request(d, done.begun.sampled, !done.outcome.success());
+        let traces: Vec<&TraceRule> = active_traces(d).collect();
+        if !keep && traces.is_empty() {
+            return Vec::new();
+        }
+        let api = api_names(config, done.begun);
+        let operation_name = operation_name(d, done, api);
+        let facts = facts(d, done, api, &operation_name, keep);
+        let items = Items {
+            request: keep,
+            failure: if keep { failure::classify(done.outcome) } else { None },
+            traces: traces.into_iter().filter(|r| trace::matches(r, &facts)).collect(),
+        };
+        let now = done
+            .outcome
+            .start_unix_nanos
+            .saturating_add(done.outcome.duration_nanos);
+        let mut notices = Vec::new();
+        for &i in &d.loggers {
+            if let Some(sink) = sinks.get_mut(i) {
+                write_items(sink, &items, &facts, now, &mut notices);
+            }
+        }
+        notices
+    }
+}
+
+/// What the item writers need to know about the exchange, under diagnostic `d`.
+fn facts<'a>(
+    d: &'a Diagnostic,
+    done: &'a Finished<'a>,
+    api: Option<ApiNames<'a>>,
+    operation_name: &'a [u8],
+    request_written: bool,
+) -> Facts<'a> {
+    let oc = done.outcome;
+    // Every failed exchange is kept when errors are always logged: each counts once.
+    let errors_kept = !oc.success() && d.always_log_errors;
+    let continued = done.begun.continued_w3c;
+    Facts {
+        frontend: done.frontend,
+        outcome: oc,
+        backend: done.backend.filter(|b| b.attempts > 0),
+        response_headers: done.response_headers,
+        operation: &done.begun.operation,
+        operation_name,
+        api,
+        route_name: done.route_name,
+        client_ip: if d.log_client_ip { oc.client_ip.as_deref() } else { None },
+        source: done.begun.source.as_ref(),
+        sample_rate: if errors_kept { 100.0 } else { d.sampling_percentage },
+        properties_json: &d.properties_json,
+        header_properties: &d.header_properties,
+        capture: &d.capture,
+        masking: &d.masking,
+        request_body: done.request_body,
+        response_body: done.response_body,
+        backend_response_headers: done.backend_response_headers.or(done.response_headers),
+        tracestate: continued.then(|| done.frontend.headers().get(b"tracestate")).flatten(),
+        request_written,
+        lean: false,
+    }
+}
+
+/// Writes `items` into one logger's batch; an item over the size limit is written without
+/// its captured content (`lean`) before it is dropped.
+fn write_items(sink: &mut Sink, items: &Items<'_>, facts: &Facts<'_>, now: u64, notices: &mut Vec<Notice>) {
+    let lean = Facts { lean: true, ..*facts };
+    let mut add = |write: &dyn Fn(&mut Vec<u8>, &Sender, &Facts<'_>)| {
+        let sender = &sink.sender;
+        let added = sink
+            .outbox
+            .add_or_trim(now, |out, trim| write(out, sender, if trim { &lean } else { facts }));
+        if added != Added::Queued {
+            notices.extend(sink.dropped(added, now));
+        }
+    };
+    if items.request {
+        add(&|out, who, f| request::write(out, who, f));
+        if let Some(backend) = facts.backend {
+            add(&|out, who, f| dependency::write(out, who, f, backend));
+        }
+        if let Some(kind) = &items.failure {
+            add(&|out, who, f| exception::write(out, who, f, kind));
+        }
+    }
+    for rule in &items.traces {
+        add(&|out, who, f| trace::write(out, who, f, rule));
+    }
+}
+
+fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
+    let api = config.apis.get(begun.api?)?;
+    Some(ApiNames {
+        api: &api.name,
+        revision: &api.revision,
+        operation: begun.operation_name.as_deref(),
+    })
+}
+
+/// `ai.operation.name`: `API;rev=N - OPERATION` for configured APIs under the `Name`
+/// format (the operation: the matched one, else the route name, else `METHOD /path`),
+/// otherwise `METHOD /path`.
+fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>) -> Vec<u8> {
+    let fe = done.frontend;
+    let mut line = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
+    line.extend_from_slice(fe.method());
+    line.push(b' ');
+    line.extend_from_slice(fe.path());
+    let Some(api) = api.filter(|_| d.operation_name_format == OperationNameFormat::Name) else {
+        return line;
+    };
+    let mut name = format!("{};rev={} - ", api.api, api.revision).into_bytes();
+    match api.operation {
+        Some(op) => name.extend_from_slice(op.as_bytes()),
+        None if !done.route_name.is_empty() => name.extend_from_slice(done.route_name),
+        None => name.extend_from_slice(&line),
+    }
+    name
+}
+
+/// Whether an exchange's Request (and its Dependency and Exception) is written.
+fn keeps_request(d: &Diagnostic, sampled: bool, failed: bool) -> bool {
+    (sampled || (failed && d.always_log_errors)) && (failed || d.logs_successful_requests())
+}
+
+/// Trace rules that pass the diagnostic's verbosity.
+pub(super) fn active_traces(d: &Diagnostic) -> impl Iterator<Item = &TraceRule> + '_ {
+    d.traces.iter().filter(move |r| r.severity >= d.verbosity)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::testing::*;
+
+    #[test]
+    fn failed_requests_add_an_exception_and_local_replies_no_dependency() {
+        let mut p = pipeline(json!({}));
+        let fe = frontend("/x", &[]);
+        let oc = Outcome {
+            response_flags: flags::NO_ROUTE_FOUND,
+            code_details: Some(b"route_not_found".to_vec()),
+            ..outcome(404)
+        };
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        p.finish(&Finished::new(&begun, &fe, &oc));
+        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else {
+            panic!()
+        };
+        let items: Vec<Value> = batch
+            .body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
+        assert_eq!(
+            items[1]["data"]["baseData"]["exceptions"][0]["typeName"],
+            "RouteNotFound"
+        );
+    }
+
+    #[test]
+    fn sampling_drops_whole_operations_but_always_logs_errors_counted_once() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0}}));
+        let fe = frontend("/x", &[]);
+        let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
+        assert!(!begun.sampled);
+        assert!(items.is_empty());
+        assert!(
+            injection.traceparent.is_some_and(|tp| tp.ends_with(b"-00")),
+            "the backend learns it was not sampled"
+        );
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        assert!(
+            p.may_emit(&begun),
+            "errors are always logged: the status must be looked at"
+        );
+        assert!(
+            !p.needs(&begun, 200, 0).outcome,
+            "an unsampled success: nothing more to read"
+        );
+        assert!(p.needs(&begun, 500, 0).backend, "an unsampled failure is kept");
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
+        assert_eq!(kinds(&items), ["RequestData", "RemoteDependencyData", "ExceptionData"]);
+        assert!(
+            items.iter().all(|i| i["sampleRate"] == 100),
+            "kept errors represent themselves"
+        );
+
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        assert!(!p.may_emit(&begun), "nothing to read for a dropped operation");
+        assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
+    }
+
+    #[test]
+    fn sampled_items_carry_the_percentage() {
+        // 4bf92f…: score 33.46.
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 50}}));
+        let (_, _, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| i["sampleRate"] == 50));
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 33}}));
+        assert!(run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200))
+            .2
+            .is_empty());
+    }
+
+    #[test]
+    fn verbosity_error_logs_only_failures_and_error_traces() {
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "verbosity": "error", "traces": [
+            {"severity": "information", "message": "info"}, {"severity": "error", "message": "err"}]}}),
+        );
+        let fe = frontend("/x", &[]);
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(200));
+        assert_eq!(kinds(&items), ["MessageData"]);
+        assert_eq!(items[0]["data"]["baseData"]["message"], "err");
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(503));
+        assert_eq!(
+            kinds(&items),
+            ["RequestData", "RemoteDependencyData", "ExceptionData", "MessageData"]
+        );
+    }
+
+    #[test]
+    fn trace_rules_ruled_out_by_status_need_nothing_more_read() {
+        let p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "error", "when": {"status": ["5xx"]}, "message": "m"}]}}),
+        );
+        let (begun, _) = pipeline(json!({})).begin(&frontend("/x", &[]), &RouteInfo::default());
+        let begun = Begun {
+            sampled: false,
+            ..begun
+        };
+        assert!(p.may_emit(&begun));
+        assert!(!p.needs(&begun, 200, 0).outcome, "a 200 cannot match a 5xx rule");
+        assert!(p.needs(&begun, 503, 0).outcome);
+    }
+
+    #[test]
+    fn traces_are_not_sampled() {
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "traces": [{"severity": "information", "message": "seen {request.path}"}]}}),
+        );
+        let (begun, _, items) = run(&mut p, &frontend("/x", &[]), "", &outcome(200));
+        assert!(!begun.sampled);
+        assert_eq!(kinds(&items), ["MessageData"]);
+        assert_eq!(items[0]["sampleRate"], 100);
+        assert_eq!(
+            items[0]["tags"]["ai.operation.parentId"], items[0]["tags"]["ai.operation.id"],
+            "no Request was sent: parented to the operation"
+        );
+    }
+
+    #[test]
+    fn apis_are_identified_and_named_and_their_diagnostic_applies() {
+        let mut p = pipeline(json!({"apis": [
+            {"name": "orders", "revision": "2", "match": {"path_prefixes": ["/orders"]},
+             "operations": [{"name": "get-order", "method": "GET", "path": "/orders/{id}"}],
+             "diagnostic": {"loggers": ["a", "b"]}},
+            {"name": "users", "match": {"route_names": ["users-route"]}, "diagnostic": {"operation_name_format": "Url"}}
+        ]}));
+        let (begun, _, items) = run(&mut p, &frontend("/orders/7", &[]), "r", &outcome(200));
+        assert_eq!(begun.api, Some(0));
+        assert_eq!(items.len(), 4, "multiplexed to both loggers");
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "orders;rev=2 - get-order");
+        assert_eq!(items[0]["data"]["baseData"]["properties"]["API Name"], "orders");
+        assert_eq!(items[2]["iKey"], "key-b");
+        let (_, _, items) = run(&mut p, &frontend("/orders", &[]), "orders-list", &outcome(200));
+        assert_eq!(
+            items[0]["tags"]["ai.operation.name"], "orders;rev=2 - orders-list",
+            "route name as operation"
+        );
+        let (_, _, items) = run(&mut p, &frontend("/u/1", &[]), "users-route", &outcome(200));
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /u/1");
+        let (begun, _, items) = run(&mut p, &frontend("/other", &[]), "x", &outcome(200));
+        assert_eq!(begun.api, None);
+        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /other");
+        assert_eq!(items.len(), 2, "all-APIs diagnostic: logger a only");
+    }
+
+    #[test]
+    fn custom_properties_are_static_or_from_headers_and_secrets_are_masked() {
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"],
+            "properties": {"Region": "West Europe", "Environment": "prod \"eu\""},
+            "header_properties": {"Tenant": "X-Tenant", "Caller": "authorization", "Missing": "x-none"}}}));
+        let fe = frontend(
+            "/x",
+            &[("x-tenant", "contoso"), ("authorization", "Bearer secret-token")],
+        );
+        let (_, _, items) = run(&mut p, &fe, "", &outcome(500));
+        assert_eq!(items.len(), 3);
+        for item in &items {
+            let props = &item["data"]["baseData"]["properties"];
+            assert_eq!(props["Region"], "West Europe", "{item:#}");
+            assert_eq!(props["Environment"], "prod \"eu\"");
+            assert_eq!(props["Tenant"], "contoso");
+            assert_eq!(props["Caller"], "***", "secret headers never reach telemetry");
+            assert!(props.get("Missing").is_none());
+        }
+        assert!(!serde_json::to_string(&items).unwrap().contains("secret-token"));
+    }
+
+    #[test]
+    fn captured_content_stays_within_the_item_budget() {
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "header_properties": {"H1": "x-big", "H2": "x-big2"}}}));
+        // Non-UTF-8 bytes become 3-byte U+FFFD: 8 KB of them is 24 KB per property.
+        let big = "\u{FFFD}".repeat(8000);
+        let headers = [
+            ("x-big", big.as_str()),
+            ("x-big2", &big),
+            ("tracestate", &big),
+            ("traceparent", TP),
+        ];
+        let (_, _, items) = run(&mut p, &frontend("/x", &headers), "", &outcome(200));
+        assert_eq!(
+            kinds(&items),
+            ["RequestData", "RemoteDependencyData"],
+            "nothing dropped"
+        );
+        let stats = p.sinks[0].outbox.stats;
+        assert_eq!(
+            (stats.dropped_too_large, stats.items_trimmed),
+            (0, 0),
+            "the capture budget kept them small"
+        );
+        for item in &items {
+            let props = &item["data"]["baseData"]["properties"];
+            assert!(props.get("H1").is_some() && props.get("H2").is_none(), "{props:#}");
+            assert_eq!(props["Capture-Truncated"], "true");
+        }
+    }
+
+    #[test]
+    fn oversized_items_are_sent_lean_not_dropped() {
+        // Static properties are not part of the capture budget: escaped control characters
+        // (6 bytes each) put both items over the service's 64 KB.
+        let huge = "\u{1}".repeat(8000);
+        let props = json!({"Region": "West Europe", "P1": huge, "P2": huge});
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "properties": props}}));
+        let (_, _, items) = run(&mut p, &frontend("/x", &[("traceparent", TP)]), "", &outcome(200));
+        assert_eq!(
+            kinds(&items),
+            ["RequestData", "RemoteDependencyData"],
+            "nothing dropped"
+        );
+        let stats = p.sinks[0].outbox.stats;
+        assert_eq!((stats.dropped_too_large, stats.items_trimmed), (0, 2), "both trimmed");
+        for item in &items {
+            assert!(item.to_string().len() <= 64 * 1024);
+            let props = &item["data"]["baseData"]["properties"];
+            assert!(
+                props.get("P1").is_none() && props.get("Region").is_none(),
+                "lean: no custom properties"
+            );
+            assert_eq!(
+                item["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+                "still correlated"
+            );
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The per-worker telemetry pipeline: everything the filter decides and does between "a
+//! request arrived" and "this batch goes to that cluster", without talking to Envoy.
+//!
+//! One [`Pipeline`] exists per root context (one per plugin configuration per worker VM).
+//! Read it in this order:
+//!
+//! 1. [`begin`], at request headers: the request's API (hence its diagnostic), the
+//!    caller's trace context, the sampling decision for the operation, and the ids,
+//!    including the one the backend receives ([`Injection`]).
+//! 2. [`finish`], at log time: what must be read from Envoy (nothing at all for an
+//!    operation that can produce no item), which items the exchange produces (Request,
+//!    Dependency, Exception, Traces), and writing them into each selected logger's batch.
+//! 3. [`callouts`]: the root context's work queue — due batches and token requests
+//!    ([`Pipeline::next_work`]) — and the answers ([`Pipeline::completed`]).
+//! 4. [`sink`]: one logger's state on this worker; [`notices`]: rate-limited log lines;
+//!    [`stats`]: the Envoy stats; [`cluster_tls`]: which clusters speak TLS.
+
+pub mod begin;
+pub mod callouts;
+pub mod cluster_tls;
+pub mod finish;
+pub mod notices;
+pub mod sink;
+pub mod stats;
+#[cfg(test)]
+mod testing;
+
+pub use begin::{Begun, Injection, RouteInfo};
+pub use callouts::{Answer, Outgoing, Work};
+pub use finish::{Finished, Needs};
+pub use notices::Notice;
+pub use stats::MetricKind;
+
+use crate::config::{Config, Diagnostic};
+use crate::correlation::IdText;
+use crate::ids::IdGenerator;
+use cluster_tls::ClusterTls;
+use sink::Sink;
+
+/// `ai.cloud.role` and `ai.cloud.roleInstance` after defaults were applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles {
+    pub role: String,
+    pub instance: String,
+}
+
+pub struct Pipeline {
+    config: Config,
+    sinks: Vec<Sink>,
+    ids: IdGenerator,
+    /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
+    app_contexts: Vec<Option<IdText>>,
+    /// Operations dropped by sampling.
+    pub sampled_out: u64,
+    // Read by the wasm glue only, until the read plan moves into the core.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) cluster_tls: ClusterTls,
+}
+
+impl Pipeline {
+    pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
+        let sinks = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
+        let app_contexts = std::iter::once(&config.diagnostic)
+            .chain(config.apis.iter().map(|a| &a.diagnostic))
+            .map(|d| app_context(&config, d))
+            .collect();
+        Pipeline {
+            config,
+            sinks,
+            ids: IdGenerator::from_seed(seed),
+            app_contexts,
+            sampled_out: 0,
+            cluster_tls: ClusterTls::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn diagnostic_of(&self, api: Option<usize>) -> &Diagnostic {
+        diagnostic_of(&self.config, api)
+    }
+
+    /// How many bytes of the request and response bodies to capture for this exchange
+    /// (0: none; the body callbacks then do nothing). Only operations that can produce a
+    /// Request item capture.
+    pub fn body_capture(&self, begun: &Begun) -> (u64, u64) {
+        let d = self.diagnostic_of(begun.api);
+        if !(begun.sampled || d.always_log_errors) {
+            return (0, 0);
+        }
+        (d.capture.request_body_bytes(), d.capture.response_body_bytes())
+    }
+
+    /// Whether the response headers must be read when they arrive (backend capture).
+    pub fn captures_backend_response_headers(&self, begun: &Begun) -> bool {
+        let d = self.diagnostic_of(begun.api);
+        (begun.sampled || d.always_log_errors) && !d.capture.backend_response.headers.is_empty()
+    }
+
+    /// Whether nothing is waiting or in flight in any logger.
+    pub fn is_idle(&self) -> bool {
+        self.sinks.iter().all(|s| s.outbox.is_idle())
+    }
+}
+
+/// The diagnostic that applies to an exchange of `api` (`None`: the all-APIs one).
+fn diagnostic_of(config: &Config, api: Option<usize>) -> &Diagnostic {
+    api.and_then(|i| config.apis.get(i))
+        .map_or(&config.diagnostic, |a| &a.diagnostic)
+}
+
+/// `appId=cid-v1:<id>` of the first logger of `d` whose application id is known (Legacy
+/// correlation's `Request-Context`).
+fn app_context(config: &Config, d: &Diagnostic) -> Option<IdText> {
+    let app = d
+        .loggers
+        .iter()
+        .find_map(|&i| config.loggers.get(i)?.connection.application_id.as_deref())?;
+    IdText::new(format!("appId=cid-v1:{app}").as_bytes())
+}

@@ -1,0 +1,73 @@
+//! One logger on this worker: where its telemetry goes (cluster, `:authority`, `:path`,
+//! prepared once per configuration), what every item it gets carries ([`Sender`]), its
+//! [`Outbox`] of batches, and its Entra ID tokens when it uses managed identity.
+
+use super::notices::LogLimiter;
+use super::Roles;
+use crate::config::{Config, Logger};
+use crate::delivery::Outbox;
+use crate::managed_identity::TokenSource;
+use crate::telemetry::Sender;
+
+/// One logger's state on this worker.
+#[derive(Debug)]
+pub struct Sink {
+    pub id: String,
+    pub cluster: String,
+    /// `:authority` and `:path` of every track request.
+    pub authority: String,
+    pub path: String,
+    pub sender: Sender,
+    pub outbox: Outbox,
+    /// Entra ID tokens, when the logger uses managed identity.
+    pub token: Option<TokenSource>,
+    pub gzip: bool,
+    /// A 401/403 already made the token refresh once since the last success.
+    pub refreshed_for_auth: bool,
+    /// Lines about dropped items, and about failed deliveries, each at most once per
+    /// interval.
+    pub drop_warning: LogLimiter,
+    pub failure_warning: LogLimiter,
+}
+
+impl Sink {
+    pub fn new(logger: &Logger, roles: &Roles, config: &Config) -> Sink {
+        let endpoint = &logger.connection.ingestion_endpoint;
+        let audience = logger.connection.aad_audience.as_deref();
+        let token = logger
+            .identity
+            .as_ref()
+            .map(|(identity, cluster)| TokenSource::new(identity, audience, cluster));
+        let outbox = Outbox::new(config.delivery);
+        Sink {
+            id: logger.id.clone(),
+            cluster: logger.cluster.clone(),
+            authority: endpoint.authority(),
+            path: endpoint.track_path(),
+            sender: Sender::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
+            outbox: if token.is_some() {
+                outbox.with_credentials()
+            } else {
+                outbox
+            },
+            token,
+            gzip: config.delivery.gzip,
+            refreshed_for_auth: false,
+            drop_warning: LogLimiter::default(),
+            failure_warning: LogLimiter::default(),
+        }
+    }
+
+    /// Whether batches can go now: without managed identity always, with it once a token
+    /// is held.
+    pub fn can_send(&self, now: u64) -> bool {
+        self.token.as_ref().is_none_or(|t| t.authorization(now).is_some())
+    }
+
+    /// Whether a token should be fetched now: it is due, and there is telemetry to send or
+    /// a held token to keep fresh (a VM that sees no traffic never asks).
+    pub fn wants_token(&self, now: u64) -> bool {
+        let wanted = |t: &TokenSource| t.authorization(now).is_some() || !self.outbox.is_idle();
+        self.token.as_ref().is_some_and(|t| t.due(now) && wanted(t))
+    }
+}
