@@ -51,23 +51,26 @@ def filter_config(percentage, frontend, delivery=None):
 
 FILTER_WASM = "dist/envoy_appinsights.wasm"
 FLOOR_WASM = "dist/host_call_floor.wasm"
-# The host calls the filter makes per request (its `appinsights.host_calls` stat counts
-# them; tests/harness/tests/host_calls.rs pins the numbers), replayed by
-# tests/host-call-floor with nothing else: what Envoy's side of them costs.
-FLOOR_CALLS = {
-    "floor100": "request_map set_traceparent clock | response_map property:xds.route_name clock "
-                "property:request.time property:upstream.request_attempt_count property:xds.cluster_name "
-                "property:upstream.address request_map",
-    "floor0": "request_map set_traceparent | property:response.code",
-}
+
+
+def floor_config(plugin_config):
+    """The host calls the filter makes in each callback of the benchmark's exchange under
+    `plugin_config`, from its own read plan (target/release/host-calls; the filter's
+    `appinsights.host_calls` stat counts the same calls), for tests/host-call-floor to
+    replay with nothing else: what Envoy's side of them costs."""
+    out = subprocess.run([os.path.join(RELEASE, "host-calls")], input=json.dumps(plugin_config),
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
 # Which appinsights variant each floor stands under.
 FLOOR_OF = {"floor100": "ai100", "floor0": "ai0"}
 # key, label, FILTER for envoy-config, wasm module, plugin configuration
 VARIANTS = [
     ("plain", "plain Envoy", "none", None, None),
     ("noop", "no-op wasm filter", "noop", "dist/noop_filter.wasm", None),
-    ("floor100", "host calls alone: the 11 of 100%", "floor", FLOOR_WASM, {"calls": FLOOR_CALLS["floor100"]}),
-    ("floor0", "host calls alone: the 3 of 0%", "floor", FLOOR_WASM, {"calls": FLOOR_CALLS["floor0"]}),
+    ("floor100", "host calls alone: those of 100%", "floor", FLOOR_WASM, filter_config(100, FOUR_HEADERS)),
+    ("floor0", "host calls alone: those of 0%", "floor", FLOOR_WASM, filter_config(0, FOUR_HEADERS)),
     ("ai100", "appinsights 100%, 4 headers", "appinsights", FILTER_WASM, filter_config(100, FOUR_HEADERS)),
     ("ai10", "appinsights 10%, 4 headers", "appinsights", FILTER_WASM, filter_config(10, FOUR_HEADERS)),
     ("ai0", "appinsights 0%, 4 headers", "appinsights", FILTER_WASM, filter_config(0, FOUR_HEADERS)),
@@ -126,6 +129,9 @@ def start_envoy(index, variant, cpu):
     if plugin is not None:
         path = os.path.join(WORK, f"plugin-{index}.json")
         config = dict(plugin)
+        if filter_kind == "floor":
+            # The floor replays the calls the filter makes under this configuration.
+            config = floor_config(config)
         if filter_kind == "appinsights":
             config.setdefault("loggers", {"bench": {
                 "connection_string": f"InstrumentationKey={IKEY};IngestionEndpoint=http://{INGEST}/"}})
@@ -142,7 +148,7 @@ def start_envoy(index, variant, cpu):
                                           "-l", "warning"], stdout=log, stderr=log)
     wait_http(f"http://127.0.0.1:{admin}/ready", proc)
     return {"key": key, "name": label, "appinsights": filter_kind == "appinsights", "proc": proc, "port": port,
-            "admin": admin, "rounds": [], "served": 0}
+            "admin": admin, "rounds": [], "served": 0, "config": config if plugin is not None else None}
 
 
 def run_wrk(port, seconds, connections, load_cpus):
@@ -271,8 +277,8 @@ def summarize(variants):
         v["wire"] = tx / items if items and tx else None
         if v["appinsights"]:
             v["host_calls"] = st.get("appinsights.host_calls", 0) / v["served"]
-        elif v["key"] in FLOOR_CALLS:
-            v["host_calls"] = float(len(FLOOR_CALLS[v["key"]].replace("|", " ").split()))
+        elif v["key"] in FLOOR_OF:
+            v["host_calls"] = float(v["config"]["calls_per_request"])
         else:
             v["host_calls"] = None
         # Linear memory after warm-up, after the first third of the rounds, and at the end

@@ -14,11 +14,11 @@ build_wasm() { # <manifest> <artifact name>
   local manifest="$1" name="$2"
   step "building $name.wasm ($kind toolchain)"
   if [ "$kind" = rustup ]; then
-    cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" --lib
+    cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" -p "${name//_/-}" --lib
   else
     RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L /usr/lib/wasm32-wasi -C link-self-contained=no" \
-      /usr/bin/cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" --lib \
+      /usr/bin/cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" -p "${name//_/-}" --lib \
       -Zbuild-std=std,panic_abort
   fi
   local target_dir

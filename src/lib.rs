@@ -2,24 +2,35 @@
 //!
 //! # Layout
 //!
-//! The host-agnostic core (compiled and unit-tested on the host, no proxy-wasm):
+//! Read it in this order. The host-agnostic core (compiled and unit-tested on the host):
 //!
-//! - [`config`]: the plugin configuration, validated once per load, errors naming the field;
-//! - [`connection_string`]: connection strings and ingestion endpoints, parsed like the SDKs;
+//! - [`pipeline`]: everything the filter decides and does per worker, request → item →
+//!   batch → callout. [`pipeline::begin`] (request headers: API, trace context, sampling,
+//!   ids), [`pipeline::finish`] (log time: which items, written into batches),
+//!   [`pipeline::stream`] (the read plan: which calls into Envoy each callback makes),
+//!   [`pipeline::plugin`] (the root context: configuration, tick, callouts, drain),
+//!   [`pipeline::callouts`] (the work queue and the answers), then [`pipeline::sink`],
+//!   [`pipeline::notices`], [`pipeline::stats`], [`pipeline::cluster_tls`];
+//! - [`host`]: the only way the core reaches Envoy (a trait the wasm layer implements
+//!   once), how its calls are counted, and a fake host for tests;
 //! - [`exchange`]: what the filter learns about one HTTP exchange ([`exchange::Frontend`],
-//!   [`exchange::Outcome`]);
-//! - [`telemetry`]: envelopes written straight into batch buffers (one module per item type);
-//! - [`delivery`]: batching, the memory budget and the ingestion service's answers;
+//!   [`exchange::Outcome`], [`exchange::Backend`]);
+//! - [`telemetry`]: envelopes written straight into batch buffers (one module per item
+//!   type, kinds of failure in [`telemetry::failure`]);
+//! - [`delivery`]: the per-logger [`delivery::Outbox`] (batching, retry queue, memory
+//!   budget), the service's answers ([`delivery::track`]), backoff, gzip;
+//! - [`config`]: the plugin configuration, validated once per load, errors naming the
+//!   field; [`connection_string`]: connection strings and endpoints, parsed like the SDKs;
+//! - [`correlation`], [`sampling`]: W3C and legacy correlation headers; the Application
+//!   Insights sampling score;
+//! - [`capture`], [`masking`]: header and body capture within limits; masking rules;
+//! - [`managed_identity`]: Entra ID tokens from the instance metadata endpoint;
 //! - [`headers`], [`json`], [`timefmt`], [`ids`]: zero-copy header maps, a JSON writer,
 //!   schema time formats, trace and span ids.
 //!
-//! The proxy-wasm layer (`filter`, wasm32 only) is thin: it reads what Envoy knows, hands it
-//! to the core, and sends what the core has batched.
-//!
-//! Flow: request headers → [`exchange::Frontend`]; end of exchange → [`exchange::Outcome`]
-//! → [`telemetry::request::write`] into the logger's [`delivery::Outbox`] → on the root
-//! context's tick, `dispatch_http_call` to `<endpoint>/v2.1/track` → the answer is
-//! classified by [`delivery::track`].
+//! The proxy-wasm layer (`filter`, wasm32 only) forwards Envoy's callbacks to
+//! [`pipeline::plugin::Plugin`] and [`pipeline::stream::Stream`], and implements
+//! [`host::Host`] on the ABI. Nothing else in the crate knows it runs in Envoy.
 
 pub mod capture;
 pub mod config;

@@ -1,14 +1,17 @@
-//! The filter's calls into Envoy that return data, made directly on the proxy-wasm ABI.
+//! [`Host`] on the proxy-wasm ABI: the filter's only calls into Envoy.
 //!
-//! The SDK's wrappers panic on statuses they do not expect and decode header names with
-//! `String::from_utf8(..).unwrap()`; a panic would kill the worker's VM. These wrappers
-//! return `Option` for every failure, and hand back Envoy's buffers as they came (header
-//! maps are parsed lazily by [`crate::headers::HeaderMap`]).
+//! Calls that return data are made directly on the ABI: the SDK's wrappers panic on
+//! statuses they do not expect and decode header names with `String::from_utf8(..)
+//! .unwrap()`, and a panic would kill the worker's VM. Here every failure reads as `None`
+//! (or an empty map) and Envoy's buffers are handed back as they came (header maps are
+//! parsed lazily by [`HeaderMap`]).
 
 use crate::headers::HeaderMap;
+use crate::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host};
+use crate::pipeline::MetricKind;
 use proxy_wasm::types::{BufferType, MapType};
-use std::cell::Cell;
 use std::ptr::null_mut;
+use std::time::Duration;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -40,45 +43,12 @@ extern "C" {
 }
 
 const STATUS_OK: u32 = 0;
+/// The ABI's metric types.
+const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
 
-thread_local! {
-    /// Host calls made while handling exchanges (the root context's own are taken back
-    /// out by [`RootWork`]). Per request, this number drives most of the filter's CPU
-    /// cost: each call crosses out of the VM and back (about a microsecond, the first in
-    /// a callback about two), so it is published as a stat and guarded by a test.
-    static EXCHANGE_CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn counted() {
-    EXCHANGE_CALLS.with(|c| c.set(c.get().wrapping_add(1)));
-}
-
-/// Host calls made for exchanges so far.
-pub fn exchange_calls() -> u64 {
-    EXCHANGE_CALLS.with(Cell::get)
-}
-
-/// Marks root-context work (ticks, callout answers, configuration): the host calls it
-/// makes are not counted as the exchanges'.
-pub struct RootWork(u64);
-
-impl RootWork {
-    pub fn begin() -> Self {
-        RootWork(exchange_calls())
-    }
-
-    /// Host calls made for exchanges before this root work began.
-    pub fn exchange_calls(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Drop for RootWork {
-    fn drop(&mut self) {
-        let before = self.0;
-        EXCHANGE_CALLS.with(|c| c.set(before));
-    }
-}
+/// Envoy, through the proxy-wasm ABI (no state: the contexts create one per callback).
+pub struct Envoy;
 
 /// Takes ownership of a buffer Envoy allocated in our memory (through the SDK's
 /// `proxy_on_memory_allocate`, which allocates exactly `size` bytes).
@@ -91,146 +61,136 @@ fn take_returned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
-/// Reads an attribute; `path` is the segments joined with NUL (`b"response\0code"`).
-pub fn property(path: &[u8]) -> Option<Vec<u8>> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    counted();
-    // SAFETY: the pointers are valid for the call; Envoy writes a buffer address and size.
-    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
-    let value = take_returned(data, size);
-    if status == STATUS_OK {
-        value
-    } else {
-        None
+fn map_type(map: HeaderMapKind) -> MapType {
+    match map {
+        HeaderMapKind::Request => MapType::HttpRequestHeaders,
+        HeaderMapKind::Response => MapType::HttpResponseHeaders,
+        HeaderMapKind::CalloutResponse => MapType::HttpCallResponseHeaders,
     }
 }
 
-/// Reads an integer, timestamp or duration attribute (8 bytes, little-endian).
-pub fn property_u64(path: &[u8]) -> Option<u64> {
-    let bytes: [u8; 8] = property(path)?.as_slice().try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
-/// Reads a whole header map in one call; an unavailable map reads as empty.
-pub fn header_map(map: MapType) -> HeaderMap {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    counted();
-    // SAFETY: as in `property`.
-    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
-    match take_returned(data, size) {
-        Some(buf) if status == STATUS_OK => HeaderMap::from_serialized(buf),
-        _ => HeaderMap::default(),
+fn buffer_type(buffer: BufferKind) -> BufferType {
+    match buffer {
+        BufferKind::PluginConfiguration => BufferType::PluginConfiguration,
+        BufferKind::RequestBody => BufferType::HttpRequestBody,
+        BufferKind::ResponseBody => BufferType::HttpResponseBody,
+        BufferKind::CalloutResponseBody => BufferType::HttpCallResponseBody,
     }
 }
 
-/// Reads up to `max` bytes of a buffer (plugin configuration, callout response body, …).
-pub fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    counted();
-    // SAFETY: as in `property`.
-    let status = unsafe { proxy_get_buffer_bytes(kind as u32, 0, max, &mut data, &mut size) };
-    let value = take_returned(data, size);
-    if status == STATUS_OK {
-        value
-    } else {
-        None
+impl Host for Envoy {
+    fn property(&mut self, attribute: Attribute) -> Option<Vec<u8>> {
+        let path = attribute.path();
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the pointers are valid for the call; Envoy writes a buffer address and size.
+        let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+        let value = take_returned(data, size);
+        value.filter(|_| status == STATUS_OK)
     }
-}
 
-/// Sets (replaces) a request header; failures are ignored (the stream must go on).
-pub fn set_request_header(name: &str, value: &[u8]) {
-    replace_header(MapType::HttpRequestHeaders, name, value);
-}
-
-/// Removes a request header; failures are ignored.
-pub fn remove_request_header(name: &str) {
-    let map = MapType::HttpRequestHeaders as u32;
-    counted();
-    // SAFETY: the pointer and length describe a live slice for the duration of the call.
-    let status = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
-    if status != STATUS_OK {
-        log::debug!("appinsights: could not remove header {name} (status {status})");
+    fn header_map(&mut self, map: HeaderMapKind) -> HeaderMap {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: as in `property`.
+        let status = unsafe { proxy_get_header_map_pairs(map_type(map) as u32, &mut data, &mut size) };
+        match take_returned(data, size) {
+            Some(buf) if status == STATUS_OK => HeaderMap::from_serialized(buf),
+            _ => HeaderMap::default(),
+        }
     }
-}
 
-/// Sets (replaces) a response header; failures are ignored.
-pub fn set_response_header(name: &str, value: &[u8]) {
-    replace_header(MapType::HttpResponseHeaders, name, value);
-}
-
-fn replace_header(map: MapType, name: &str, value: &[u8]) {
-    let map = map as u32;
-    counted();
-    // SAFETY: the pointers and lengths describe live slices for the duration of the call.
-    let status = unsafe { proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
-    if status != STATUS_OK {
-        log::debug!("appinsights: could not set header {name} (status {status})");
+    fn set_header(&mut self, map: HeaderMapKind, name: &str, value: &[u8]) {
+        let map = map_type(map) as u32;
+        // SAFETY: the pointers and lengths describe live slices for the duration of the call.
+        let status =
+            unsafe { proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+        if status != STATUS_OK {
+            log::debug!("appinsights: could not set header {name} (status {status})");
+        }
     }
-}
 
-/// Metric kinds of the ABI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Counter = 0,
-    Gauge = 1,
-}
+    fn remove_header(&mut self, map: HeaderMapKind, name: &str) {
+        let map = map_type(map) as u32;
+        // SAFETY: the pointer and length describe a live slice for the duration of the call.
+        let status = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
+        if status != STATUS_OK {
+            log::debug!("appinsights: could not remove header {name} (status {status})");
+        }
+    }
 
-/// Defines (or finds) a metric; `None` if Envoy refused.
-pub fn define_metric(kind: Metric, name: &str) -> Option<u32> {
-    let mut id = 0u32;
-    // SAFETY: the name slice and the id pointer are valid for the call.
-    let status = unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) };
-    (status == STATUS_OK).then_some(id)
-}
+    fn buffer(&mut self, buffer: BufferKind, max: usize) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: as in `property`.
+        let status = unsafe { proxy_get_buffer_bytes(buffer_type(buffer) as u32, 0, max, &mut data, &mut size) };
+        let value = take_returned(data, size);
+        value.filter(|_| status == STATUS_OK)
+    }
 
-/// Adds `delta` to a metric (counters only grow: callers pass positive deltas for them).
-pub fn increment_metric(id: u32, delta: i64) {
-    if delta != 0 {
+    fn now_nanos(&mut self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+
+    fn dispatch(&mut self, callout: &Callout<'_>) -> Result<CalloutId, String> {
+        let headers: Vec<(&str, &str)> = callout.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = if callout.body.is_empty() {
+            None
+        } else {
+            Some(&callout.body[..])
+        };
+        let timeout = Duration::from_millis(callout.timeout_ms);
+        proxy_wasm::hostcalls::dispatch_http_call(callout.cluster, headers, body, Vec::new(), timeout)
+            .map_err(|status| format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)"))
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => METRIC_COUNTER,
+            MetricKind::Gauge => METRIC_GAUGE,
+        };
+        let mut id = 0u32;
+        // SAFETY: the name slice and the id pointer are valid for the call.
+        let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+        (status == STATUS_OK).then_some(id)
+    }
+
+    fn increment_metric(&mut self, id: u32, delta: i64) {
         // SAFETY: plain values.
         let _ = unsafe { proxy_increment_metric(id, delta) };
     }
-}
 
-/// Tells Envoy a root context that deferred its teardown (on_done false) is finished.
-pub fn done() {
-    // SAFETY: no arguments.
-    let _ = unsafe { proxy_done() };
-}
+    fn set_tick_period(&mut self, millis: u64) -> Result<(), String> {
+        proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(millis)).map_err(|s| format!("{s:?}"))
+    }
 
-/// Bytes of this VM's linear memory.
-pub fn memory_bytes() -> u64 {
-    #[cfg(target_arch = "wasm32")]
-    {
+    fn done(&mut self) {
+        // SAFETY: no arguments.
+        let _ = unsafe { proxy_done() };
+    }
+
+    fn memory_bytes(&mut self) -> u64 {
         core::arch::wasm32::memory_size(0) as u64 * 65_536
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        0
-    }
-}
 
-/// Wall-clock time, unix nanoseconds.
-pub fn now_nanos() -> u64 {
-    counted();
-    proxy_wasm::hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+    /// 32 bytes of entropy from the host (WASI `random_get`), mixed with the clock should
+    /// that fail.
+    fn random_seed(&mut self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        if getrandom::fill(&mut seed).is_err() {
+            log::warn!("appinsights: no entropy from the host; ids are seeded from the clock");
+        }
+        for (b, t) in seed.iter_mut().zip(self.now_nanos().to_le_bytes().iter().cycle()) {
+            *b ^= t;
+        }
+        seed
+    }
 
-/// 32 bytes of entropy from the host (WASI `random_get`), mixed with the clock should
-/// that fail.
-pub fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    if getrandom::fill(&mut seed).is_err() {
-        log::warn!("appinsights: no entropy from the host; ids are seeded from the clock");
+    fn environment(&mut self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
-    for (b, t) in seed.iter_mut().zip(now_nanos().to_le_bytes().iter().cycle()) {
-        *b ^= t;
-    }
-    seed
 }

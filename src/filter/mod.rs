@@ -1,11 +1,12 @@
-//! The proxy-wasm layer: the only code that knows it runs inside Envoy.
+//! The proxy-wasm layer: the only code that knows it runs inside Envoy. It forwards each
+//! callback to the core and answers the core's calls into Envoy; everything it decides is
+//! decided in [`crate::pipeline`].
 //!
-//! - [`root`]: one root context per plugin configuration per worker VM. Validates the
-//!   configuration, owns the [`crate::pipeline::Pipeline`], sends due batches on its tick
-//!   and receives the ingestion service's answers.
-//! - [`http`]: one context per HTTP exchange. Reads the request at request headers and the
-//!   outcome at log time, and hands both to the pipeline.
-//! - [`host`]: panic-free calls into Envoy.
+//! - [`root`]: one root context per plugin configuration per worker VM, forwarding to
+//!   [`crate::pipeline::plugin::Plugin`];
+//! - [`http`]: one context per HTTP exchange, forwarding to
+//!   [`crate::pipeline::stream::Stream`];
+//! - [`host`]: [`crate::host::Host`] on the proxy-wasm ABI, without panics.
 
 mod host;
 mod http;
@@ -15,5 +16,5 @@ use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|context_id| Box::new(root::Root::new(context_id)));
+    proxy_wasm::set_root_context(|context_id| Box::new(root::PluginContext::new(context_id)));
 }}

@@ -11,7 +11,7 @@ use super::sink::Sink;
 use super::{Notice, Pipeline};
 use crate::delivery::track::{self, Verdict};
 use crate::delivery::{backoff, gzip, Batch};
-use crate::host::CalloutId;
+use crate::host::{Callout, CalloutId};
 use crate::managed_identity::FETCH_TIMEOUT_MS;
 use std::borrow::Cow;
 
@@ -22,15 +22,6 @@ pub enum Work {
     Ingest { sink: usize, batch: Batch },
     /// Fetch an Entra ID token for the logger.
     Token { sink: usize },
-}
-
-/// A prepared HTTP callout.
-#[derive(Debug)]
-pub struct Outgoing<'a> {
-    pub cluster: &'a str,
-    pub headers: Vec<(&'a str, String)>,
-    pub body: Cow<'a, [u8]>,
-    pub timeout_ms: u64,
 }
 
 /// The answer to one callout, as read from Envoy.
@@ -62,7 +53,7 @@ impl Pipeline {
     }
 
     /// The track request for `batch` (gzip-compressed when configured).
-    pub fn ingest_request<'a>(&'a self, sink: usize, batch: &'a Batch, now: u64) -> Option<Outgoing<'a>> {
+    pub fn ingest_request<'a>(&'a self, sink: usize, batch: &'a Batch, now: u64) -> Option<Callout<'a>> {
         let s = self.sinks.get(sink)?;
         let mut headers = vec![
             (":method", "POST".to_string()),
@@ -80,7 +71,7 @@ impl Pipeline {
             Cow::Borrowed(batch.body.as_slice())
         };
         let timeout_ms = self.config.delivery.timeout_ms;
-        Some(Outgoing {
+        Some(Callout {
             cluster: &s.cluster,
             headers,
             body,
@@ -89,10 +80,10 @@ impl Pipeline {
     }
 
     /// The token request of `sink`'s managed identity.
-    pub fn token_request(&self, sink: usize) -> Option<Outgoing<'_>> {
+    pub fn token_request(&self, sink: usize) -> Option<Callout<'_>> {
         let t = self.sinks.get(sink)?.token.as_ref()?;
         let headers = t.request_headers().iter().map(|(k, v)| (*k, v.to_string())).collect();
-        Some(Outgoing {
+        Some(Callout {
             cluster: &t.cluster,
             headers,
             body: Cow::Borrowed(&[]),

@@ -1,5 +1,6 @@
 //! The per-worker telemetry pipeline: everything the filter decides and does between "a
-//! request arrived" and "this batch goes to that cluster", without talking to Envoy.
+//! request arrived" and "this batch goes to that cluster". It reaches Envoy only through
+//! [`crate::host::Host`].
 //!
 //! One [`Pipeline`] exists per root context (one per plugin configuration per worker VM).
 //! Read it in this order:
@@ -10,9 +11,12 @@
 //! 2. [`finish`], at log time: what must be read from Envoy (nothing at all for an
 //!    operation that can produce no item), which items the exchange produces (Request,
 //!    Dependency, Exception, Traces), and writing them into each selected logger's batch.
-//! 3. [`callouts`]: the root context's work queue — due batches and token requests
-//!    ([`Pipeline::next_work`]) — and the answers ([`Pipeline::completed`]).
-//! 4. [`sink`]: one logger's state on this worker; [`notices`]: rate-limited log lines;
+//! 3. [`stream`]: the read plan — which calls into Envoy each callback of an exchange
+//!    makes, around [`begin`] and [`finish`].
+//! 4. [`plugin`]: the root context — configuration, a [`stream::Stream`] per exchange, and
+//!    on each tick the [`callouts`] that are due (batches, token requests) and their
+//!    answers; the drain when the configuration goes.
+//! 5. [`sink`]: one logger's state on this worker; [`notices`]: rate-limited log lines;
 //!    [`stats`]: the Envoy stats; [`cluster_tls`]: which clusters speak TLS.
 
 pub mod begin;
@@ -20,13 +24,15 @@ pub mod callouts;
 pub mod cluster_tls;
 pub mod finish;
 pub mod notices;
+pub mod plugin;
 pub mod sink;
 pub mod stats;
+pub mod stream;
 #[cfg(test)]
 mod testing;
 
 pub use begin::{Begun, Injection, RouteInfo};
-pub use callouts::{Answer, Outgoing, Work};
+pub use callouts::{Answer, Work};
 pub use finish::{Finished, Needs};
 pub use notices::Notice;
 pub use stats::MetricKind;
@@ -52,9 +58,7 @@ pub struct Pipeline {
     app_contexts: Vec<Option<IdText>>,
     /// Operations dropped by sampling.
     pub sampled_out: u64,
-    // Read by the wasm glue only, until the read plan moves into the core.
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(crate) cluster_tls: ClusterTls,
+    cluster_tls: ClusterTls,
 }
 
 impl Pipeline {

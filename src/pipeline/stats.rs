@@ -5,6 +5,7 @@
 //! tick, never per request.
 
 use super::Pipeline;
+use crate::host::Host;
 
 /// Counter (only grows) or gauge (goes up and down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,5 +58,60 @@ impl Pipeline {
             out.extend(gauges.into_iter().map(named).map(|(n, v)| (n, MetricKind::Gauge, v)));
         }
         out
+    }
+}
+
+/// Envoy's ids of the stats, and the values last reported: the tick reports what changed.
+#[derive(Debug, Default)]
+pub struct Publisher {
+    /// In the order of [`Pipeline::metrics`].
+    metrics: Vec<(u32, MetricKind, u64)>,
+    /// `appinsights.vm_memory_bytes` (gauge) and `appinsights.host_calls` (counter).
+    memory: Option<(u32, u64)>,
+    calls: Option<(u32, u64)>,
+}
+
+impl Publisher {
+    /// Defines the stats of `pipeline` (once per configuration).
+    pub fn define(host: &mut impl Host, pipeline: &Pipeline) -> Publisher {
+        let metrics = pipeline
+            .metrics()
+            .into_iter()
+            .filter_map(|(name, kind, _)| host.define_metric(kind, &name).map(|id| (id, kind, 0)))
+            .collect();
+        let memory = host
+            .define_metric(MetricKind::Gauge, "appinsights.vm_memory_bytes")
+            .map(|id| (id, 0));
+        let calls = host
+            .define_metric(MetricKind::Counter, "appinsights.host_calls")
+            .map(|id| (id, 0));
+        Publisher { metrics, memory, calls }
+    }
+
+    /// Reports what changed since the last tick (a few host calls per tick, none per
+    /// request). `host_calls`: the calls made for exchanges so far.
+    pub fn publish(&mut self, host: &mut impl Host, pipeline: &Pipeline, host_calls: u64) {
+        for ((id, kind, last), (_, _, value)) in self.metrics.iter_mut().zip(pipeline.metrics()) {
+            let delta = value as i64 - *last as i64;
+            if delta != 0 && (*kind == MetricKind::Gauge || delta > 0) {
+                host.increment_metric(*id, delta);
+            }
+            *last = value;
+        }
+        if let Some((id, last)) = &mut self.memory {
+            let now = host.memory_bytes();
+            move_stat(host, *id, now as i64 - *last as i64);
+            *last = now;
+        }
+        if let Some((id, last)) = &mut self.calls {
+            move_stat(host, *id, host_calls.wrapping_sub(*last) as i64);
+            *last = host_calls;
+        }
+    }
+}
+
+fn move_stat(host: &mut impl Host, id: u32, delta: i64) {
+    if delta != 0 {
+        host.increment_metric(id, delta);
     }
 }

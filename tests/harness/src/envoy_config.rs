@@ -400,12 +400,16 @@ mod tests {
 
     #[test]
     fn the_benchmark_variants_render_their_own_filter_or_tracer() {
-        let mut s = Settings::local("127.0.0.1:8080", "/floor.wasm", json!({"calls": "request_map | clock"}));
+        let mut s = Settings::local(
+            "127.0.0.1:8080",
+            "/floor.wasm",
+            json!({"request_headers": "request_map", "log": "clock"}),
+        );
         s.filter = FilterKind::HostCallFloor;
         let yaml = render(&s).unwrap();
         assert!(yaml.contains("root_id: host_call_floor"));
         assert!(
-            yaml.contains(r#"value: "{\"calls\":\"request_map | clock\"}""#),
+            yaml.contains(r#"value: "{\"log\":\"clock\",\"request_headers\":\"request_map\"}""#),
             "{yaml}"
         );
         assert!(

@@ -12,13 +12,16 @@
 //! - [`cli`]: the small argument parser shared by the two programs;
 //! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
 //! - [`envoy`]: runs the real Envoy binary for the integration tests;
+//! - [`floor`]: the host-call floor filter's configuration, from the filter's read plan;
 //! - `src/bin/ingest.rs`, `src/bin/backend.rs`: the two servers as stand-alone programs;
-//! - `src/bin/envoy-config.rs`: the renderer as a program (used by `scripts/gateway.sh`).
+//! - `src/bin/envoy-config.rs`: the renderer as a program (used by `scripts/gateway.sh`);
+//! - `src/bin/host-calls.rs`: [`floor`] as a program (used by `scripts/bench.sh`).
 
 pub mod backend;
 pub mod cli;
 pub mod envoy;
 pub mod envoy_config;
+pub mod floor;
 pub mod http;
 pub mod imds;
 pub mod ingest;

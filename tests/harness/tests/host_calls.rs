@@ -5,8 +5,10 @@
 //! per request. Counts are exact, so a noisy machine cannot fool this test; the timings
 //! live in `scripts/bench.sh`.
 //!
-//! Adding a host call to the per-request path must be a decision: update the expected count
-//! here, with the reason, and the measured cost in docs/performance.md.
+//! The exact sequence is pinned without Envoy, against the core's read plan and a fake
+//! host (`src/pipeline/stream.rs`); this test is the end-to-end guard that Envoy counts the
+//! same. Adding a host call to the per-request path must be a decision: update the expected
+//! counts there and here, with the reason, and the measured cost in docs/performance.md.
 
 mod common;
 
@@ -42,6 +44,14 @@ fn calls_for(diagnostic: Value, n: usize, items_per_request: usize) -> (i64, Vec
     (stats.get("appinsights.host_calls").copied().unwrap_or(-1), items)
 }
 
+/// The calls per request the core's read plan makes for `diagnostic` against the fake
+/// host (what the unit tests pin); this test shows Envoy sees the same number.
+fn planned(diagnostic: Value) -> i64 {
+    harness::floor::exchange_calls(&json!({"diagnostic": diagnostic}))
+        .unwrap()
+        .total() as i64
+}
+
 fn four_headers(sampling: u32) -> Value {
     json!({
         "sampling_percentage": sampling,
@@ -61,6 +71,11 @@ fn a_sampled_request_with_captured_headers_costs_eleven_host_calls() {
     assert_eq!(kind(&items, "RequestData").len(), n);
     assert_eq!(kind(&items, "RemoteDependencyData").len(), n);
     let per_request = 11;
+    assert_eq!(
+        planned(four_headers(100)),
+        per_request,
+        "the core's read plan (pipeline::stream)"
+    );
     assert!(
         (n as i64 * per_request..=n as i64 * per_request + 1).contains(&calls),
         "{calls} host calls for {n} requests: expected {per_request} per request (+1 for the TLS cache)"
@@ -73,5 +88,6 @@ fn an_unsampled_request_costs_three_host_calls() {
     // recorded), and the status at log time (errors are always logged).
     let n = 40;
     let (calls, _) = calls_for(four_headers(0), n, 0);
+    assert_eq!(planned(four_headers(0)), 3, "the core's read plan (pipeline::stream)");
     assert_eq!(calls, n as i64 * 3, "{calls} host calls for {n} requests");
 }

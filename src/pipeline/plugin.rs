@@ -1,0 +1,376 @@
+//! One plugin configuration on one worker: what the root context does, without knowing it
+//! runs in Envoy. It validates the configuration and builds the [`Pipeline`], hands each
+//! new exchange a [`Stream`], and on its tick (at most every 100 ms) starts the callouts
+//! that are due, applies their answers and publishes the stats. When Envoy replaces the
+//! configuration or shuts down, it drains: what is buffered goes out within
+//! `delivery.drain_timeout_ms` before the VM is released.
+
+use super::stats::Publisher;
+use super::stream::Stream;
+use super::{Answer, Notice, Pipeline, Roles, Work};
+use crate::config::Config;
+use crate::host::{Attribute, BufferKind, CalloutId, HeaderMapKind, Host};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Longest tick: how late a batch may be sent after it became due.
+const MAX_TICK_MS: u64 = 100;
+/// Largest answer read (ingestion answers and tokens are small JSON documents).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// `ai.cloud.role` when neither the configuration nor Envoy's node names one.
+const DEFAULT_ROLE: &str = "envoy";
+/// Callouts started per pump at most (each round starts one or stops).
+const MAX_CALLOUTS_PER_PUMP: usize = 1024;
+
+/// What the root context shares with its streams.
+pub struct Shared {
+    pub pipeline: RefCell<Pipeline>,
+    /// Calls into the host made while handling exchanges (`appinsights.host_calls`).
+    pub host_calls: Cell<u64>,
+}
+
+/// The root context's work for one plugin configuration.
+pub struct Plugin {
+    context_id: u32,
+    shared: Option<Rc<Shared>>,
+    stats: Publisher,
+    /// Draining: flush everything, then tell Envoy we are done (by this time at the
+    /// latest, unix nanoseconds).
+    draining_until: Option<u64>,
+}
+
+impl Plugin {
+    pub fn new(context_id: u32) -> Plugin {
+        Plugin {
+            context_id,
+            shared: None,
+            stats: Publisher::default(),
+            draining_until: None,
+        }
+    }
+
+    /// Reads and validates the plugin configuration; `false` (logged with the field at
+    /// fault) makes Envoy refuse it.
+    pub fn configure(&mut self, host: &mut impl Host) -> bool {
+        match self.try_configure(host) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("appinsights[{}]: invalid plugin configuration: {e}", self.context_id);
+                false
+            }
+        }
+    }
+
+    fn try_configure(&mut self, host: &mut impl Host) -> Result<(), String> {
+        let bytes = host
+            .buffer(BufferKind::PluginConfiguration, usize::MAX)
+            .unwrap_or_default();
+        let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
+        let roles = resolve_roles(host, &config);
+        let tick_ms = config.delivery.flush_interval_ms.min(MAX_TICK_MS);
+        let loggers: Vec<String> = config
+            .loggers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} -> {} via cluster {}",
+                    l.id,
+                    l.connection.ingestion_endpoint.url(),
+                    l.cluster
+                )
+            })
+            .collect();
+        let pipeline = Pipeline::new(config, &roles, host.random_seed());
+        self.stats = Publisher::define(host, &pipeline);
+        self.shared = Some(Rc::new(Shared {
+            pipeline: RefCell::new(pipeline),
+            host_calls: Cell::new(0),
+        }));
+        host.set_tick_period(tick_ms)
+            .map_err(|s| format!("could not set the tick period: {s}"))?;
+        let (id, role, instance) = (self.context_id, roles.role, roles.instance);
+        log::info!(
+            "appinsights[{id}]: configured; role {role:?}, instance {instance:?}; loggers: {}",
+            loggers.join(", ")
+        );
+        Ok(())
+    }
+
+    /// A new exchange.
+    pub fn stream(&self) -> Stream {
+        Stream::new(self.context_id, self.shared.clone())
+    }
+
+    /// Sends what is due (or drains), then publishes the stats.
+    pub fn tick(&mut self, host: &mut impl Host) {
+        if self.draining_until.is_some() {
+            self.drain_step(host);
+        } else {
+            self.pump(host, false);
+        }
+        let Some(shared) = &self.shared else { return };
+        if let Ok(p) = shared.pipeline.try_borrow() {
+            self.stats.publish(host, &p, shared.host_calls.get());
+        }
+    }
+
+    /// The answer to `callout`: read it, apply it, and send what waited for the slot.
+    pub fn answer(&mut self, host: &mut impl Host, callout: CalloutId, num_headers: usize, body_size: usize) {
+        let Some(shared) = self.shared.clone() else { return };
+        let headers = if num_headers > 0 {
+            host.header_map(HeaderMapKind::CalloutResponse)
+        } else {
+            Default::default()
+        };
+        let status = headers
+            .get(b":status")
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse().ok());
+        let retry_after = headers.get(b"retry-after").and_then(|v| std::str::from_utf8(v).ok());
+        let body = match body_size {
+            0 => Vec::new(),
+            n => host
+                .buffer(BufferKind::CalloutResponseBody, n.min(MAX_ANSWER_BYTES))
+                .unwrap_or_default(),
+        };
+        let answer = Answer {
+            status,
+            retry_after,
+            body: &body,
+        };
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        let notices = p.completed(callout, answer, host.now_nanos());
+        drop(p);
+        self.emit(&notices);
+        if self.draining_until.is_some() {
+            self.drain_step(host);
+        } else {
+            // A slot is free again (or a token arrived): send what waited for it.
+            self.pump(host, false);
+        }
+    }
+
+    /// Envoy is draining or replacing this configuration: deliver what is buffered,
+    /// within the drain timeout, before the VM goes. `false`: not yet (Envoy waits for
+    /// [`Host::done`]).
+    pub fn done(&mut self, host: &mut impl Host) -> bool {
+        let Some(shared) = self.shared.clone() else { return true };
+        let timeout_ms = shared
+            .pipeline
+            .try_borrow()
+            .map(|p| p.config().delivery.drain_timeout_ms)
+            .unwrap_or(0);
+        if timeout_ms == 0 {
+            return true;
+        }
+        self.draining_until = Some(host.now_nanos().saturating_add(timeout_ms * 1_000_000));
+        self.pump(host, true);
+        let idle = shared.pipeline.try_borrow().is_ok_and(|p| p.is_idle());
+        if idle {
+            self.draining_until = None;
+        }
+        idle
+    }
+
+    /// Starts every callout that is due: token requests, then batches (`flush_all` while
+    /// draining: every batch, ignoring backoff).
+    fn pump(&self, host: &mut impl Host, flush_all: bool) {
+        let Some(shared) = &self.shared else { return };
+        let now = host.now_nanos();
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        for _ in 0..MAX_CALLOUTS_PER_PUMP {
+            let Some(work) = p.next_work(now, flush_all) else {
+                return;
+            };
+            if let Some(notice) = start_callout(&mut p, host, work, now) {
+                notice.emit(self.context_id);
+            }
+        }
+    }
+
+    /// While draining: done once nothing is left or the deadline passed.
+    fn drain_step(&mut self, host: &mut impl Host) {
+        let Some(deadline) = self.draining_until else { return };
+        self.pump(host, true);
+        let idle = self
+            .shared
+            .as_ref()
+            .is_none_or(|s| s.pipeline.try_borrow().is_ok_and(|p| p.is_idle()));
+        if idle || host.now_nanos() >= deadline {
+            if !idle {
+                log::warn!(
+                    "appinsights[{}]: shutting down with telemetry not yet delivered (drain timeout)",
+                    self.context_id
+                );
+            }
+            self.draining_until = None;
+            host.done();
+        }
+    }
+
+    fn emit(&self, notices: &[Notice]) {
+        for n in notices {
+            n.emit(self.context_id);
+        }
+    }
+}
+
+/// Starts one callout and records whether Envoy took it.
+fn start_callout(p: &mut Pipeline, host: &mut impl Host, work: Work, now: u64) -> Option<Notice> {
+    match work {
+        Work::Token { sink } => {
+            let callout = p.token_request(sink).and_then(|req| host.dispatch(&req).ok());
+            p.token_started(sink, callout, now)
+        }
+        Work::Ingest { sink, batch } => {
+            let started = p
+                .ingest_request(sink, &batch, now)
+                .map(|req| (host.dispatch(&req), req.body.len()));
+            match started {
+                Some((Ok(callout), wire)) => {
+                    p.sent(sink, callout, batch, wire);
+                    None
+                }
+                Some((Err(why), _)) => p.send_failed(sink, batch, &why, now),
+                None => None,
+            }
+        }
+    }
+}
+
+/// Role and instance: the configuration's, else Envoy's node cluster and id
+/// (`--service-cluster`, `--service-node`), else `$HOSTNAME`, else defaults.
+fn resolve_roles(host: &mut impl Host, config: &Config) -> Roles {
+    let mut node = |attribute| {
+        host.property(attribute)
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|s| !s.trim().is_empty())
+    };
+    let role = config
+        .cloud_role
+        .clone()
+        .or_else(|| node(Attribute::NodeCluster))
+        .unwrap_or_else(|| DEFAULT_ROLE.into());
+    let instance = config.cloud_role_instance.clone().or_else(|| node(Attribute::NodeId));
+    let instance = instance
+        .or_else(|| host.environment("HOSTNAME").filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| role.clone());
+    Roles { role, instance }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::{drive, FakeHost};
+    use serde_json::json;
+
+    const ANSWER: &[u8] = br#"{"itemsReceived":2,"itemsAccepted":2,"errors":[]}"#;
+
+    fn configured(extra: serde_json::Value) -> (Plugin, FakeHost) {
+        let mut config = json!({"loggers": {"a": {"connection_string":
+            "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "cluster": "ingest"}}});
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut host = FakeHost::benchmark_exchange();
+        let mut plugin = Plugin::new(7);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        (plugin, host)
+    }
+
+    /// One exchange, then the flush interval passes and the tick sends its batch.
+    fn one_batch(plugin: &mut Plugin, host: &mut FakeHost) {
+        drive(&mut plugin.stream(), host, FakeHost::BENCHMARK_BODIES);
+        host.now += 2_000_000_000;
+        plugin.tick(host);
+    }
+
+    fn answer(plugin: &mut Plugin, host: &mut FakeHost, status: &str, body: &[u8]) {
+        host.callout_response_headers = vec![(":status".into(), status.into())];
+        host.buffers.insert(BufferKind::CalloutResponseBody, body.to_vec());
+        let id = host.callouts.last().unwrap().id;
+        plugin.answer(host, id, 1, body.len());
+    }
+
+    #[test]
+    fn the_tick_sends_due_batches_and_the_answer_is_published() {
+        let (mut plugin, mut host) = configured(json!({}));
+        assert_eq!(host.tick_period_ms, Some(100));
+        one_batch(&mut plugin, &mut host);
+        let sent = &host.callouts[0];
+        assert_eq!(sent.cluster, "ingest");
+        assert!(sent.headers.contains(&(":path".into(), "/v2.1/track".into())));
+        assert_eq!(&sent.body[..2], [0x1f, 0x8b], "gzip");
+        answer(&mut plugin, &mut host, "200", ANSWER);
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.items_accepted"), Some(2));
+        assert_eq!(host.stat("appinsights.a.buffered_items"), Some(0));
+    }
+
+    #[test]
+    fn a_refused_callout_is_retried_with_backoff() {
+        let (mut plugin, mut host) = configured(json!({}));
+        host.unknown_clusters.push("ingest".into());
+        one_batch(&mut plugin, &mut host);
+        assert!(host.callouts.is_empty());
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.callout_failures"), Some(1));
+        assert_eq!(host.stat("appinsights.a.items_retried"), Some(2));
+        assert_eq!(
+            host.stat("appinsights.a.buffered_items"),
+            Some(2),
+            "kept for the next try"
+        );
+    }
+
+    #[test]
+    fn draining_waits_for_the_answers_then_says_done() {
+        let (mut plugin, mut host) = configured(json!({}));
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(!plugin.done(&mut host), "a batch is in flight");
+        assert_eq!(host.callouts.len(), 1, "sent at once, before the flush interval");
+        assert!(!host.done_called);
+        answer(&mut plugin, &mut host, "200", ANSWER);
+        assert!(host.done_called, "done once delivered");
+    }
+
+    #[test]
+    fn draining_gives_up_at_the_deadline() {
+        let (mut plugin, mut host) = configured(json!({"delivery": {"drain_timeout_ms": 100}}));
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(!plugin.done(&mut host));
+        plugin.tick(&mut host);
+        assert!(!host.done_called);
+        host.now += 200_000_000;
+        plugin.tick(&mut host);
+        assert!(host.done_called);
+    }
+
+    #[test]
+    fn roles_come_from_the_configuration_else_the_node_else_hostname() {
+        let mut host = FakeHost::new();
+        let config = Config::from_value(&json!({"loggers": {"a": {"instrumentation_key": "k"}}})).unwrap();
+        let roles = resolve_roles(&mut host, &config);
+        assert_eq!((roles.role.as_str(), roles.instance.as_str()), ("envoy", "envoy"));
+        host.environment.insert("HOSTNAME".into(), "pod-1".into());
+        assert_eq!(resolve_roles(&mut host, &config).instance, "pod-1");
+        host.properties.insert(Attribute::NodeCluster, b"gateway".to_vec());
+        host.properties
+            .insert(Attribute::NodeId, b"router~10.0.0.1~gw-1.ns~ns.svc".to_vec());
+        let roles = resolve_roles(&mut host, &config);
+        assert_eq!(
+            (roles.role.as_str(), roles.instance.as_str()),
+            ("gateway", "router~10.0.0.1~gw-1.ns~ns.svc")
+        );
+        let config = Config::from_value(&json!({"loggers": {"a": {"instrumentation_key": "k"}},
+            "cloud_role": "edge", "cloud_role_instance": "edge-1"}))
+        .unwrap();
+        let roles = resolve_roles(&mut host, &config);
+        assert_eq!((roles.role.as_str(), roles.instance.as_str()), ("edge", "edge-1"));
+    }
+}

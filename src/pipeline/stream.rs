@@ -1,0 +1,582 @@
+//! The read plan: which calls into Envoy one exchange makes, in which callback, for
+//! sampled and unsampled operations. Each call leaves the VM and comes back (about a
+//! microsecond, the first in a callback about two), so the plan decides first and reads
+//! only what the items it will write need: at 100% sampling with captured headers, 11
+//! calls per request; for an operation sampled out, 3.
+//!
+//! - request headers: the header map (one call for all of them), the route name or
+//!   metadata only if API matching needs them, then [`Pipeline::begin`]; the backend's
+//!   correlation headers are set, and for a sampled operation the clock is read (the
+//!   backend call's start).
+//! - body chunks: the missing bytes of a captured body prefix, nothing otherwise.
+//! - response headers: the map only when backend response headers are captured.
+//! - log: nothing for an operation that can produce no item; else the status (from the
+//!   response headers when they are wanted anyway) and flags (not for a clean success),
+//!   then [`Pipeline::needs`] says what else to read before [`Pipeline::finish`].
+//!
+//! The stream never pauses: every callback lets the exchange go on.
+
+use super::plugin::Shared;
+use super::{Begun, Finished, Injection, Needs, Pipeline, RouteInfo};
+use crate::capture::BodyPrefix;
+use crate::correlation::IdText;
+use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
+use crate::headers::HeaderMap;
+use crate::host::{Attribute, BufferKind, Counted, HeaderMapKind, Host};
+use std::rc::Rc;
+
+/// One HTTP exchange through the filter.
+pub struct Stream {
+    /// The root context's id, for log lines.
+    context_id: u32,
+    shared: Option<Rc<Shared>>,
+    started: Option<Started>,
+    /// `Request-Context` to return to the client (Legacy correlation).
+    response_context: Option<IdText>,
+    /// The response headers as they reached this filter (backend response capture).
+    backend_response_headers: Option<HeaderMap>,
+    /// Body prefixes being captured (only when the diagnostic asks for them).
+    request_body: Option<BodyPrefix>,
+    response_body: Option<BodyPrefix>,
+    streamed: Streamed,
+}
+
+/// What the stream callbacks saw, so log time need not ask Envoy: body bytes each way,
+/// whether the response reached its end through this filter, and (for sampled
+/// operations) the clock when the request went on towards the backend.
+#[derive(Default)]
+struct Streamed {
+    request_bytes: u64,
+    response_bytes: u64,
+    response_complete: bool,
+    /// Unix nanoseconds; 0 when not taken.
+    forwarded_at: u64,
+}
+
+/// What request headers time left for log time.
+struct Started {
+    frontend: Frontend,
+    route_name: Vec<u8>,
+    begun: Begun,
+}
+
+impl Stream {
+    /// A stream of the plugin whose root context is `context_id` (`shared`: `None` when
+    /// its configuration was refused; the stream then does nothing).
+    pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> Stream {
+        Stream {
+            context_id,
+            shared,
+            started: None,
+            response_context: None,
+            backend_response_headers: None,
+            request_body: None,
+            response_body: None,
+            streamed: Streamed::default(),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut impl Host, _end_of_stream: bool) {
+        let Some(shared) = self.shared.clone() else { return };
+        let host = &mut Counted::new(host, &shared.host_calls);
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        // The request as the client sent it: later filters and the router may rewrite it.
+        let headers = host.header_map(HeaderMapKind::Request);
+        let (started, injection) = start(&mut p, host, headers);
+        let (request_bytes, response_bytes) = p.body_capture(&started.begun);
+        drop(p);
+        self.request_body = (request_bytes > 0).then(|| BodyPrefix::new(request_bytes));
+        self.response_body = (response_bytes > 0).then(|| BodyPrefix::new(response_bytes));
+        self.response_context = inject(host, &injection);
+        if started.begun.sampled {
+            // The backend call's timing, by the filter's clock (read only when an item is
+            // certain to need it; failures of unsampled operations ask Envoy at log time).
+            self.streamed.forwarded_at = host.now_nanos();
+        }
+        self.started = Some(started);
+    }
+
+    /// Envoy hands over the current chunk only and the stream never waits for the filter:
+    /// only the missing prefix bytes are copied out.
+    pub fn on_request_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) {
+        self.streamed.request_bytes += body_size as u64;
+        let Some(shared) = self.shared.clone() else { return };
+        capture_chunk(
+            &mut Counted::new(host, &shared.host_calls),
+            &mut self.request_body,
+            BufferKind::RequestBody,
+            body_size,
+        );
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) {
+        self.streamed.response_complete |= end_of_stream;
+        let Some(shared) = self.shared.clone() else { return };
+        let host = &mut Counted::new(host, &shared.host_calls);
+        // Backend response headers are captured here, before later encoder filters change
+        // them (the filter placed last before the router sees exactly what the backend sent).
+        let wants_backend_headers = self.started.as_ref().is_some_and(|started| {
+            shared
+                .pipeline
+                .try_borrow()
+                .is_ok_and(|p| p.captures_backend_response_headers(&started.begun))
+        });
+        if wants_backend_headers {
+            self.backend_response_headers = Some(host.header_map(HeaderMapKind::Response));
+        }
+        // Legacy correlation tells the caller which application answered (as APIM does).
+        if let Some(c) = self.response_context.take() {
+            host.set_header(HeaderMapKind::Response, "request-context", c.as_bytes());
+        }
+    }
+
+    pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) {
+        self.streamed.response_bytes += body_size as u64;
+        self.streamed.response_complete |= end_of_stream;
+        let Some(shared) = self.shared.clone() else { return };
+        let host = &mut Counted::new(host, &shared.host_calls);
+        capture_chunk(host, &mut self.response_body, BufferKind::ResponseBody, body_size);
+    }
+
+    pub fn on_response_trailers(&mut self) {
+        self.streamed.response_complete = true;
+    }
+
+    /// The exchange is over: reads what the items need and writes them.
+    pub fn on_log(&mut self, host: &mut impl Host) {
+        let Some(shared) = self.shared.clone() else { return };
+        let host = &mut Counted::new(host, &shared.host_calls);
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        // No request headers callback happened when an earlier filter answered locally:
+        // read the request from the access-log view instead.
+        let (mut started, streamed) = match self.started.take() {
+            Some(s) => (s, Some(&self.streamed)),
+            None => {
+                let headers = host.header_map(HeaderMapKind::Request);
+                (start(&mut p, host, headers).0, None)
+            }
+        };
+        if !p.may_emit(&started.begun) {
+            return;
+        }
+        let mut response_headers = None;
+        let (code, flags, clean) = status_and_flags(&p, host, &started.begun, streamed, &mut response_headers);
+        let needs = p.needs(&started.begun, code, flags);
+        if !needs.outcome {
+            return;
+        }
+        if started.route_name.is_empty() {
+            started.route_name = host.property(Attribute::RouteName).unwrap_or_default();
+        }
+        let now = host.now_nanos();
+        let outcome = read_outcome(host, &started, code, flags, streamed, now);
+        let backend = if needs.backend {
+            read_backend(&mut p, host, clean, streamed, now)
+        } else {
+            None
+        };
+        let response_headers = read_response_headers(host, needs, response_headers);
+        let done = Finished {
+            route_name: &started.route_name,
+            backend: backend.as_ref(),
+            response_headers: response_headers.as_ref(),
+            request_body: self.request_body.as_ref(),
+            response_body: self.response_body.as_ref(),
+            backend_response_headers: self.backend_response_headers.as_ref(),
+            ..Finished::new(&started.begun, &started.frontend, &outcome)
+        };
+        for notice in p.finish(&done) {
+            notice.emit(self.context_id);
+        }
+    }
+}
+
+/// Reads the route facts API matching needs and begins the exchange.
+fn start(p: &mut Pipeline, host: &mut impl Host, headers: HeaderMap) -> (Started, Injection) {
+    let frontend = Frontend::from_headers(headers);
+    // The route name is read now only if API matching needs it, else at log time if an
+    // item is written.
+    let route_name = if p.route_needed_early() {
+        host.property(Attribute::RouteName).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let (metadata_api, metadata_operation) = if p.metadata_needed() {
+        let api = host
+            .property(Attribute::RouteMetadataApi)
+            .or_else(|| host.property(Attribute::VirtualHostMetadataApi))
+            .unwrap_or_default();
+        (
+            api,
+            host.property(Attribute::RouteMetadataOperation).unwrap_or_default(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let route = RouteInfo {
+        name: &route_name,
+        metadata_api: &metadata_api,
+        metadata_operation: &metadata_operation,
+    };
+    let (begun, injection) = p.begin(&frontend, &route);
+    (
+        Started {
+            frontend,
+            route_name,
+            begun,
+        },
+        injection,
+    )
+}
+
+/// Sets the backend's correlation headers; returns the `Request-Context` for the client.
+fn inject(host: &mut impl Host, injection: &Injection) -> Option<IdText> {
+    let request = HeaderMapKind::Request;
+    if let Some(tp) = &injection.traceparent {
+        host.set_header(request, "traceparent", tp);
+    }
+    if injection.remove_traceparent {
+        host.remove_header(request, "traceparent");
+    }
+    if injection.remove_tracestate {
+        host.remove_header(request, "tracestate");
+    }
+    if let Some(id) = &injection.request_id {
+        host.set_header(request, "request-id", id.as_bytes());
+    }
+    let context = injection.request_context?;
+    host.set_header(request, "request-context", context.as_bytes());
+    Some(context)
+}
+
+/// The status and response flags, and whether the exchange was clean (a response below
+/// 400 that passed through this filter to its end: its flags cannot change the verdict
+/// and are not read). When the response headers are wanted anyway, the status comes with
+/// them (into `response_headers`).
+fn status_and_flags(
+    p: &Pipeline,
+    host: &mut impl Host,
+    begun: &Begun,
+    streamed: Option<&Streamed>,
+    response_headers: &mut Option<HeaderMap>,
+) -> (u32, u64, bool) {
+    if p.wants_response_headers(begun) {
+        *response_headers = Some(host.header_map(HeaderMapKind::Response));
+    }
+    let code = response_headers
+        .as_ref()
+        .and_then(status_of)
+        .or_else(|| host.property_u64(Attribute::ResponseCode).map(|c| c as u32))
+        .unwrap_or(0);
+    let clean = streamed.is_some_and(|s| s.response_complete) && (1..400).contains(&code);
+    let flags = if clean {
+        0
+    } else {
+        host.property_u64(Attribute::ResponseFlags).unwrap_or(0)
+    };
+    (code, flags, clean)
+}
+
+/// `:status` of a response header map.
+fn status_of(headers: &HeaderMap) -> Option<u32> {
+    std::str::from_utf8(headers.get(b":status")?).ok()?.parse().ok()
+}
+
+/// The response headers, if the items need them and they were not read yet.
+fn read_response_headers(host: &mut impl Host, needs: Needs, read: Option<HeaderMap>) -> Option<HeaderMap> {
+    match read {
+        None if needs.response_headers => Some(host.header_map(HeaderMapKind::Response)),
+        read => read,
+    }
+}
+
+/// Copies what is still missing of a body prefix out of the current chunk.
+fn capture_chunk(host: &mut impl Host, prefix: &mut Option<BodyPrefix>, kind: BufferKind, chunk_size: usize) {
+    let Some(prefix) = prefix else { return };
+    let wanted = prefix.wanted().min(chunk_size);
+    if wanted == 0 {
+        return;
+    }
+    if let Some(bytes) = host.buffer(kind, wanted) {
+        prefix.push(&bytes);
+    }
+}
+
+/// What Envoy knows once the exchange is over (status and flags already read). What the
+/// stream callbacks counted is used when they ran; Envoy is asked otherwise.
+fn read_outcome(
+    host: &mut impl Host,
+    started: &Started,
+    response_code: u32,
+    response_flags: u64,
+    streamed: Option<&Streamed>,
+    now: u64,
+) -> Outcome {
+    let start = host.property_u64(Attribute::RequestTime).unwrap_or(0);
+    // The exchange ends now (the access-log callback runs when the stream completes).
+    let duration = if start > 0 && now > start {
+        now - start
+    } else {
+        host.property_u64(Attribute::RequestDuration).unwrap_or(0)
+    };
+    let (request_body_bytes, response_body_bytes) = match streamed {
+        Some(s) => (s.request_bytes, s.response_bytes),
+        None => (
+            host.property_u64(Attribute::RequestSize).unwrap_or(0),
+            host.property_u64(Attribute::ResponseSize).unwrap_or(0),
+        ),
+    };
+    let mut outcome = Outcome {
+        start_unix_nanos: if start > 0 { start } else { now.saturating_sub(duration) },
+        duration_nanos: duration,
+        response_code,
+        response_flags,
+        request_body_bytes,
+        response_body_bytes,
+        client_ip: None,
+        code_details: None,
+    };
+    if !outcome.success() {
+        // Only failures need to know who answered and why.
+        outcome.code_details = host.property(Attribute::ResponseCodeDetails);
+    }
+    if started.begun.log_client_ip {
+        outcome.client_ip = host
+            .property(Attribute::SourceAddress)
+            .map(|a| ip_of_address(&a).to_vec());
+    }
+    outcome
+}
+
+/// The backend call, if one was attempted. On a clean exchange the timing comes from the
+/// filter's clock (from forwarding the request to the end of the exchange, which the
+/// access-log callback marks) and the cluster's TLS from a per-cluster cache.
+fn read_backend(
+    p: &mut Pipeline,
+    host: &mut impl Host,
+    clean: bool,
+    streamed: Option<&Streamed>,
+    now: u64,
+) -> Option<Backend> {
+    let attempts = host.property_u64(Attribute::UpstreamRequestAttemptCount).unwrap_or(0);
+    if attempts == 0 {
+        return None;
+    }
+    let cluster = host.property(Attribute::ClusterName).unwrap_or_default();
+    let timed = streamed.filter(|s| clean && s.forwarded_at > 0 && now >= s.forwarded_at);
+    let latency_nanos = match timed {
+        Some(s) => Some(now - s.forwarded_at),
+        None => host.property_u64(Attribute::ResponseBackendLatency),
+    };
+    let tls = match p.cluster_tls.get(&cluster, now).filter(|_| clean) {
+        Some(tls) => tls,
+        None => {
+            let tls = host
+                .property(Attribute::UpstreamTlsVersion)
+                .is_some_and(|v| !v.is_empty());
+            p.cluster_tls.remember(&cluster, tls, now);
+            tls
+        }
+    };
+    Some(Backend {
+        attempts: attempts.min(u64::from(u32::MAX)) as u32,
+        cluster,
+        address: host.property(Attribute::UpstreamAddress),
+        latency_nanos,
+        tls,
+        // At log time the request headers are the ones sent upstream (after rewrites).
+        request: Frontend::from_headers(host.header_map(HeaderMapKind::Request)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::host::fake::{drive, Bodies, Call, ExchangeCalls, FakeHost};
+    use crate::host::{Attribute, BufferKind, HeaderMapKind};
+    use crate::pipeline::plugin::Plugin;
+    use serde_json::{json, Value};
+    use Call::{Clock, HeaderMap, Property, SetHeader};
+    use HeaderMapKind::{Request, Response};
+
+    const LOGGER: &str = "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/";
+
+    /// A plugin configured with `diagnostic`, on the benchmark's exchange.
+    fn configured(diagnostic: Value) -> (Plugin, FakeHost) {
+        let config = json!({"loggers": {"a": {"connection_string": LOGGER}}, "diagnostic": diagnostic});
+        let mut host = FakeHost::benchmark_exchange();
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        (plugin, host)
+    }
+
+    fn exchange(plugin: &Plugin, host: &mut FakeHost, bodies: Bodies) -> ExchangeCalls {
+        drive(&mut plugin.stream(), host, bodies)
+    }
+
+    /// The diagnostic `tests/harness/tests/host_calls.rs` and `scripts/bench.sh` use.
+    fn four_headers(sampling: u32) -> Value {
+        json!({"sampling_percentage": sampling,
+               "frontend": {"request": {"headers": ["user-agent", "content-type"]},
+                            "response": {"headers": ["content-type", "content-length"]}}})
+    }
+
+    #[test]
+    fn a_sampled_exchange_with_captured_headers_makes_eleven_calls() {
+        let (plugin, mut host) = configured(four_headers(100));
+        let first = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(
+            calls.request_headers,
+            [HeaderMap(Request), SetHeader(Request, "traceparent".into()), Clock]
+        );
+        assert_eq!(calls.request_body, []);
+        assert_eq!(calls.response_headers, []);
+        assert_eq!(calls.response_body, []);
+        #[rustfmt::skip]
+        let log = [
+            HeaderMap(Response), // the status comes with the captured headers
+            Property(Attribute::RouteName), Clock, Property(Attribute::RequestTime),
+            Property(Attribute::UpstreamRequestAttemptCount), Property(Attribute::ClusterName),
+            Property(Attribute::UpstreamAddress), HeaderMap(Request), // the request as sent upstream
+        ];
+        assert_eq!(calls.log, log);
+        assert_eq!(calls.total(), 11);
+        // Once per worker and cluster (then once a minute): whether the cluster uses TLS.
+        assert_eq!(first.total(), 12);
+        assert!(first.log.contains(&Property(Attribute::UpstreamTlsVersion)));
+    }
+
+    #[test]
+    fn an_unsampled_exchange_makes_three_calls() {
+        let (plugin, mut host) = configured(four_headers(0));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        // Propagation goes on when nothing is recorded; errors are always logged, so the
+        // status is read.
+        assert_eq!(
+            calls.request_headers,
+            [HeaderMap(Request), SetHeader(Request, "traceparent".into())]
+        );
+        assert_eq!(calls.log, [Property(Attribute::ResponseCode)]);
+        assert_eq!(calls.total(), 3);
+    }
+
+    #[test]
+    fn the_host_calls_stat_counts_every_call_exchanges_make_and_only_those() {
+        let (mut plugin, mut host) = configured(four_headers(100));
+        let made: usize = (0..5)
+            .map(|_| exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES).total())
+            .sum();
+        assert_eq!(made, 12 + 4 * 11);
+        plugin.tick(&mut host);
+        assert_eq!(
+            host.stat("appinsights.host_calls"),
+            Some(made as i64),
+            "the tick's own calls are not counted"
+        );
+        assert_eq!(
+            host.stat("appinsights.a.items_created"),
+            Some(10),
+            "a Request and a Dependency each"
+        );
+        host.now += 2_000_000_000; // past the flush interval
+        plugin.tick(&mut host);
+        assert_eq!(host.callouts.len(), 1, "one batch");
+        assert_eq!(
+            host.stat("appinsights.host_calls"),
+            Some(made as i64),
+            "still only the exchanges' calls"
+        );
+    }
+
+    #[test]
+    fn a_failed_exchange_reads_flags_and_details_and_captures_nothing_it_was_not_asked_to() {
+        let (plugin, mut host) = configured(json!({"sampling_percentage": 0}));
+        host.response_headers = vec![(":status".into(), "503".into())];
+        host.properties
+            .insert(Attribute::ResponseCode, 503u64.to_le_bytes().to_vec());
+        let calls = exchange(&plugin, &mut host, Bodies::default());
+        #[rustfmt::skip]
+        let log = [
+            Property(Attribute::ResponseCode), Property(Attribute::ResponseFlags), Property(Attribute::RouteName),
+            Clock, Property(Attribute::RequestTime), Property(Attribute::ResponseCodeDetails),
+            Property(Attribute::UpstreamRequestAttemptCount), Property(Attribute::ClusterName),
+            // Unsampled: the backend's timing was not taken at request headers.
+            Property(Attribute::ResponseBackendLatency), Property(Attribute::UpstreamTlsVersion),
+            Property(Attribute::UpstreamAddress), HeaderMap(Request),
+        ];
+        assert_eq!(calls.log, log);
+    }
+
+    #[test]
+    fn body_capture_reads_only_the_prefix_it_keeps() {
+        let (plugin, mut host) =
+            configured(json!({"frontend": {"request": {"body_bytes": 16}, "response": {"body_bytes": 8}}}));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(calls.request_body, [Call::Buffer(BufferKind::RequestBody)]);
+        assert_eq!(calls.response_body, [Call::Buffer(BufferKind::ResponseBody)]);
+        let (plugin, mut host) = configured(json!({"sampling_percentage": 0, "always_log_errors": false,
+                                               "frontend": {"request": {"body_bytes": 16}}}));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(
+            calls.request_body,
+            [],
+            "an operation that writes no Request captures nothing"
+        );
+    }
+
+    #[test]
+    fn legacy_correlation_replaces_the_callers_headers_and_answers_with_request_context() {
+        let config = json!({"loggers": {"a": {"connection_string": format!("{LOGGER};ApplicationId=app-1")}},
+                            "diagnostic": {"correlation_protocol": "Legacy"}});
+        let mut host = FakeHost::benchmark_exchange();
+        host.request_headers.push((
+            "traceparent".into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        ));
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        let calls = exchange(&plugin, &mut host, Bodies::default());
+        let set = |name: &str| SetHeader(Request, name.into());
+        let removed = Call::RemoveHeader(Request, "traceparent".into());
+        assert_eq!(
+            calls.request_headers,
+            [
+                HeaderMap(Request),
+                removed,
+                set("request-id"),
+                set("request-context"),
+                Clock
+            ]
+        );
+        assert_eq!(calls.response_headers, [SetHeader(Response, "request-context".into())]);
+    }
+
+    #[test]
+    fn apis_matched_on_route_metadata_read_it_at_request_headers() {
+        let mut host = FakeHost::benchmark_exchange();
+        let config = json!({"loggers": {"a": {"connection_string": LOGGER}},
+                            "apis": [{"name": "orders", "match": {"route_metadata": true}}]});
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        let calls = exchange(&plugin, &mut host, Bodies::default());
+        #[rustfmt::skip]
+        let expected = [
+            HeaderMap(Request), Property(Attribute::RouteMetadataApi), Property(Attribute::VirtualHostMetadataApi),
+            Property(Attribute::RouteMetadataOperation), SetHeader(Request, "traceparent".into()), Clock,
+        ];
+        assert_eq!(calls.request_headers, expected);
+    }
+
+    #[test]
+    fn a_refused_configuration_leaves_streams_inert() {
+        let mut host = FakeHost::benchmark_exchange();
+        let mut plugin = Plugin::new(1);
+        assert!(!host.configure(&mut plugin, r#"{"loggers": {}}"#));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(calls.total(), 0);
+    }
+}
