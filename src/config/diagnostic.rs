@@ -162,6 +162,15 @@ const MASK_RULE_FIELDS: &[&str] = &["name", "mode"];
 /// Applies the fields present in `f` on top of `base`.
 pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
     let mut d = base.clone();
+    overlay_decisions(&mut d, f, loggers)?;
+    overlay_content(&mut d, f)?;
+    check_property_names(&d, f)?;
+    Ok(d)
+}
+
+/// Where items go and which are written: loggers, sampling, error logging, verbosity,
+/// correlation, operation names.
+fn overlay_decisions(d: &mut Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> Result<(), ConfigError> {
     if let Some(v) = f.get("loggers") {
         d.loggers = select_loggers(v, &f.path("loggers"), loggers)?;
     }
@@ -196,6 +205,11 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             _ => return Err(err(f.path("operation_name_format"), Problem::OneOf("Name, Url"))),
         };
     }
+    Ok(())
+}
+
+/// What items carry: trace rules, custom properties, captured content and its masking.
+fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError> {
     if let Some(v) = f.get("traces") {
         d.traces = parse_traces(v, &f.path("traces"))?;
     }
@@ -219,8 +233,7 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             .map(|(name, header)| (name, header.to_ascii_lowercase()))
             .collect();
     }
-    check_property_names(&d, f)?;
-    Ok(d)
+    Ok(())
 }
 
 /// Property names the filter writes itself; custom properties and trace metadata may not

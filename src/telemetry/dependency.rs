@@ -14,7 +14,7 @@ use super::envelope::{self, Head, Kind, Members};
 use super::failure;
 use super::request::push_url_limited;
 use super::{limits, Facts, Sender};
-use crate::exchange::Backend;
+use crate::exchange::{Backend, Outcome};
 use crate::json::{push_bytes, push_key, push_u64};
 use crate::timefmt::push_timespan;
 
@@ -23,14 +23,7 @@ const MAX_DATA: usize = 8192;
 
 /// Appends one Dependency envelope for `backend`.
 pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backend) {
-    let (fe, oc, op) = (facts.frontend, facts.outcome, facts.operation);
-    let duration = backend
-        .latency_nanos
-        .filter(|&l| l > 0)
-        .unwrap_or(oc.duration_nanos)
-        .min(oc.duration_nanos);
-    // The backend call ends about when the exchange ends.
-    let start = oc.start_unix_nanos + (oc.duration_nanos - duration);
+    let (start, duration) = timing(facts, backend);
     let head = Head {
         kind: Kind::Dependency,
         time_unix_nanos: start,
@@ -39,10 +32,43 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
     };
     envelope::begin(out, who, facts, &head);
     out.extend_from_slice(b",\"id\":\"");
-    out.extend_from_slice(op.dependency_id.as_bytes());
+    out.extend_from_slice(facts.operation.dependency_id.as_bytes());
     out.extend_from_slice(b"\",");
-    let sent = &backend.request;
-    let path = if sent.path().is_empty() { fe.path() } else { sent.path() };
+    write_call(out, facts, backend);
+    out.extend_from_slice(b",\"duration\":\"");
+    push_timespan(out, duration);
+    out.extend_from_slice(b"\",\"resultCode\":\"");
+    write_result(out, facts.outcome);
+    write_properties(out, facts, backend);
+    envelope::end(out);
+}
+
+/// When the backend call started and how long it took: its latency, within the exchange
+/// (the backend call ends about when the exchange ends).
+fn timing(facts: &Facts<'_>, backend: &Backend) -> (u64, u64) {
+    let oc = facts.outcome;
+    let duration = backend
+        .latency_nanos
+        .filter(|&l| l > 0)
+        .unwrap_or(oc.duration_nanos)
+        .min(oc.duration_nanos);
+    (oc.start_unix_nanos + (oc.duration_nanos - duration), duration)
+}
+
+/// What the upstream request says, else what the client sent.
+fn or_client<'a>(upstream: &'a [u8], client: &'a [u8]) -> &'a [u8] {
+    if upstream.is_empty() {
+        client
+    } else {
+        upstream
+    }
+}
+
+/// `name`, `type`, `target` and `data`: the request as the backend received it (what the
+/// client sent where the upstream request does not say).
+fn write_call(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
+    let (fe, sent) = (facts.frontend, &backend.request);
+    let path = or_client(sent.path(), fe.path());
     let mut name = Vec::with_capacity(fe.method().len() + 1 + path.len());
     name.extend_from_slice(fe.method());
     name.push(b' ');
@@ -55,16 +81,8 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
     out.push(b',');
     push_key(out, "data");
     let scheme: &[u8] = if backend.tls { b"https" } else { b"http" };
-    let authority = if sent.authority().is_empty() {
-        fe.authority()
-    } else {
-        sent.authority()
-    };
-    let path_and_query = if sent.path_and_query().is_empty() {
-        fe.path_and_query()
-    } else {
-        sent.path_and_query()
-    };
+    let authority = or_client(sent.authority(), fe.authority());
+    let path_and_query = or_client(sent.path_and_query(), fe.path_and_query());
     push_url_limited(
         out,
         scheme,
@@ -72,13 +90,14 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
         &facts.masking.path_and_query(path_and_query),
         MAX_DATA,
     );
-    out.extend_from_slice(b",\"duration\":\"");
-    push_timespan(out, duration);
-    out.extend_from_slice(b"\",\"resultCode\":\"");
+}
+
+/// `resultCode` (inside its opened quotes) and `success`: the backend's own status when it
+/// answered (even if Envoy then gave up, e.g. retries exhausted); the failure kind when it
+/// never did or no response came at all.
+fn write_result(out: &mut Vec<u8>, oc: &Outcome) {
     let kind = failure::classify(oc);
     let failed_kind = kind.filter(|k| k.backend_failed);
-    // The backend's own status when it answered (even if Envoy then gave up, e.g. retries
-    // exhausted); the failure kind when it never did or no response came at all.
     let answered = oc.via_upstream() == Some(true);
     match (failed_kind, kind) {
         (Some(k), _) if !answered => out.extend_from_slice(k.type_name.as_bytes()),
@@ -91,6 +110,10 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
     } else {
         b"\",\"success\":false"
     });
+}
+
+/// `Backend Address`, `Attempts` when Envoy retried, custom properties and captured content.
+fn write_properties(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
     let mut p = Members::new(out, "properties");
     if let Some(address) = backend.address.as_deref().filter(|a| !a.is_empty()) {
         p.string("Backend Address", address);
@@ -105,7 +128,6 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
     }
     w.finish();
     p.finish();
-    envelope::end(out);
 }
 
 /// The backend side of the capture settings: what was sent upstream and what came back.
