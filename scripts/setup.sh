@@ -52,6 +52,17 @@ setup_wasm_toolchain() {
   ok "Debian rustc-web wasm toolchain installed"
 }
 
+# rustfmt and clippy, which scripts/test.sh runs (rustup's default profile has both).
+setup_lint_tools() {
+  if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+    ok "rustfmt and clippy present"; return
+  fi
+  command -v rustup >/dev/null || die "cargo fmt or cargo clippy is missing and rustup is not there to add them"
+  step "rustup component add rustfmt clippy"
+  rustup component add rustfmt clippy >/dev/null 2>&1 || die "rustup could not add rustfmt and clippy"
+  ok "rustfmt and clippy installed"
+}
+
 setup_envoy() {
   if [ -x .venv/bin/envoy ] && .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
     ok "envoy $ENVOY_VERSION present (.venv/bin/envoy)"; return
@@ -79,6 +90,7 @@ setup_load_tools() {
 command -v cargo >/dev/null || [ -x /usr/bin/cargo ] || die "no cargo found: install Rust (https://rustup.rs) first"
 command -v python3 >/dev/null || apt_install python3
 setup_wasm_toolchain
+setup_lint_tools
 setup_envoy
 if [ "${SKIP_LOAD_TOOLS:-}" != 1 ]; then setup_load_tools; fi
 ok "setup complete"

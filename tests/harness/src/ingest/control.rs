@@ -6,7 +6,7 @@
 //! | `POST /v2/track`, `POST /v2.1/track` | ingestion |
 //! | `GET /_items` | accepted items as NDJSON |
 //! | `DELETE /_items` | forget items, requests and counters |
-//! | `GET /_stats` | [`IngestStats`] as JSON, plus the current fault |
+//! | `GET /_stats` | [`IngestStats`](super::IngestStats) as JSON, plus the current fault |
 //! | `GET /_requests` | received `track` requests as NDJSON (body as UTF-8 text) |
 //! | `POST /_fault` | set a fault, e.g. `{"mode":"status","code":503,"retry_after":"5","count":3}` |
 //! | `GET /_health` | 200 `ok` |
