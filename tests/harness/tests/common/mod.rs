@@ -78,8 +78,10 @@ pub fn operation(items: &[Value], operation_id: &str) -> Vec<Value> {
 }
 
 /// Waits for the stream of items to settle (nothing new for a while) and returns them,
-/// after checking that the endpoint found every item schema-valid and that the items of
-/// each operation are linked correctly.
+/// after checking that the endpoint found every item schema-valid, that at least
+/// `at_least` items arrived and that the items of each operation are linked correctly.
+/// `at_least` is the number of items the test expects to arrive (where that number is
+/// only known afterwards, a lower bound, and the test checks the exact count itself).
 pub fn settled(ingest: &IngestServer, at_least: usize) -> Vec<Value> {
     ingest.wait_for_items(at_least, Duration::from_secs(10));
     let mut last = ingest.items().len();
@@ -90,6 +92,11 @@ pub fn settled(ingest: &IngestServer, at_least: usize) -> Vec<Value> {
             let stats = ingest.stats();
             assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
             let items = ingest.items();
+            assert!(
+                items.len() >= at_least,
+                "expected at least {at_least} items, got {}: {items:#?}",
+                items.len()
+            );
             assert_linked(&items);
             return items;
         }
