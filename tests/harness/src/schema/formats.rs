@@ -62,15 +62,28 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_in_year(y: i64) -> i64 {
+    if is_leap(y) {
+        366
+    } else {
+        365
+    }
+}
+
+// The two conversions below count whole years and months one at a time. That is slow
+// next to a closed form, but plainly right, and deliberately not the filter's own
+// method: src/timefmt.rs uses Howard Hinnant's days-to-civil arithmetic, and a checker
+// sharing the algorithm under test would share its mistakes too.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (month and day already valid).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let whole_years = if y >= 1970 {
+        (1970..y).map(days_in_year).sum::<i64>()
+    } else {
+        -(y..1970).map(days_in_year).sum::<i64>()
+    };
+    let whole_months = (1..m).map(|month| days_in_month(y, month)).sum::<i64>();
+    whole_years + whole_months + d - 1
 }
 
 /// Formats a time as the SDKs do: `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, milliseconds).
@@ -91,17 +104,24 @@ pub fn format_time(t: std::time::SystemTime) -> String {
     )
 }
 
-/// Inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+/// The proleptic Gregorian (year, month, day) `days` after 1970-01-01; the inverse of
+/// [`days_from_civil`], by the same counting.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let (mut y, mut left) = (1970, days);
+    while left < 0 {
+        y -= 1;
+        left += days_in_year(y);
+    }
+    while left >= days_in_year(y) {
+        left -= days_in_year(y);
+        y += 1;
+    }
+    let mut m = 1;
+    while left >= days_in_month(y, m) {
+        left -= days_in_month(y, m);
+        m += 1;
+    }
+    (y, m, left + 1)
 }
 
 /// `[d.]hh:mm:ss[.fffffff]`: optional days (total under 1000 days), two-digit
@@ -134,6 +154,84 @@ mod tests {
         assert_eq!(parse_time("2024-01-01T00:00:00Z"), Some(1_704_067_200.0));
         assert_eq!(parse_time("2024-02-29T12:00:00.5Z"), Some(1_709_208_000.5));
         assert_eq!(parse_time("2009-06-15T13:45:30.0000000Z"), Some(1_245_073_530.0));
+    }
+
+    /// Dates and their day numbers since 1970-01-01, from an independent source (Python's
+    /// `datetime.date.toordinal() - date(1970, 1, 1).toordinal()`; year 0, which Python
+    /// lacks, is one leap year before 0001-01-01): the epoch, both sides of the leap days
+    /// of 1600, 1900, 2000, 2100 and 2400, and the ends of the four-digit range.
+    const KNOWN_DATES: [(i64, i64, i64, i64); 17] = [
+        (0, 1, 1, -719_528),
+        (1, 1, 1, -719_162),
+        (1600, 2, 29, -135_081),
+        (1900, 2, 28, -25_509),
+        (1900, 3, 1, -25_508),
+        (1969, 12, 31, -1),
+        (1970, 1, 1, 0),
+        (1970, 3, 1, 59),
+        (1999, 12, 31, 10_956),
+        (2000, 2, 29, 11_016),
+        (2000, 3, 1, 11_017),
+        (2024, 2, 29, 19_782),
+        (2038, 1, 19, 24_855),
+        (2100, 2, 28, 47_540),
+        (2100, 3, 1, 47_541),
+        (2400, 2, 29, 157_113),
+        (9999, 12, 31, 2_932_896),
+    ];
+
+    #[test]
+    fn known_dates_convert_both_ways() {
+        for (y, m, d, days) in KNOWN_DATES {
+            let date = format!("{y:04}-{m:02}-{d:02}");
+            assert_eq!(days_from_civil(y, m, d), days, "{date}");
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            assert_eq!(
+                parse_time(&format!("{date}T00:00:00Z")),
+                Some((days * 86_400) as f64),
+                "{date}"
+            );
+        }
+        assert_eq!(parse_time("9999-12-31T23:59:59Z"), Some(253_402_300_799.0));
+        let last_ms_of_2100_02_28 = std::time::UNIX_EPOCH + std::time::Duration::from_millis(47_541 * 86_400_000 - 1);
+        assert_eq!(format_time(last_ms_of_2100_02_28), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn only_real_leap_days_exist() {
+        for real in ["2000-02-29", "2024-02-29", "2400-02-29", "1600-02-29", "0000-02-29"] {
+            assert!(parse_time(&format!("{real}T12:00:00Z")).is_some(), "{real}");
+        }
+        for missing in [
+            "1900-02-29",
+            "2100-02-29",
+            "2200-02-29",
+            "2023-02-29",
+            "2024-02-30",
+            "2024-04-31",
+        ] {
+            assert_eq!(parse_time(&format!("{missing}T12:00:00Z")), None, "{missing}");
+        }
+    }
+
+    #[test]
+    fn consecutive_day_numbers_are_consecutive_calendar_days() {
+        // Every day from 1899-12-31 to 2201-01-01: the next number is the next date.
+        let (first, last) = (days_from_civil(1899, 12, 31), days_from_civil(2201, 1, 1));
+        let mut prev = civil_from_days(first);
+        for n in first + 1..=last {
+            let (y, m, d) = civil_from_days(n);
+            let expected = if prev.2 < days_in_month(prev.0, prev.1) {
+                (prev.0, prev.1, prev.2 + 1)
+            } else if prev.1 < 12 {
+                (prev.0, prev.1 + 1, 1)
+            } else {
+                (prev.0 + 1, 1, 1)
+            };
+            assert_eq!((y, m, d), expected, "day {n}");
+            assert_eq!(days_from_civil(y, m, d), n, "{y}-{m}-{d}");
+            prev = (y, m, d);
+        }
     }
 
     #[test]
