@@ -198,8 +198,9 @@ mod tests {
     use std::io::Write;
 
     fn item(ikey: &str) -> String {
-        let now = crate::schema::format_time(SystemTime::now());
-        json!({"name": "n", "time": now, "iKey": ikey, "data": {"baseType": "EventData", "baseData": {"ver": 2, "name": "e"}}}).to_string()
+        let mut item = crate::schema::example_envelope("EventData", SystemTime::now()).unwrap();
+        item["iKey"] = json!(ikey);
+        item.to_string()
     }
 
     #[test]

@@ -11,30 +11,16 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_704_067_200)
 }
 
-fn envelope(base_type: &str, base_data: Value) -> Value {
-    json!({
-        "name": format!("Microsoft.ApplicationInsights.{base_type}"),
-        "time": NOW,
-        "data": {"baseType": base_type, "baseData": base_data}
-    })
+/// The public example of `base_type` cut down to the envelope's required fields (name,
+/// time, data): the smallest valid item, which the tests break one field at a time.
+fn minimal(base_type: &str) -> Value {
+    let example = example_envelope(base_type, now()).unwrap_or_else(|| panic!("no example for {base_type}"));
+    with(&example, "/iKey", None)
 }
 
-fn minimal(base_type: &str) -> Value {
-    let base = match base_type {
-        "RequestData" => {
-            json!({"ver": 2, "id": "b7ad6b7169203331", "duration": "00:00:00.1234567", "responseCode": "200", "success": true})
-        }
-        "RemoteDependencyData" => json!({"ver": 2, "name": "GET /x", "duration": "00:00:01"}),
-        "ExceptionData" => json!({"ver": 2, "exceptions": [{"typeName": "Error", "message": "boom"}]}),
-        "MessageData" => json!({"ver": 2, "message": "hello"}),
-        "MetricData" => json!({"ver": 2, "metrics": [{"name": "m", "value": 1.5}]}),
-        "EventData" => json!({"ver": 2, "name": "evt"}),
-        "AvailabilityData" => {
-            json!({"ver": 2, "id": "a1", "name": "ping", "duration": "0.00:00:01.000", "success": true})
-        }
-        other => panic!("no example for {other}"),
-    };
-    envelope(base_type, base)
+/// A minimal envelope of `base_type` carrying `base_data`.
+fn envelope(base_type: &str, base_data: Value) -> Value {
+    with(&minimal(base_type), "/data/baseData", Some(base_data))
 }
 
 const ALL_TYPES: [&str; 7] = [
