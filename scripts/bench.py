@@ -450,7 +450,8 @@ Absolute numbers drift between machines and runs; ratios from one run are what h
 
 The "host calls alone" variants run `tests/host-call-floor`, a wasm filter that makes
 exactly the host calls the filter makes per request (the same calls, in the same
-callbacks) and nothing else. Their cost over the no-op filter's is what Envoy spends
+callbacks, listed by running the filter's own read plan for the variant's configuration:
+`target/release/host-calls`) and nothing else. Their cost over the no-op filter's is what Envoy spends
 answering those calls; what the filter adds on top is its own code (ids, sampling, JSON,
 gzip, batching).
 
