@@ -298,8 +298,8 @@ fn an_unsampled_exchange_allocates_only_what_envoy_returns() {
     );
     report("0% + 4 headers", &m);
     assert_eq!(m.items, 0.0);
-    // The request's header map and its status, as Envoy returns them into VM memory (plus
-    // the tick's stats, every 1,000 exchanges).
-    assert!(m.allocs <= 2.1, "{:.1} allocations per exchange", m.allocs);
+    // The request's header map and its status, as Envoy returns them into VM memory: nothing
+    // else, not even on the tick.
+    assert!(m.allocs <= 2.0, "{:.1} allocations per exchange", m.allocs);
     assert!(m.bytes <= 300.0, "{:.0} bytes allocated per exchange", m.bytes);
 }

@@ -86,6 +86,8 @@ pub struct FakeHost {
     /// Clusters Envoy does not know: callouts to them are refused.
     pub unknown_clusters: Vec<String>,
     pub stats: Vec<Stat>,
+    /// Stats Envoy refuses to define.
+    pub refused_stats: Vec<String>,
     pub tick_period_ms: Option<u64>,
     pub done_called: bool,
     /// Every call, in order (only while `recording`).
@@ -266,6 +268,9 @@ impl Host for FakeHost {
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         self.record(Call::DefineMetric(name.to_string()));
+        if self.refused_stats.iter().any(|r| r == name) {
+            return None;
+        }
         let id = self.stats.len() as u32;
         self.stats.push(Stat {
             name: name.to_string(),

@@ -313,6 +313,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stat_envoy_refuses_does_not_shift_the_others() {
+        let mut host = FakeHost::benchmark_exchange();
+        host.refused_stats.push("appinsights.a.items_created".into());
+        let config = json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/"}}});
+        let mut plugin = Plugin::new(7);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        one_batch(&mut plugin, &mut host);
+        answer(&mut plugin, &mut host, "200", ANSWER);
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.items_created"), None);
+        assert_eq!(host.stat("appinsights.a.items_sent"), Some(2));
+        assert_eq!(host.stat("appinsights.a.items_accepted"), Some(2));
+        assert_eq!(host.stat("appinsights.a.items_retried"), Some(0));
+        assert_eq!(host.stat("appinsights.a.batches_sent"), Some(1));
+    }
+
+    #[test]
     fn a_refused_callout_is_retried_with_backoff() {
         let (mut plugin, mut host) = configured(json!({}));
         host.unknown_clusters.push("ingest".into());

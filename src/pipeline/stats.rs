@@ -14,16 +14,35 @@ pub enum MetricKind {
     Gauge,
 }
 
+/// A stat's name: `appinsights.<stat>` for the plugin, `appinsights.<logger>.<stat>` for a
+/// logger.
+#[derive(Debug, Clone, Copy)]
+pub struct StatName<'a> {
+    pub logger: Option<&'a str>,
+    pub stat: &'static str,
+}
+
+impl std::fmt::Display for StatName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.logger {
+            Some(logger) => write!(f, "appinsights.{logger}.{}", self.stat),
+            None => write!(f, "appinsights.{}", self.stat),
+        }
+    }
+}
+
 impl Pipeline {
-    /// The stats with their current values. The list (names, kinds, order) is fixed for a
-    /// configuration.
-    pub fn metrics(&self) -> Vec<(String, MetricKind, u64)> {
-        let sampled_out = (
-            "appinsights.operations_sampled_out".to_string(),
+    /// Calls `f` with each stat, its kind and its current value, in an order fixed for a
+    /// configuration (the tick reads the values without building names).
+    pub fn visit_metrics(&self, mut f: impl FnMut(StatName<'_>, MetricKind, u64)) {
+        f(
+            StatName {
+                logger: None,
+                stat: "operations_sampled_out",
+            },
             MetricKind::Counter,
             self.sampled_out,
         );
-        let mut out = vec![sampled_out];
         for s in &self.sinks {
             let st = s.outbox.stats;
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
@@ -48,15 +67,20 @@ impl Pipeline {
                 ("buffered_items", s.outbox.buffered_items()),
                 ("buffered_bytes", s.outbox.buffered_bytes() as u64),
             ];
-            let named = |(name, value)| (format!("appinsights.{}.{name}", s.id), value);
-            out.extend(
-                counters
-                    .into_iter()
-                    .map(named)
-                    .map(|(n, v)| (n, MetricKind::Counter, v)),
-            );
-            out.extend(gauges.into_iter().map(named).map(|(n, v)| (n, MetricKind::Gauge, v)));
+            let logger = Some(s.id.as_str());
+            for (stat, value) in counters {
+                f(StatName { logger, stat }, MetricKind::Counter, value);
+            }
+            for (stat, value) in gauges {
+                f(StatName { logger, stat }, MetricKind::Gauge, value);
+            }
         }
+    }
+
+    /// The stats with their names and current values.
+    pub fn metrics(&self) -> Vec<(String, MetricKind, u64)> {
+        let mut out = Vec::new();
+        self.visit_metrics(|name, kind, value| out.push((name.to_string(), kind, value)));
         out
     }
 }
@@ -64,8 +88,8 @@ impl Pipeline {
 /// Envoy's ids of the stats, and the values last reported: the tick reports what changed.
 #[derive(Debug, Default)]
 pub struct Publisher {
-    /// In the order of [`Pipeline::metrics`].
-    metrics: Vec<(u32, MetricKind, u64)>,
+    /// In the order of [`Pipeline::visit_metrics`] (`None`: Envoy refused to define it).
+    metrics: Vec<(Option<u32>, MetricKind, u64)>,
     /// `appinsights.vm_memory_bytes` (gauge) and `appinsights.host_calls` (counter).
     memory: Option<(u32, u64)>,
     calls: Option<(u32, u64)>,
@@ -77,7 +101,7 @@ impl Publisher {
         let metrics = pipeline
             .metrics()
             .into_iter()
-            .filter_map(|(name, kind, _)| host.define_metric(kind, &name).map(|id| (id, kind, 0)))
+            .map(|(name, kind, _)| (host.define_metric(kind, &name), kind, 0))
             .collect();
         let memory = host
             .define_metric(MetricKind::Gauge, "appinsights.vm_memory_bytes")
@@ -91,13 +115,15 @@ impl Publisher {
     /// Reports what changed since the last tick (a few host calls per tick, none per
     /// request). `host_calls`: the calls made for exchanges so far.
     pub fn publish(&mut self, host: &mut impl Host, pipeline: &Pipeline, host_calls: u64) {
-        for ((id, kind, last), (_, _, value)) in self.metrics.iter_mut().zip(pipeline.metrics()) {
+        let mut defined = self.metrics.iter_mut();
+        pipeline.visit_metrics(|_, _, value| {
+            let Some((id, kind, last)) = defined.next() else { return };
             let delta = value as i64 - *last as i64;
-            if delta != 0 && (*kind == MetricKind::Gauge || delta > 0) {
-                host.increment_metric(*id, delta);
+            if let Some(id) = id.filter(|_| delta != 0 && (*kind == MetricKind::Gauge || delta > 0)) {
+                host.increment_metric(id, delta);
             }
             *last = value;
-        }
+        });
         if let Some((id, last)) = &mut self.memory {
             let now = host.memory_bytes();
             move_stat(host, *id, now as i64 - *last as i64);
