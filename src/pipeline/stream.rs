@@ -103,12 +103,8 @@ impl Stream {
     pub fn on_request_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) {
         self.streamed.request_bytes += body_size as u64;
         let Some(shared) = self.shared.clone() else { return };
-        capture_chunk(
-            &mut Counted::new(host, &shared.host_calls),
-            &mut self.request_body,
-            BufferKind::RequestBody,
-            body_size,
-        );
+        let host = &mut Counted::new(host, &shared.host_calls);
+        capture_chunk(host, &mut self.request_body, BufferKind::RequestBody, body_size);
     }
 
     pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) {
@@ -163,8 +159,12 @@ impl Stream {
         if !p.may_emit(&started.begun) {
             return;
         }
-        let mut response_headers = None;
-        let (code, flags, clean) = status_and_flags(&p, host, &started.begun, streamed, &mut response_headers);
+        let Status {
+            code,
+            flags,
+            clean,
+            response_headers,
+        } = read_status(&p, host, &started.begun, streamed);
         let needs = p.needs(&started.begun, code, flags);
         if !needs.outcome {
             return;
@@ -253,20 +253,22 @@ fn inject(host: &mut impl Host, injection: &Injection) -> Option<IdText> {
     Some(context)
 }
 
-/// The status and response flags, and whether the exchange was clean (a response below
-/// 400 that passed through this filter to its end: its flags cannot change the verdict
-/// and are not read). When the response headers are wanted anyway, the status comes with
-/// them (into `response_headers`).
-fn status_and_flags(
-    p: &Pipeline,
-    host: &mut impl Host,
-    begun: &Begun,
-    streamed: Option<&Streamed>,
-    response_headers: &mut Option<HeaderMap>,
-) -> (u32, u64, bool) {
-    if p.wants_response_headers(begun) {
-        *response_headers = Some(host.header_map(HeaderMapKind::Response));
-    }
+/// What decides whether anything is written.
+struct Status {
+    code: u32,
+    flags: u64,
+    /// A response below 400 that passed through this filter to its end: its flags cannot
+    /// change the verdict and are not read.
+    clean: bool,
+    /// The response headers, when they are wanted anyway (the status then comes with them).
+    response_headers: Option<HeaderMap>,
+}
+
+/// The status and response flags, at the fewest calls.
+fn read_status(p: &Pipeline, host: &mut impl Host, begun: &Begun, streamed: Option<&Streamed>) -> Status {
+    let response_headers = p
+        .wants_response_headers(begun)
+        .then(|| host.header_map(HeaderMapKind::Response));
     let code = response_headers
         .as_ref()
         .and_then(status_of)
@@ -278,7 +280,12 @@ fn status_and_flags(
     } else {
         host.property_u64(Attribute::ResponseFlags).unwrap_or(0)
     };
-    (code, flags, clean)
+    Status {
+        code,
+        flags,
+        clean,
+        response_headers,
+    }
 }
 
 /// `:status` of a response header map.
