@@ -16,9 +16,8 @@
 
 use envoy_appinsights::headers::HeaderMap;
 use envoy_appinsights::host::fake::FakeHost;
-use envoy_appinsights::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host};
+use envoy_appinsights::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
 use envoy_appinsights::pipeline::plugin::Plugin;
-use envoy_appinsights::pipeline::MetricKind;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -281,11 +280,12 @@ fn a_sampled_exchange_allocates_little_and_writes_compact_items() {
     let m = measure(json!({"diagnostic": {"frontend": headers4()}}), exchanges());
     report("100% + 4 headers", &m);
     assert!((m.items - 2.0).abs() < 1e-9, "a Request and a Dependency per exchange");
-    // Seven of these are the buffers Envoy returns (the header maps of the request, of the
-    // request as sent upstream and of the response; request time, attempts, cluster and
-    // address); the rest is the exchange's own bookkeeping and the batch's growth.
-    assert!(m.allocs <= 22.0, "{:.1} allocations per exchange", m.allocs);
-    assert!(m.bytes <= 8_900.0, "{:.0} bytes allocated per exchange", m.bytes);
+    // Eight of these are the buffers Envoy returns (the header maps of the request, of the
+    // request as sent upstream and of the response; route name, request time, attempts,
+    // cluster and address); the rest is the exchange's own bookkeeping and the batch's
+    // growth. (The callouts' own allocations in the SDK, once per batch, are not modelled.)
+    assert!(m.allocs <= 23.0, "{:.1} allocations per exchange", m.allocs);
+    assert!(m.bytes <= 9_300.0, "{:.0} bytes allocated per exchange", m.bytes);
     assert!(m.wire_plain <= 850.0, "{:.0} bytes per item before gzip", m.wire_plain);
     assert!(m.wire_gzip <= 60.0, "{:.0} bytes per item on the wire", m.wire_gzip);
 }

@@ -7,8 +7,7 @@
 //! parsed lazily by [`HeaderMap`]).
 
 use crate::headers::HeaderMap;
-use crate::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host};
-use crate::pipeline::MetricKind;
+use crate::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
 use proxy_wasm::types::{BufferType, MapType};
 use std::ptr::null_mut;
 use std::time::Duration;

@@ -2,9 +2,8 @@
 //! filter's cost per request, published as the `appinsights.host_calls` stat and pinned
 //! by tests (with [`super::fake::FakeHost`] on the host, and in the real Envoy).
 
-use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host};
+use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
 use crate::headers::HeaderMap;
-use crate::pipeline::MetricKind;
 use std::cell::Cell;
 
 /// A host whose every call adds one to `calls`.

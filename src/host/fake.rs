@@ -6,11 +6,10 @@
 //! [`FakeHost::exchange`] sets up what Envoy knows about a proxied exchange; [`drive`]
 //! runs a stream through Envoy's callbacks in order and returns the calls of each.
 
-use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host};
+use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
 use crate::headers::HeaderMap;
 use crate::pipeline::plugin::Plugin;
 use crate::pipeline::stream::Stream;
-use crate::pipeline::MetricKind;
 use std::collections::HashMap;
 
 /// One call into the host, as recorded.
@@ -20,7 +19,8 @@ pub enum Call {
     HeaderMap(HeaderMapKind),
     SetHeader(HeaderMapKind, String),
     RemoveHeader(HeaderMapKind, String),
-    Buffer(BufferKind),
+    /// A buffer read, with the most bytes asked for.
+    Buffer(BufferKind, usize),
     Clock,
     Dispatch(String),
     DefineMetric(String),
@@ -43,8 +43,8 @@ impl Call {
             Call::SetHeader(HeaderMapKind::Request, name) => format!("set_request_header:{name}"),
             Call::SetHeader(HeaderMapKind::Response, name) => format!("set_response_header:{name}"),
             Call::RemoveHeader(HeaderMapKind::Request, name) => format!("remove_request_header:{name}"),
-            Call::Buffer(BufferKind::RequestBody) => "request_body".into(),
-            Call::Buffer(BufferKind::ResponseBody) => "response_body".into(),
+            Call::Buffer(BufferKind::RequestBody, _) => "request_body".into(),
+            Call::Buffer(BufferKind::ResponseBody, _) => "response_body".into(),
             Call::Clock => "clock".into(),
             _ => return None,
         })
@@ -53,7 +53,7 @@ impl Call {
 
 /// A callout the fake host accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Started {
+pub struct SentCallout {
     pub id: CalloutId,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
@@ -69,7 +69,7 @@ pub struct Stat {
 }
 
 /// Envoy, played from memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeHost {
     pub properties: HashMap<Attribute, Vec<u8>>,
     pub request_headers: Vec<(String, String)>,
@@ -81,7 +81,7 @@ pub struct FakeHost {
     pub now: u64,
     pub clock_step: u64,
     /// Callouts started (answered by the test through the root context).
-    pub callouts: Vec<Started>,
+    pub callouts: Vec<SentCallout>,
     pub last_callout_id: CalloutId,
     /// Clusters Envoy does not know: callouts to them are refused.
     pub unknown_clusters: Vec<String>,
@@ -93,6 +93,12 @@ pub struct FakeHost {
     /// Every call, in order (only while `recording`).
     pub calls: Vec<Call>,
     pub recording: bool,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        FakeHost::new()
+    }
 }
 
 /// A Tuesday in November 2026, in unix nanoseconds.
@@ -112,14 +118,28 @@ impl FakeHost {
     /// A host that records its calls, with the clock at [`FAKE_NOW`].
     pub fn new() -> FakeHost {
         FakeHost {
+            properties: HashMap::new(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            callout_response_headers: Vec::new(),
+            buffers: HashMap::new(),
+            environment: HashMap::new(),
             now: FAKE_NOW,
             clock_step: 1_000,
+            callouts: Vec::new(),
+            last_callout_id: 0,
+            unknown_clusters: Vec::new(),
+            stats: Vec::new(),
+            refused_stats: Vec::new(),
+            tick_period_ms: None,
+            done_called: false,
+            calls: Vec::new(),
             recording: true,
-            ..FakeHost::default()
         }
     }
 
-    /// What Envoy knows about an exchange proxied to cluster `backend` at 127.0.0.1:8080,
+    /// What Envoy knows about an exchange proxied by route `backend` to cluster `backend`
+    /// at 127.0.0.1:8080,
     /// answered with `response` (whose `:status` is also the `response.code`), started
     /// 2 ms before the clock.
     pub fn exchange(request: &[(&str, &str)], response: &[(&str, &str)]) -> FakeHost {
@@ -142,6 +162,7 @@ impl FakeHost {
             host.properties.insert(attribute, value.to_le_bytes().to_vec());
         }
         host.properties.insert(Attribute::ClusterName, b"backend".to_vec());
+        host.properties.insert(Attribute::RouteName, b"backend".to_vec());
         host.properties
             .insert(Attribute::UpstreamAddress, b"127.0.0.1:8080".to_vec());
         host.properties
@@ -234,14 +255,14 @@ impl Host for FakeHost {
     }
 
     fn buffer(&mut self, buffer: BufferKind, max: usize) -> Option<Vec<u8>> {
-        self.record(Call::Buffer(buffer));
+        self.record(Call::Buffer(buffer, max));
         let bytes = self.buffers.get(&buffer)?;
         Some(bytes.get(..max.min(bytes.len()))?.to_vec())
     }
 
     fn now_nanos(&mut self) -> u64 {
         self.record(Call::Clock);
-        self.now += self.clock_step;
+        self.now = self.now.saturating_add(self.clock_step);
         self.now
     }
 
@@ -250,14 +271,14 @@ impl Host for FakeHost {
         if self.unknown_clusters.iter().any(|c| c == callout.cluster) {
             return Err(format!("unknown cluster {}", callout.cluster));
         }
-        self.last_callout_id += 1;
+        self.last_callout_id = self.last_callout_id.wrapping_add(1);
         let id = self.last_callout_id;
         let headers = callout
             .headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        self.callouts.push(Started {
+        self.callouts.push(SentCallout {
             id,
             cluster: callout.cluster.to_string(),
             headers,
@@ -283,7 +304,7 @@ impl Host for FakeHost {
     fn increment_metric(&mut self, id: u32, delta: i64) {
         self.record(Call::IncrementMetric(id));
         if let Some(s) = self.stats.get_mut(id as usize) {
-            s.value += delta;
+            s.value = s.value.saturating_add(delta);
         }
     }
 

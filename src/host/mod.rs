@@ -2,8 +2,9 @@
 //! header map or a buffer; set or remove a header; read the clock; start an HTTP callout;
 //! define and move a stat; a few lifecycle calls.
 //!
-//! The pipeline reaches Envoy only through [`Host`], so the order and number of calls per
-//! request — most of what the filter costs, each call about a microsecond of leaving the
+//! The pipeline reaches Envoy only through [`Host`] (its log lines excepted: they go
+//! through the `log` crate, which the proxy-wasm SDK routes to Envoy's log, and are not
+//! counted as calls), so the order and number of calls per request — most of what the filter costs, each call about a microsecond of leaving the
 //! VM and coming back — is decided in the core ([`crate::pipeline::stream`]) and tested
 //! there: `filter/host.rs` implements the trait once with the proxy-wasm ABI, and
 //! [`fake::FakeHost`] (host builds only) answers from memory and records every call.
@@ -15,8 +16,14 @@ pub mod fake;
 pub use counted::Counted;
 
 use crate::headers::HeaderMap;
-use crate::pipeline::MetricKind;
 use std::borrow::Cow;
+
+/// Counter (only grows) or gauge (goes up and down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
 
 /// Envoy's id for an HTTP callout the filter started (`dispatch_http_call`); its answer
 /// comes back with the same id. Not to be confused with Entra ID *tokens*

@@ -35,7 +35,6 @@ pub use begin::{Begun, Injection, RouteInfo};
 pub use callouts::{Answer, Work};
 pub use finish::{Finished, Needs};
 pub use notices::Notice;
-pub use stats::MetricKind;
 
 use crate::config::{Config, Diagnostic};
 use crate::correlation::IdText;
@@ -57,7 +56,7 @@ pub struct Pipeline {
     /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
     app_contexts: Vec<Option<IdText>>,
     /// Operations dropped by sampling.
-    pub sampled_out: u64,
+    sampled_out: u64,
     cluster_tls: ClusterTls,
 }
 

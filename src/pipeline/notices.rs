@@ -1,7 +1,8 @@
 //! What the operator reads in Envoy's log: one line per kind of problem and logger at most
 //! every [`WARN_INTERVAL_NANOS`], saying how many similar lines were suppressed, so a
-//! failing endpoint or a full buffer cannot flood the log. The pipeline has no logger of
-//! its own: it returns [`Notice`]s and the caller writes them, with its context id.
+//! failing endpoint or a full buffer cannot flood the log. The pipeline's decisions return
+//! [`Notice`]s rather than logging, so tests can read them; [`Notice::emit`] writes them
+//! with the plugin's context id.
 
 use super::sink::Sink;
 use crate::delivery::track::Verdict;

@@ -1,9 +1,9 @@
 //! One plugin configuration on one worker: what the root context does, without knowing it
 //! runs in Envoy. It validates the configuration and builds the [`Pipeline`], hands each
-//! new exchange a [`Stream`], and on its tick (at most every 100 ms) starts the callouts
-//! that are due, applies their answers and publishes the stats. When Envoy replaces the
-//! configuration or shuts down, it drains: what is buffered goes out within
-//! `delivery.drain_timeout_ms` before the VM is released.
+//! new exchange a [`Stream`], and on its tick (every flush interval, at least every
+//! 100 ms) starts the callouts that are due, applies their answers and publishes the
+//! stats. When Envoy replaces the configuration or shuts down, it drains: what is buffered
+//! goes out within `delivery.drain_timeout_ms` before the VM is released.
 
 use super::stats::Publisher;
 use super::stream::Stream;
@@ -236,6 +236,7 @@ fn start_callout(p: &mut Pipeline, host: &mut impl Host, work: Work, now: u64) -
                     None
                 }
                 Some((Err(why), _)) => p.send_failed(sink, batch, &why, now),
+                // Cannot happen: `next_work` just took the batch from this very logger.
                 None => None,
             }
         }
@@ -343,6 +344,21 @@ mod tests {
             Some(2),
             "kept for the next try"
         );
+        host.unknown_clusters.clear();
+        host.now += 120_000_000_000; // past any backoff
+        plugin.tick(&mut host);
+        assert_eq!(host.callouts.len(), 1, "retried once the cluster is known");
+    }
+
+    #[test]
+    fn an_idle_plugin_is_done_at_once_and_says_so_only_by_returning_true() {
+        let (mut plugin, mut host) = configured(json!({}));
+        assert!(plugin.done(&mut host));
+        assert!(!host.done_called, "Envoy is not told twice");
+        let (mut plugin, mut host) = configured(json!({"delivery": {"drain_timeout_ms": 0}}));
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(plugin.done(&mut host), "no drain wanted");
+        assert!(host.callouts.is_empty() && !host.done_called);
     }
 
     #[test]

@@ -1,18 +1,12 @@
-//! The Envoy stats the pipeline reports: per logger `appinsights.<logger>.<name>` (items
+//! The Envoy stats the filter reports: per logger `appinsights.<logger>.<name>` (items
 //! created, sent, accepted, retried, dropped by reason; batches, bytes, callout failures,
-//! throttling, tokens; what is buffered), plus `appinsights.operations_sampled_out`. The
-//! root context defines them once per configuration and publishes what changed on its
-//! tick, never per request.
+//! throttling, tokens; what is buffered), plus `appinsights.operations_sampled_out`, and
+//! for the plugin `appinsights.vm_memory_bytes` and `appinsights.host_calls`. The root
+//! context defines them once per configuration ([`Publisher::define`]) and publishes what
+//! changed on its tick, never per request.
 
 use super::Pipeline;
-use crate::host::Host;
-
-/// Counter (only grows) or gauge (goes up and down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-}
+use crate::host::{Host, MetricKind};
 
 /// A stat's name: `appinsights.<stat>` for the plugin, `appinsights.<logger>.<stat>` for a
 /// logger.

@@ -9,7 +9,8 @@
 //!   correlation headers are set, and for a sampled operation the clock is read (the
 //!   backend call's start).
 //! - body chunks: the missing bytes of a captured body prefix, nothing otherwise.
-//! - response headers: the map only when backend response headers are captured.
+//! - response headers: the map only when backend response headers are captured; under
+//!   Legacy correlation, the `Request-Context` returned to the client.
 //! - log: nothing for an operation that can produce no item; else the status (from the
 //!   response headers when they are wanted anyway) and flags (not for a clean success),
 //!   then [`Pipeline::needs`] says what else to read before [`Pipeline::finish`].
@@ -492,11 +493,101 @@ mod tests {
         host.now += 2_000_000_000; // past the flush interval
         plugin.tick(&mut host);
         assert_eq!(host.callouts.len(), 1, "one batch");
+        let sent = host.callouts[0].id;
+        host.callout_response_headers = vec![(":status".into(), "200".into())];
+        host.buffers.insert(
+            BufferKind::CalloutResponseBody,
+            br#"{"itemsReceived":10,"itemsAccepted":10}"#.to_vec(),
+        );
+        plugin.answer(&mut host, sent, 1, 39);
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.items_accepted"), Some(10));
         assert_eq!(
             host.stat("appinsights.host_calls"),
             Some(made as i64),
-            "still only the exchanges' calls"
+            "still only the exchanges' calls: not the callout's, nor its answer's"
         );
+    }
+
+    #[test]
+    fn a_sampled_failure_asks_envoy_for_the_backend_timing_and_tls() {
+        // A clean exchange fills the cluster's TLS cache and times the backend call by the
+        // filter's clock; a failed one must not trust either.
+        let (plugin, mut host) = configured(four_headers(100));
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        host.response_headers = vec![(":status".into(), "503".into())];
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        for read in [
+            Attribute::ResponseFlags,
+            Attribute::ResponseBackendLatency,
+            Attribute::UpstreamTlsVersion,
+        ] {
+            assert!(
+                calls.log.contains(&Property(read)),
+                "{read:?} not read: {:?}",
+                calls.log
+            );
+        }
+    }
+
+    #[test]
+    fn a_response_that_did_not_end_through_the_filter_reads_its_flags() {
+        let (plugin, mut host) = configured(four_headers(100));
+        let mut stream = plugin.stream();
+        stream.on_request_headers(&mut host, true);
+        stream.on_response_headers(&mut host, false);
+        stream.on_response_body(&mut host, 100, false);
+        host.take_calls();
+        stream.on_log(&mut host);
+        assert!(
+            host.take_calls().contains(&Property(Attribute::ResponseFlags)),
+            "cut short: flags decide"
+        );
+        let mut stream = plugin.stream();
+        stream.on_request_headers(&mut host, true);
+        stream.on_response_headers(&mut host, false);
+        stream.on_response_body(&mut host, 100, false);
+        stream.on_response_trailers();
+        host.take_calls();
+        stream.on_log(&mut host);
+        assert!(
+            !host.take_calls().contains(&Property(Attribute::ResponseFlags)),
+            "trailers end it cleanly"
+        );
+    }
+
+    #[test]
+    fn a_local_reply_without_request_headers_reads_the_request_and_its_sizes_at_log_time() {
+        let (plugin, mut host) = configured(four_headers(100));
+        host.take_calls();
+        let mut stream = plugin.stream();
+        stream.on_log(&mut host);
+        let calls = host.take_calls();
+        assert_eq!(calls.first(), Some(&HeaderMap(Request)));
+        for read in [
+            Attribute::RequestSize,
+            Attribute::ResponseSize,
+            Attribute::ResponseFlags,
+        ] {
+            assert!(calls.contains(&Property(read)), "{read:?} not read: {calls:?}");
+        }
+        assert!(
+            !calls.contains(&SetHeader(Request, "traceparent".into())),
+            "too late to propagate"
+        );
+    }
+
+    #[test]
+    fn client_ips_and_backend_response_headers_are_read_only_when_configured() {
+        let (plugin, mut host) = configured(json!({"log_client_ip": true,
+            "backend": {"response": {"headers": ["server"]}}}));
+        let calls = exchange(&plugin, &mut host, Bodies::default());
+        assert_eq!(calls.response_headers, [HeaderMap(Response)]);
+        assert!(calls.log.contains(&Property(Attribute::SourceAddress)));
+        let (plugin, mut host) = configured(json!({}));
+        let calls = exchange(&plugin, &mut host, Bodies::default());
+        assert_eq!(calls.response_headers, []);
+        assert!(!calls.log.contains(&Property(Attribute::SourceAddress)));
     }
 
     #[test]
@@ -523,8 +614,8 @@ mod tests {
         let (plugin, mut host) =
             configured(json!({"frontend": {"request": {"body_bytes": 16}, "response": {"body_bytes": 8}}}));
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
-        assert_eq!(calls.request_body, [Call::Buffer(BufferKind::RequestBody)]);
-        assert_eq!(calls.response_body, [Call::Buffer(BufferKind::ResponseBody)]);
+        assert_eq!(calls.request_body, [Call::Buffer(BufferKind::RequestBody, 16)]);
+        assert_eq!(calls.response_body, [Call::Buffer(BufferKind::ResponseBody, 8)]);
         let (plugin, mut host) = configured(json!({"sampling_percentage": 0, "always_log_errors": false,
                                                "frontend": {"request": {"body_bytes": 16}}}));
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);

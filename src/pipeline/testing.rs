@@ -74,7 +74,6 @@ pub fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun
         for line in batch.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             items.push(serde_json::from_slice(line).unwrap());
         }
-        // Free the in-flight slot for the next call.
     }
     (begun, injection, items)
 }

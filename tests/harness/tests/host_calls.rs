@@ -64,7 +64,7 @@ fn four_headers(sampling: u32) -> Value {
 fn a_sampled_request_with_captured_headers_costs_eleven_host_calls() {
     // Request headers: the header map (one call for all of them), the backend's
     // traceparent, the clock. Log time: the response headers (status included), route
-    // name, request start, clock, backend attempts, cluster and address, the request as
+    // name, clock, request start, backend attempts, cluster and address, the request as
     // sent upstream. Plus, once per worker and cluster, whether the cluster uses TLS.
     let n = 40;
     let (calls, items) = calls_for(four_headers(100), n, 2);
