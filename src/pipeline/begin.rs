@@ -81,9 +81,6 @@ impl Pipeline {
         let caller = correlation::read_caller(protocol, &incoming);
         let ids = self.choose_ids(protocol, caller.as_ref());
         let sampled = sampling::is_sampled_in(ids.operation.operation_id.as_bytes(), percentage);
-        if !sampled {
-            self.sampled_out += 1;
-        }
         let continued_w3c = protocol == Protocol::W3C && caller.is_some_and(|c| c.sampled.is_some());
         let injection = self.injection(protocol, api, headers, &ids, sampled, continued_w3c);
         let source = match protocol {

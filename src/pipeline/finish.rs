@@ -22,7 +22,7 @@ use crate::telemetry::{dependency, exception, request, trace, ApiNames, Facts, S
 pub struct Needs {
     /// Status, duration, flags…: nothing can be emitted without them.
     pub outcome: bool,
-    /// The backend call (for the Dependency item).
+    /// The backend call: the Request is written, and with it the Dependency.
     pub backend: bool,
     /// Response headers (a trace rule uses them).
     pub response_headers: bool,
@@ -98,6 +98,14 @@ impl Pipeline {
             outcome: request || any_trace,
             backend: request,
             response_headers: (request && d.capture.needs_response_headers()) || trace_headers,
+        }
+    }
+
+    /// Notes that an exchange is settled: an operation sampling dropped and nothing else kept
+    /// (`always_log_errors` keeps failures) counts as sampled out.
+    pub fn settled(&mut self, begun: &Begun, request_written: bool) {
+        if !begun.sampled && !request_written {
+            self.sampled_out += 1;
         }
     }
 

@@ -55,7 +55,7 @@ pub struct Pipeline {
     ids: IdGenerator,
     /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
     app_contexts: Vec<Option<IdText>>,
-    /// Operations dropped by sampling.
+    /// Operations sampling dropped and nothing else kept.
     sampled_out: u64,
     cluster_tls: ClusterTls,
 }

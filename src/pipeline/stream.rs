@@ -158,6 +158,7 @@ impl Stream {
             }
         };
         if !p.may_emit(&started.begun) {
+            p.settled(&started.begun, false);
             return;
         }
         let Status {
@@ -167,6 +168,7 @@ impl Stream {
             response_headers,
         } = read_status(&p, host, &started.begun, streamed);
         let needs = p.needs(&started.begun, code, flags);
+        p.settled(&started.begun, needs.backend);
         if !needs.outcome {
             return;
         }
@@ -667,6 +669,23 @@ mod tests {
             Property(Attribute::RouteMetadataOperation), SetHeader(Request, "traceparent".into()), Clock,
         ];
         assert_eq!(calls.request_headers, expected);
+    }
+
+    #[test]
+    fn operations_sampled_out_counts_only_operations_that_wrote_no_request() {
+        let (mut plugin, mut host) = configured(four_headers(0));
+        exchange(&plugin, &mut host, Bodies::default());
+        host.response_headers = vec![(":status".into(), "503".into())];
+        host.properties
+            .insert(Attribute::ResponseCode, 503u64.to_le_bytes().to_vec());
+        exchange(&plugin, &mut host, Bodies::default());
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.items_created"), Some(3), "the failure is kept");
+        assert_eq!(
+            host.stat("appinsights.operations_sampled_out"),
+            Some(1),
+            "only the success was dropped"
+        );
     }
 
     #[test]
