@@ -16,6 +16,7 @@ use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
 use crate::telemetry::failure::{self, Kind as FailureKind};
 use crate::telemetry::{dependency, exception, request, trace, ApiNames, Facts, Sender};
+use std::borrow::Cow;
 
 /// What the log-time callback must read from Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +128,15 @@ impl Pipeline {
         }
         let api = api_names(config, done.begun);
         let operation_name = operation_name(d, done, api);
-        let facts = facts(d, done, api, &operation_name, keep);
+        let tracestate = done
+            .begun
+            .continued_w3c
+            .then(|| tracestate(done.frontend.headers()))
+            .flatten();
+        let facts = Facts {
+            tracestate: tracestate.as_deref(),
+            ..facts(d, done, api, &operation_name, keep)
+        };
         let items = Items {
             request: keep,
             failure: if keep { failure::classify(done.outcome) } else { None },
@@ -158,7 +167,6 @@ fn facts<'a>(
     let oc = done.outcome;
     // Every failed exchange is kept when errors are always logged: each counts once.
     let errors_kept = !oc.success() && d.always_log_errors;
-    let continued = done.begun.continued_w3c;
     Facts {
         frontend: done.frontend,
         outcome: oc,
@@ -178,7 +186,7 @@ fn facts<'a>(
         request_body: done.request_body,
         response_body: done.response_body,
         backend_response_headers: done.backend_response_headers.or(done.response_headers),
-        tracestate: continued.then(|| done.frontend.headers().get(b"tracestate")).flatten(),
+        tracestate: None,
         request_written,
         lean: false,
     }
@@ -239,6 +247,22 @@ fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>
         None => name.extend_from_slice(&line),
     }
     name
+}
+
+/// The caller's `tracestate`: W3C trace context reads several headers as one list, in
+/// order (joined only when there are several).
+fn tracestate(headers: &HeaderMap) -> Option<Cow<'_, [u8]>> {
+    let mut values = headers.iter().filter(|(k, _)| *k == b"tracestate").map(|(_, v)| v);
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = [first, second].join(&b","[..]);
+    for more in values {
+        joined.push(b',');
+        joined.extend_from_slice(more);
+    }
+    Some(Cow::Owned(joined))
 }
 
 /// Whether an exchange's Request (and its Dependency and Exception) is written.
@@ -426,6 +450,15 @@ mod tests {
             assert!(props.get("Missing").is_none());
         }
         assert!(!serde_json::to_string(&items).unwrap().contains("secret-token"));
+    }
+
+    #[test]
+    fn every_tracestate_header_of_a_continued_trace_is_recorded() {
+        // W3C trace context: several tracestate headers are one list, in order.
+        let mut p = pipeline(json!({}));
+        let headers = [("traceparent", TP), ("tracestate", "a=1"), ("tracestate", "b=2,c=3")];
+        let (_, _, items) = run(&mut p, &frontend("/x", &headers), "", &outcome(200));
+        assert_eq!(items[0]["data"]["baseData"]["properties"]["tracestate"], "a=1,b=2,c=3");
     }
 
     #[test]
