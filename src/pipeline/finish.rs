@@ -133,10 +133,7 @@ impl Pipeline {
             .continued_w3c
             .then(|| tracestate(done.frontend.headers()))
             .flatten();
-        let facts = Facts {
-            tracestate: tracestate.as_deref(),
-            ..facts(d, done, api, &operation_name, keep)
-        };
+        let facts = facts(d, done, api, &operation_name, tracestate.as_deref(), keep);
         let items = Items {
             request: keep,
             failure: if keep { failure::classify(done.outcome) } else { None },
@@ -162,6 +159,7 @@ fn facts<'a>(
     done: &'a Finished<'a>,
     api: Option<ApiNames<'a>>,
     operation_name: &'a [u8],
+    tracestate: Option<&'a [u8]>,
     request_written: bool,
 ) -> Facts<'a> {
     let oc = done.outcome;
@@ -186,7 +184,7 @@ fn facts<'a>(
         request_body: done.request_body,
         response_body: done.response_body,
         backend_response_headers: done.backend_response_headers.or(done.response_headers),
-        tracestate: None,
+        tracestate,
         request_written,
         lean: false,
     }
