@@ -2,8 +2,9 @@
 //!
 //! `POST /v2.1/track` answers a `TrackResponse`:
 //! `{"itemsReceived":n,"itemsAccepted":m,"errors":[{"index":i,"statusCode":c,"message":"…"}]}`.
-//! 200: all accepted. 206: some accepted; per-item code 206 means "sampled by the service"
-//! and counts as accepted. 400/402/404…: rejected for good. 408/429/439/5xx: transient.
+//! 200 (and any other 2xx but 206, which the service may answer without a body): all
+//! accepted. 206: some accepted; per-item code 206 means "sampled by the service" and
+//! counts as accepted. 400/402/404…: rejected for good. 408/429/439/5xx: transient.
 //! A missing, non-JSON or inconsistent body never causes more than a wrong count: the
 //! status code decides, and counts are clamped to the batch size.
 
@@ -48,11 +49,11 @@ pub fn classify(status: Option<u16>, retry_after: Option<&str>, body: &[u8], ite
         return Verdict::NoResponse;
     };
     match status {
-        200 => Verdict::Accepted {
+        206 => partial(body, items),
+        200..=299 => Verdict::Accepted {
             accepted: items,
             errors: Vec::new(),
         },
-        206 => partial(body, items),
         408 | 429 | 439 | 500..=599 => Verdict::Transient {
             status,
             retry_after: retry_after.map(str::to_string),
@@ -111,6 +112,17 @@ fn parse_errors(body: &[u8], items: usize) -> Vec<ItemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_2xx_but_206_means_all_stored() {
+        for status in [200, 201, 202, 204, 299] {
+            let all = Verdict::Accepted {
+                accepted: 3,
+                errors: Vec::new(),
+            };
+            assert_eq!(classify(Some(status), None, b"", 3), all, "{status}");
+        }
+    }
 
     #[test]
     fn ok_means_every_item_accepted_whatever_the_body() {

@@ -193,6 +193,25 @@ fn garbage_and_truncated_answers_never_break_the_filter() {
 }
 
 #[test]
+fn any_2xx_answer_means_the_items_were_stored() {
+    // The service stored the items whatever 2xx it answers; only 206 lists refusals.
+    let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
+    for code in [201, 202, 204] {
+        s.ingest.set_fault_for(Fault::Stored { code }, Some(1));
+        let r = http::request(s.envoy.listener, "GET", &format!("/stored/{code}"), &[], b"").unwrap();
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    settled(&s.ingest, 6);
+    std::thread::sleep(Duration::from_millis(300)); // the stats' tick
+    let st = envoy_stats(&s.envoy, "appinsights.");
+    assert_eq!(st["appinsights.main.items_created"], 6);
+    assert_eq!(st["appinsights.main.items_accepted"], 6, "{st:?}");
+    assert_eq!(st["appinsights.main.items_dropped_rejected"], 0);
+    assert_eq!(st["appinsights.main.buffered_items"], 0);
+}
+
+#[test]
 fn a_slow_endpoint_beyond_the_callout_timeout_is_retried() {
     let s = start(
         json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200}}),

@@ -23,6 +23,9 @@ pub enum Fault {
     Slow(Duration),
     /// Close the connection without answering (items are not stored).
     Drop,
+    /// Process normally (items are stored) but answer `code` (a 2xx other than 200/206,
+    /// say) with no body.
+    Stored { code: u16 },
     /// Process normally (items are stored) but answer 200 with a non-JSON body.
     Garbage,
     /// Process normally (items are stored) but answer 200 with a cut-off JSON body.
@@ -68,6 +71,7 @@ impl Fault {
                     None => resp,
                 }
             }
+            Fault::Stored { code } => Response::new(*code),
             Fault::Garbage => Response::new(200)
                 .with_header("Content-Type", "text/html")
                 .with_body(b"<html><body>502 Bad Gateway (not JSON)</body></html>".to_vec()),
@@ -105,6 +109,9 @@ impl Fault {
             },
             "slow" => Fault::Slow(Duration::from_millis(uint(v, "ms")?)),
             "drop" => Fault::Drop,
+            "stored" => Fault::Stored {
+                code: status_code(v, "code")?,
+            },
             "garbage" => Fault::Garbage,
             "truncated" => Fault::Truncated,
             other => return Err(format!("unknown mode {other:?}")),
