@@ -55,6 +55,9 @@ pub struct Stats {
     pub dropped_too_large: u64,
     /// Items that became too old to be accepted while waiting to be delivered.
     pub dropped_expired: u64,
+    /// Items still buffered when the configuration went and the drain could not deliver
+    /// them in time (the service kept refusing, or asked to wait past the drain timeout).
+    pub dropped_shutdown: u64,
     /// Items that came out over 64 KB and were sent lean (without captured content).
     pub items_trimmed: u64,
     pub batches_sent: u64,
@@ -220,14 +223,15 @@ impl Outbox {
     }
 
     /// The next batch to post now, if any: queued ones (oldest first, once their retry
-    /// time has come), then the open one once it is older than the flush interval (or at
-    /// once with `flush_all`, which also ignores backoff: the gateway is shutting down).
-    /// `None` while paused or at the in-flight limit (one batch while failing).
-    pub fn next_due(&mut self, now: u64, flush_all: bool) -> Option<Batch> {
-        if !flush_all && now < self.paused_until {
+    /// time has come), then the open one once it is older than the flush interval (at once
+    /// while `draining`: the configuration is going). `None` while paused (backoff,
+    /// `Retry-After`) or at the in-flight limit (one batch while failing) — a drain too
+    /// respects the service.
+    pub fn next_due(&mut self, now: u64, draining: bool) -> Option<Batch> {
+        if now < self.paused_until {
             return None;
         }
-        let limit = if self.failures > 0 && !flush_all {
+        let limit = if self.failures > 0 {
             1
         } else {
             self.limits.max_in_flight
@@ -236,12 +240,12 @@ impl Outbox {
             return None;
         }
         loop {
-            let ready = self.queue.iter().position(|b| flush_all || b.not_before <= now);
+            let ready = self.queue.iter().position(|b| b.not_before <= now);
             let batch = match ready {
                 Some(i) => self.queue.remove(i)?,
                 None => {
                     let age = now.saturating_sub(self.open.opened_at);
-                    if self.open.items == 0 || !(flush_all || age >= self.limits.flush_interval_ms * 1_000_000) {
+                    if self.open.items == 0 || !(draining || age >= self.limits.flush_interval_ms * 1_000_000) {
                         return None;
                     }
                     self.seal();
@@ -426,6 +430,19 @@ impl Outbox {
         self.in_flight.len()
     }
 
+    /// The configuration is going and what is left cannot be delivered in time: every
+    /// item still buffered (waiting, retrying or in flight, whose answer will not be heard)
+    /// is dropped and counted as `dropped_shutdown`. Returns how many.
+    pub fn abandon(&mut self) -> u64 {
+        let left = self.buffered_items();
+        self.stats.dropped_shutdown += left;
+        self.open = Batch::default();
+        self.queue.clear();
+        self.in_flight.clear();
+        self.buffered_bytes = 0;
+        left
+    }
+
     /// Whether nothing is waiting or in flight.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_empty() && self.open.items == 0
@@ -545,9 +562,10 @@ mod tests {
             (500 * MS..=1000 * MS).contains(&done.paused_until),
             "first backoff: 0.5-1 s"
         );
+        assert!(o.next_due(400 * MS, true).is_none(), "a drain respects the backoff too");
         assert!(
-            o.next_due(400 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"),
-            "shutdown flushes anyway"
+            o.next_due(1000 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"),
+            "then sends"
         );
     }
 

@@ -90,6 +90,8 @@ pub struct FakeHost {
     pub refused_stats: Vec<String>,
     pub tick_period_ms: Option<u64>,
     pub done_called: bool,
+    /// The VM's linear memory, as reported.
+    pub memory_bytes: u64,
     /// Every call, in order (only while `recording`).
     pub calls: Vec<Call>,
     pub recording: bool,
@@ -133,6 +135,7 @@ impl FakeHost {
             refused_stats: Vec::new(),
             tick_period_ms: None,
             done_called: false,
+            memory_bytes: 0,
             calls: Vec::new(),
             recording: true,
         }
@@ -292,6 +295,10 @@ impl Host for FakeHost {
         if self.refused_stats.iter().any(|r| r == name) {
             return None;
         }
+        // As Envoy: one stat per name, whoever defines it.
+        if let Some(i) = self.stats.iter().position(|s| s.name == name) {
+            return Some(i as u32);
+        }
         let id = self.stats.len() as u32;
         self.stats.push(Stat {
             name: name.to_string(),
@@ -321,7 +328,7 @@ impl Host for FakeHost {
 
     fn memory_bytes(&mut self) -> u64 {
         self.record(Call::MemoryBytes);
-        0
+        self.memory_bytes
     }
 
     fn random_seed(&mut self) -> [u8; 32] {

@@ -35,8 +35,8 @@ pub struct Answer<'a> {
 
 impl Pipeline {
     /// The next callout to start: a due token request first, then a due batch of a
-    /// logger that can send (`flush_all` at shutdown: every batch, ignoring backoff).
-    pub fn next_work(&mut self, now: u64, flush_all: bool) -> Option<Work> {
+    /// logger that can send (`draining`: open batches are due at once).
+    pub fn next_work(&mut self, now: u64, draining: bool) -> Option<Work> {
         // Tokens are fetched when there is telemetry to send (or to keep a held one fresh),
         // so VMs that see no traffic never call the metadata endpoint.
         if let Some(i) = self.sinks.iter().position(|s| s.wants_token(now)) {
@@ -47,7 +47,7 @@ impl Pipeline {
             .enumerate()
             .filter(|(_, s)| s.can_send(now))
             .find_map(|(i, s)| {
-                let batch = s.outbox.next_due(now, flush_all)?;
+                let batch = s.outbox.next_due(now, draining)?;
                 Some(Work::Ingest { sink: i, batch })
             })
     }

@@ -106,6 +106,19 @@ impl Pipeline {
     pub fn is_idle(&self) -> bool {
         self.sinks.iter().all(|s| s.outbox.is_idle())
     }
+
+    /// Whether a drain ending at `deadline` may still deliver something: a logger with
+    /// telemetry has a callout in flight, or may send before then.
+    pub fn can_deliver_by(&self, deadline: u64) -> bool {
+        let may = |o: &crate::delivery::Outbox| o.in_flight() > 0 || o.paused_until() < deadline;
+        self.sinks.iter().any(|s| !s.outbox.is_idle() && may(&s.outbox))
+    }
+
+    /// Drops what every logger still holds, counted as `items_dropped_shutdown`; returns
+    /// how many items.
+    pub fn abandon(&mut self) -> u64 {
+        self.sinks.iter_mut().map(|s| s.outbox.abandon()).sum()
+    }
 }
 
 /// The diagnostic that applies to an exchange of `api` (`None`: the all-APIs one).

@@ -81,7 +81,7 @@ impl Plugin {
             })
             .collect();
         let pipeline = Pipeline::new(config, &roles, host.random_seed());
-        self.stats = Publisher::define(host, &pipeline);
+        self.stats = Publisher::define(host, &pipeline, self.context_id);
         self.shared = Some(Rc::new(Shared {
             pipeline: RefCell::new(pipeline),
             host_calls: Cell::new(0),
@@ -104,7 +104,10 @@ impl Plugin {
     /// Sends what is due (or drains), then publishes the stats.
     pub fn tick(&mut self, host: &mut impl Host) {
         if self.draining_until.is_some() {
-            self.drain_step(host);
+            if self.drain_step(host) {
+                host.done();
+                return;
+            }
         } else {
             self.pump(host, false);
         }
@@ -145,7 +148,9 @@ impl Plugin {
         drop(p);
         self.emit(&notices);
         if self.draining_until.is_some() {
-            self.drain_step(host);
+            if self.drain_step(host) {
+                host.done();
+            }
         } else {
             // A slot is free again (or a token arrived): send what waited for it.
             self.pump(host, false);
@@ -153,8 +158,8 @@ impl Plugin {
     }
 
     /// Envoy is draining or replacing this configuration: deliver what is buffered,
-    /// within the drain timeout, before the VM goes. `false`: not yet (Envoy waits for
-    /// [`Host::done`]).
+    /// within the drain timeout and as the service allows, before the VM goes. `false`:
+    /// not yet (Envoy waits for [`Host::done`]).
     pub fn done(&mut self, host: &mut impl Host) -> bool {
         let Some(shared) = self.shared.clone() else { return true };
         let timeout_ms = shared
@@ -162,28 +167,20 @@ impl Plugin {
             .try_borrow()
             .map(|p| p.config().delivery.drain_timeout_ms)
             .unwrap_or(0);
-        if timeout_ms == 0 {
-            return true;
-        }
         self.draining_until = Some(host.now_nanos().saturating_add(timeout_ms * 1_000_000));
-        self.pump(host, true);
-        let idle = shared.pipeline.try_borrow().is_ok_and(|p| p.is_idle());
-        if idle {
-            self.draining_until = None;
-        }
-        idle
+        self.drain_step(host)
     }
 
-    /// Starts every callout that is due: token requests, then batches (`flush_all` while
-    /// draining: every batch, ignoring backoff).
-    fn pump(&self, host: &mut impl Host, flush_all: bool) {
+    /// Starts every callout that is due: token requests, then batches (`draining`: open
+    /// batches at once; backoff and `Retry-After` still hold).
+    fn pump(&self, host: &mut impl Host, draining: bool) {
         let Some(shared) = &self.shared else { return };
         let now = host.now_nanos();
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
             return;
         };
         for _ in 0..MAX_CALLOUTS_PER_PUMP {
-            let Some(work) = p.next_work(now, flush_all) else {
+            let Some(work) = p.next_work(now, draining) else {
                 return;
             };
             if let Some(notice) = start_callout(&mut p, host, work, now) {
@@ -192,24 +189,41 @@ impl Plugin {
         }
     }
 
-    /// While draining: done once nothing is left or the deadline passed.
-    fn drain_step(&mut self, host: &mut impl Host) {
-        let Some(deadline) = self.draining_until else { return };
-        self.pump(host, true);
-        let idle = self
-            .shared
-            .as_ref()
-            .is_none_or(|s| s.pipeline.try_borrow().is_ok_and(|p| p.is_idle()));
-        if idle || host.now_nanos() >= deadline {
-            if !idle {
-                log::warn!(
-                    "appinsights[{}]: shutting down with telemetry not yet delivered (drain timeout)",
-                    self.context_id
-                );
-            }
-            self.draining_until = None;
-            host.done();
+    /// One step of a drain: sends what may go; finished (`true`) once nothing is left, the
+    /// deadline passed, or nothing more can be delivered before it (the service asked to
+    /// wait longer). What is left then is dropped and counted (`items_dropped_shutdown`),
+    /// and the last stats are published: the root context will not tick again.
+    fn drain_step(&mut self, host: &mut impl Host) -> bool {
+        let Some(deadline) = self.draining_until else {
+            return false;
+        };
+        if host.now_nanos() < deadline {
+            self.pump(host, true);
         }
+        let Some(shared) = self.shared.clone() else { return true };
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return false;
+        };
+        let now = host.now_nanos();
+        let why = match () {
+            _ if p.is_idle() => None,
+            _ if now >= deadline => Some(""),
+            _ if !p.can_deliver_by(deadline) => {
+                Some(" nothing can be sent before it, the service is failing or asked to wait;")
+            }
+            _ => return false,
+        };
+        let dropped = p.abandon();
+        if let Some(why) = why {
+            let id = self.context_id;
+            log::warn!(
+                "appinsights[{id}]: shutting down with telemetry not yet delivered (drain timeout):{why} \
+                 {dropped} items dropped, counted in items_dropped_shutdown"
+            );
+        }
+        self.stats.retire(host, &p, shared.host_calls.get());
+        self.draining_until = None;
+        true
     }
 
     fn emit(&self, notices: &[Notice]) {
@@ -370,6 +384,79 @@ mod tests {
         assert!(!host.done_called);
         answer(&mut plugin, &mut host, "200", ANSWER);
         assert!(host.done_called, "done once delivered");
+    }
+
+    fn created_is_accepted_plus_dropped(host: &FakeHost) {
+        let stat = |name: &str| host.stat(&format!("appinsights.a.{name}")).unwrap_or(0);
+        let dropped: i64 = ["buffer_full", "rejected", "too_large", "expired", "shutdown"]
+            .iter()
+            .map(|r| stat(&format!("items_dropped_{r}")))
+            .sum();
+        assert_eq!(
+            stat("items_created"),
+            stat("items_accepted") + dropped,
+            "{:?}",
+            host.stats
+        );
+        assert_eq!(stat("buffered_items"), 0);
+        assert_eq!(stat("buffered_bytes"), 0);
+    }
+
+    #[test]
+    fn a_drain_respects_retry_after_and_counts_what_it_cannot_deliver() {
+        let (mut plugin, mut host) = configured(json!({}));
+        one_batch(&mut plugin, &mut host);
+        host.callout_response_headers = vec![(":status".into(), "429".into()), ("retry-after".into(), "60".into())];
+        let id = host.callouts[0].id;
+        plugin.answer(&mut host, id, 2, 0);
+        assert!(
+            plugin.done(&mut host),
+            "nothing can go before the drain timeout: done at once"
+        );
+        assert_eq!(host.callouts.len(), 1, "no request while the service said to wait");
+        assert_eq!(host.stat("appinsights.a.items_dropped_shutdown"), Some(2));
+        created_is_accepted_plus_dropped(&host);
+    }
+
+    #[test]
+    fn the_last_stats_are_published_when_a_drain_ends() {
+        let (mut plugin, mut host) = configured(json!({}));
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(!plugin.done(&mut host));
+        answer(&mut plugin, &mut host, "200", ANSWER);
+        assert!(host.done_called);
+        assert_eq!(
+            host.stat("appinsights.a.items_accepted"),
+            Some(2),
+            "without another tick"
+        );
+        created_is_accepted_plus_dropped(&host);
+    }
+
+    #[test]
+    fn vm_memory_is_reported_once_per_vm_and_leaves_with_its_configuration() {
+        let (mut old, mut host) = configured(json!({}));
+        host.memory_bytes = 3 << 20;
+        old.tick(&mut host);
+        assert_eq!(host.stat("appinsights.vm_memory_bytes"), Some(3 << 20));
+        let mut new = Plugin::new(8);
+        let config = json!({"loggers": {"a": {"instrumentation_key": "00000000-0000-0000-0000-000000000000"}}});
+        assert!(host.configure(&mut new, &config.to_string()));
+        new.tick(&mut host);
+        assert_eq!(
+            host.stat("appinsights.vm_memory_bytes"),
+            Some(3 << 20),
+            "the same VM, not twice"
+        );
+        assert!(old.done(&mut host));
+        new.tick(&mut host);
+        assert_eq!(
+            host.stat("appinsights.vm_memory_bytes"),
+            Some(3 << 20),
+            "the new one took over"
+        );
+        assert!(new.done(&mut host));
+        assert_eq!(host.stat("appinsights.vm_memory_bytes"), Some(0), "nothing left behind");
     }
 
     #[test]

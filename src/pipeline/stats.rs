@@ -7,6 +7,7 @@
 
 use super::Pipeline;
 use crate::host::{Host, MetricKind};
+use std::cell::Cell;
 
 /// A stat's name: `appinsights.<stat>` for the plugin, `appinsights.<logger>.<stat>` for a
 /// logger.
@@ -49,6 +50,7 @@ impl Pipeline {
                 ("items_dropped_rejected", st.dropped_rejected),
                 ("items_dropped_too_large", st.dropped_too_large),
                 ("items_dropped_expired", st.dropped_expired),
+                ("items_dropped_shutdown", st.dropped_shutdown),
                 ("items_trimmed", st.items_trimmed),
                 ("batches_sent", st.batches_sent),
                 ("bytes_sent", st.bytes_sent),
@@ -82,6 +84,8 @@ impl Pipeline {
 /// Envoy's ids of the stats, and the values last reported: the tick reports what changed.
 #[derive(Debug, Default)]
 pub struct Publisher {
+    /// The plugin's root context, which may report the VM's memory.
+    context_id: u32,
     /// In the order of [`Pipeline::visit_metrics`] (`None`: Envoy refused to define it).
     metrics: Vec<(Option<u32>, MetricKind, u64)>,
     /// `appinsights.vm_memory_bytes` (gauge) and `appinsights.host_calls` (counter).
@@ -89,9 +93,26 @@ pub struct Publisher {
     calls: Option<(u32, u64)>,
 }
 
+thread_local! {
+    /// The root context that reports this VM's memory: one per VM, however many plugin
+    /// configurations it runs (the old and the new one while a configuration is replaced).
+    static MEMORY_REPORTER: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Whether `context_id` reports the VM's memory (claiming it if nobody does).
+fn reports_memory(context_id: u32) -> bool {
+    MEMORY_REPORTER.with(|r| match r.get() {
+        Some(id) => id == context_id,
+        None => {
+            r.set(Some(context_id));
+            true
+        }
+    })
+}
+
 impl Publisher {
     /// Defines the stats of `pipeline` (once per configuration).
-    pub fn define(host: &mut impl Host, pipeline: &Pipeline) -> Publisher {
+    pub fn define(host: &mut impl Host, pipeline: &Pipeline, context_id: u32) -> Publisher {
         let metrics = pipeline
             .metrics()
             .into_iter()
@@ -103,7 +124,12 @@ impl Publisher {
         let calls = host
             .define_metric(MetricKind::Counter, "appinsights.host_calls")
             .map(|id| (id, 0));
-        Publisher { metrics, memory, calls }
+        Publisher {
+            context_id,
+            metrics,
+            memory,
+            calls,
+        }
     }
 
     /// Reports what changed since the last tick (a few host calls per tick, none per
@@ -118,7 +144,7 @@ impl Publisher {
             }
             *last = value;
         });
-        if let Some((id, last)) = &mut self.memory {
+        if let Some((id, last)) = self.memory.as_mut().filter(|_| reports_memory(self.context_id)) {
             let now = host.memory_bytes();
             move_stat(host, *id, now as i64 - *last as i64);
             *last = now;
@@ -127,6 +153,33 @@ impl Publisher {
             move_stat(host, *id, host_calls.wrapping_sub(*last) as i64);
             *last = host_calls;
         }
+    }
+}
+
+impl Publisher {
+    /// The configuration is going: reports the last changes (the root context will not
+    /// tick again) and takes this plugin's share out of the VM memory gauge, so replaced
+    /// configurations do not add up.
+    pub fn retire(&mut self, host: &mut impl Host, pipeline: &Pipeline, host_calls: u64) {
+        self.publish(host, pipeline, host_calls);
+        if let Some((id, last)) = self.memory.take() {
+            move_stat(host, id, -(last as i64));
+        }
+        self.release_memory();
+    }
+
+    fn release_memory(&self) {
+        MEMORY_REPORTER.with(|r| {
+            if r.get() == Some(self.context_id) {
+                r.set(None);
+            }
+        });
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.release_memory();
     }
 }
 

@@ -505,3 +505,129 @@ fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
     // The gateway keeps serving with the new configuration.
     assert_eq!(http::request(gateway, "GET", "/after", &[], b"").unwrap().status, 200);
 }
+
+/// An LDS-driven gateway whose filter configuration the test can replace.
+struct Replaceable {
+    ingest: IngestServer,
+    _backend: harness::backend::Backend,
+    dir: std::path::PathBuf,
+    envoy: Envoy,
+    port: u16,
+    cs: String,
+}
+
+impl Replaceable {
+    fn start(name: &str, first: Value) -> Replaceable {
+        let ingest = IngestServer::start(IngestConfig::default()).unwrap();
+        let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
+        let dir = harness::envoy::scratch_dir(name);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
+        std::fs::write(dir.join("lds.yaml"), lds(port, &Self::with_logger(&cs, first))).unwrap();
+        let bootstrap = dynamic_bootstrap(&dir, backend.addr(), ingest.addr());
+        let envoy = Envoy::start_yaml(&bootstrap, &["--drain-time-s", "1"]).unwrap();
+        Replaceable {
+            ingest,
+            _backend: backend,
+            dir,
+            envoy,
+            port,
+            cs,
+        }
+    }
+
+    fn with_logger(cs: &str, mut config: Value) -> Value {
+        config["loggers"] = json!({"main": {"connection_string": cs}});
+        config
+    }
+
+    fn gateway(&self) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn replace(&self, config: Value) {
+        let yaml = lds(self.port, &Self::with_logger(&self.cs, config));
+        std::fs::write(self.dir.join("lds.tmp"), yaml).unwrap();
+        std::fs::rename(self.dir.join("lds.tmp"), self.dir.join("lds.yaml")).unwrap();
+    }
+}
+
+/// Every created item is accepted or in exactly one drop counter, and nothing is left.
+fn assert_every_item_accounted(st: &std::collections::BTreeMap<String, i64>) {
+    let get = |k: &str| st.get(&format!("appinsights.main.{k}")).copied().unwrap_or(0);
+    let dropped: i64 = ["buffer_full", "rejected", "too_large", "expired", "shutdown"]
+        .iter()
+        .map(|r| get(&format!("items_dropped_{r}")))
+        .sum();
+    assert!(get("items_created") > 0, "{st:?}");
+    assert_eq!(get("items_created"), get("items_accepted") + dropped, "{st:?}");
+    assert_eq!(get("buffered_items"), 0, "{st:?}");
+}
+
+#[test]
+fn a_drain_respects_retry_after_and_counts_what_it_could_not_deliver() {
+    let g = Replaceable::start(
+        "lds-throttled",
+        json!({"cloud_role": "old", "delivery": {"flush_interval_ms": 100, "drain_timeout_ms": 5000}}),
+    );
+    g.ingest.set_fault(Fault::Status {
+        code: 429,
+        retry_after: Some("60".into()),
+    });
+    for i in 0..10 {
+        assert_eq!(
+            http::request(g.gateway(), "GET", &format!("/old/{i}"), &[], b"")
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500)); // a batch went and was told to wait
+    let before = g.ingest.requests().len();
+    assert!(before >= 1, "the old configuration tried once");
+    g.replace(json!({"cloud_role": "new"}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !g.envoy.log().contains("items_dropped_shutdown") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = g.envoy.log();
+    assert!(
+        log.contains("(drain timeout): nothing can be sent before it"),
+        "{log}"
+    );
+    assert!(
+        g.ingest.requests().len() <= before + 1,
+        "the drain did not hammer a service that asked to wait"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let st = envoy_stats(&g.envoy, "appinsights.main.");
+    assert_eq!(st["appinsights.main.items_created"], 20);
+    assert_eq!(st["appinsights.main.items_dropped_shutdown"], 20, "{st:?}");
+    assert_every_item_accounted(&st);
+}
+
+#[test]
+fn vm_memory_is_not_counted_again_for_each_replaced_configuration() {
+    let g = Replaceable::start("lds-memory", json!({"delivery": {"flush_interval_ms": 100}}));
+    http::request(g.gateway(), "GET", "/first", &[], b"").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let memory = || envoy_stats(&g.envoy, "appinsights.vm_memory_bytes")["appinsights.vm_memory_bytes"];
+    let first = memory();
+    assert!(first > 0);
+    for round in 0..3 {
+        g.replace(json!({"cloud_role": format!("r{round}"), "delivery": {"flush_interval_ms": 100}}));
+        std::thread::sleep(Duration::from_millis(2500)); // the old listener drains for 1 s
+        http::request(g.gateway(), "GET", &format!("/round/{round}"), &[], b"").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let last = memory();
+    assert!(
+        last < 2 * first,
+        "{last} bytes after three replacements, {first} at first"
+    );
+    assert_every_item_accounted(&envoy_stats(&g.envoy, "appinsights.main."));
+}
