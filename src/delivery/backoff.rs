@@ -2,7 +2,8 @@
 //!
 //! The n-th consecutive failure waits a random time between half and all of
 //! `min(max, initial × 2^(n-1))` ("equal jitter": workers that failed together do not retry
-//! together, and the wait never collapses to zero). A `Retry-After` from the service wins:
+//! together, and the wait never collapses to zero), and never more than a tenth of the
+//! outage so far ([`outage_cap_nanos`]), so a service that flaps is used while it is up. A `Retry-After` from the service wins:
 //! nothing is sent before it (capped at [`MAX_RETRY_AFTER_NANOS`], so a wild header cannot
 //! park telemetry for days).
 
@@ -18,6 +19,17 @@ pub fn delay_nanos(failures: u32, initial_ms: u64, max_ms: u64, random: u64) -> 
     let jitter = random % (ceiling_ms - half + 1);
     (half + jitter).saturating_mul(1_000_000)
 }
+
+/// The longest wait after an outage that has lasted `outage_nanos`: a tenth of it (never
+/// below `initial_ms`). A service that comes back after N seconds then waits at most
+/// about N/10 seconds for the next probe, so a flapping service is used while it is up,
+/// while a long outage is still probed ever more rarely (up to `retry_max_ms`).
+pub fn outage_cap_nanos(outage_nanos: u64, initial_ms: u64) -> u64 {
+    (outage_nanos / OUTAGE_FRACTION).max(initial_ms.saturating_mul(1_000_000))
+}
+
+/// The share of an outage the next probe may wait at most (see [`outage_cap_nanos`]).
+pub const OUTAGE_FRACTION: u64 = 10;
 
 /// Parses `Retry-After` (delay in seconds, or an HTTP date) into a wait from `now`.
 pub fn retry_after_nanos(value: &str, now_unix_nanos: u64) -> Option<u64> {

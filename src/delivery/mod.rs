@@ -120,6 +120,8 @@ pub struct Outbox {
     spare: Option<Vec<u8>>,
     /// Consecutive transient failures (0: healthy).
     failures: u32,
+    /// When the current run of failures began (`None`: healthy).
+    failing_since: Option<u64>,
     /// Nothing is sent before this time (backoff or `Retry-After`).
     paused_until: u64,
     /// Whether the logger authenticates (401/403 then mean "refresh the token").
@@ -137,6 +139,7 @@ impl Outbox {
             buffered_bytes: 0,
             spare: None,
             failures: 0,
+            failing_since: None,
             paused_until: 0,
             uses_credentials: false,
             stats: Stats::default(),
@@ -300,7 +303,7 @@ impl Outbox {
         };
         match verdict {
             Verdict::Accepted { accepted, errors } => {
-                self.failures = 0;
+                self.recovered();
                 let accepted = (*accepted).min(items);
                 let retry: Vec<usize> = errors.iter().filter(|e| e.is_retryable()).map(|e| e.index).collect();
                 let retried = self.retry_lines(&batch, &retry, now, random);
@@ -312,7 +315,7 @@ impl Outbox {
                 self.release(batch);
             }
             Verdict::Rejected { .. } => {
-                self.failures = 0;
+                self.recovered();
                 done.dropped = items;
                 self.stats.dropped_rejected += u64::from(items);
                 self.release(batch);
@@ -345,16 +348,23 @@ impl Outbox {
         Some(done)
     }
 
-    /// Puts a batch back at the head of the queue and pauses the logger.
+    /// The service answered: the next failure starts a new outage, and full-rate delivery
+    /// (every in-flight slot) resumes at once.
+    fn recovered(&mut self) {
+        self.failures = 0;
+        self.failing_since = None;
+    }
+
+    /// Puts a batch back at the head of the queue and pauses the logger: for `wait` (the
+    /// service's `Retry-After`), else an exponential backoff that never exceeds a tenth of
+    /// the outage so far (see [`backoff::outage_cap_nanos`]).
     fn retry_whole(&mut self, batch: Batch, now: u64, wait: Option<u64>, random: u64) -> u64 {
         self.failures = self.failures.saturating_add(1);
+        let since = *self.failing_since.get_or_insert(now);
+        let (initial, max) = (self.limits.retry_initial_ms, self.limits.retry_max_ms);
         let delay = wait.unwrap_or_else(|| {
-            backoff::delay_nanos(
-                self.failures,
-                self.limits.retry_initial_ms,
-                self.limits.retry_max_ms,
-                random,
-            )
+            let cap = backoff::outage_cap_nanos(now.saturating_sub(since), initial);
+            backoff::delay_nanos(self.failures, initial, max, random).min(cap)
         });
         self.paused_until = now.saturating_add(delay);
         self.stats.items_retried += u64::from(batch.items);
@@ -567,6 +577,34 @@ mod tests {
             o.next_due(1000 * MS, true).is_some_and(|b| lines(&b)[0] == "item-0"),
             "then sends"
         );
+    }
+
+    #[test]
+    fn an_outage_costs_at_most_a_tenth_of_its_length_in_extra_delay() {
+        // A service down for N seconds is probed at least every N/10 seconds (and never
+        // faster than retry_initial_ms), so once it is back, delivery resumes within N/10.
+        let mut o = Outbox::new(Delivery {
+            retry_initial_ms: 100,
+            retry_max_ms: 60_000,
+            ..limits()
+        });
+        o.add(0, item(10));
+        let (start, mut now, mut callout) = (0u64, 0u64, 0u32);
+        while now < 300 * S {
+            let b = o.next_due(now, true).unwrap();
+            callout += 1;
+            o.sent(callout, b, 10);
+            let done = o.completed(callout, &Verdict::NoResponse, now, u64::MAX / 3).unwrap();
+            let wait = done.paused_until - now;
+            let allowed = (100 * MS).max((now - start) / 10);
+            assert!(
+                wait <= allowed,
+                "after {} s of outage the next probe waits {} ms",
+                (now - start) / S,
+                wait / MS
+            );
+            now = done.paused_until;
+        }
     }
 
     #[test]

@@ -214,6 +214,11 @@ impl IngestServer {
         self.shared.lock().stats.clone()
     }
 
+    /// Milliseconds since the endpoint started (the clock of [`ReceivedRequest::at_ms`]).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.shared.started.elapsed().as_millis() as u64
+    }
+
     /// Every `track` request received, in order.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         self.shared.lock().requests.clone()

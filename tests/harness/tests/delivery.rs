@@ -595,10 +595,7 @@ fn a_drain_respects_retry_after_and_counts_what_it_could_not_deliver() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = g.envoy.log();
-    assert!(
-        log.contains("(drain timeout): nothing can be sent before it"),
-        "{log}"
-    );
+    assert!(log.contains("(drain timeout): nothing can be sent before it"), "{log}");
     assert!(
         g.ingest.requests().len() <= before + 1,
         "the drain did not hammer a service that asked to wait"
@@ -630,4 +627,66 @@ fn vm_memory_is_not_counted_again_for_each_replaced_configuration() {
         "{last} bytes after three replacements, {first} at first"
     );
     assert_every_item_accounted(&envoy_stats(&g.envoy, "appinsights.main."));
+}
+
+#[test]
+fn a_flapping_service_gets_everything_the_buffer_can_hold() {
+    // Ingestion alternates 6 s down (503) and 6 s up, twice, at about 80 requests/s (160
+    // items a second, ~120 KB/s uncompressed): a down window's telemetry (~0.75 MB) fits
+    // the 1 MiB buffer, so everything could be delivered. The filter must not sit out the
+    // up windows in a backoff grown during the outage: the first delivery after the
+    // service is back comes within a tenth of the outage (plus a tick and a round trip).
+    // Exponential backoff alone (retry_initial_ms 100, doubling) would wait 3-6 s here.
+    let s = start(
+        json!({"delivery": {"flush_interval_ms": 200, "max_buffer_bytes": 1_048_576, "retry_initial_ms": 100}}),
+        &[],
+    );
+    let traffic = Traffic::start(s.envoy.listener, 100);
+    let (down, mut back_at) = (Duration::from_secs(6), Vec::new());
+    for _ in 0..2 {
+        s.ingest.set_fault(Fault::Status {
+            code: 503,
+            retry_after: None,
+        });
+        std::thread::sleep(down);
+        s.ingest.set_fault(Fault::None);
+        back_at.push(s.ingest.elapsed_ms());
+        std::thread::sleep(Duration::from_secs(6));
+    }
+    let sent = traffic.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let st = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let st = envoy_stats(&s.envoy, "appinsights.main.");
+        if st["appinsights.main.buffered_items"] == 0 || Instant::now() > deadline {
+            break st;
+        }
+    };
+    let requests = s.ingest.requests();
+    for at in back_at {
+        let first = requests
+            .iter()
+            .find(|r| r.at_ms >= at && r.status_answered == 200)
+            .map(|r| r.at_ms - at);
+        let allowed = down.as_millis() as u64 / 10 + 700;
+        assert!(
+            first.is_some_and(|ms| ms <= allowed),
+            "first delivery {first:?} ms after the service came back"
+        );
+    }
+    assert_every_item_accounted(&st);
+    let (created, accepted) = (
+        st["appinsights.main.items_created"],
+        st["appinsights.main.items_accepted"],
+    );
+    let ratio = accepted as f64 / created as f64;
+    println!(
+        "flapping: {sent} requests, {created} items created, {accepted} accepted ({:.1}%)",
+        ratio * 100.0
+    );
+    assert!(
+        ratio >= 0.99,
+        "{:.1}% delivered of what the buffer could hold: {st:?}",
+        ratio * 100.0
+    );
 }
