@@ -43,11 +43,26 @@ pub enum Verdict {
     NoResponse,
 }
 
+/// How Envoy's router words its own answers when the upstream gave none (reset, refused
+/// connection, timeout, no healthy host, circuit breaker): the start of the local reply's
+/// body. A 503 or 504 with such a body is not the service's, and not a request to slow
+/// down.
+pub const ENVOY_NO_ANSWER_BODIES: &[&[u8]] = &[
+    b"upstream connect error or disconnect/reset before headers",
+    b"upstream request timeout",
+    b"upstream per-try timeout",
+    b"no healthy upstream",
+    b"upstream max stream duration reached",
+];
+
 /// Classifies an answer: `status` is `None` when the callout got no HTTP response.
 pub fn classify(status: Option<u16>, retry_after: Option<&str>, body: &[u8], items: u32) -> Verdict {
     let Some(status) = status else {
         return Verdict::NoResponse;
     };
+    if matches!(status, 503 | 504) && ENVOY_NO_ANSWER_BODIES.iter().any(|b| body.starts_with(b)) {
+        return Verdict::NoResponse;
+    }
     match status {
         206 => partial(body, items),
         200..=299 => Verdict::Accepted {
@@ -112,6 +127,29 @@ fn parse_errors(body: &[u8], items: usize) -> Vec<ItemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envoys_own_503_and_504_mean_no_answer_not_throttling() {
+        let reset = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        assert_eq!(classify(Some(503), None, reset, 1), Verdict::NoResponse);
+        assert_eq!(
+            classify(Some(504), None, b"upstream request timeout", 1),
+            Verdict::NoResponse
+        );
+        assert_eq!(
+            classify(Some(503), None, b"no healthy upstream", 1),
+            Verdict::NoResponse
+        );
+        let service = Verdict::Transient {
+            status: 503,
+            retry_after: None,
+        };
+        assert_eq!(
+            classify(Some(503), None, b"{\"itemsReceived\":1}", 1),
+            service,
+            "the service's own 503"
+        );
+    }
 
     #[test]
     fn every_2xx_but_206_means_all_stored() {

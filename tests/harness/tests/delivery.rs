@@ -690,3 +690,23 @@ fn a_flapping_service_gets_everything_the_buffer_can_hold() {
         ratio * 100.0
     );
 }
+
+#[test]
+fn resets_and_timeouts_are_callout_failures_not_throttling() {
+    // Envoy answers a reset with its own 503 and a timeout with its own 504: neither is
+    // the service asking to slow down.
+    for fault in [Fault::Drop, Fault::Slow(Duration::from_millis(1500))] {
+        let s = start(
+            json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 5000}}),
+            &[],
+        );
+        s.ingest.set_fault_for(fault.clone(), Some(1));
+        http::request(s.envoy.listener, "GET", "/x", &[], b"").unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        let st = envoy_stats(&s.envoy, "appinsights.main.");
+        assert_eq!(st["appinsights.main.callout_failures"], 1, "{fault:?}: {st:?}");
+        assert_eq!(st["appinsights.main.throttled"], 0, "{fault:?}: {st:?}");
+        assert_eq!(st["appinsights.main.items_retried"], 2, "{fault:?}: {st:?}");
+        assert!(s.envoy.log().contains("no answer from cluster"), "{}", s.envoy.log());
+    }
+}
