@@ -43,6 +43,23 @@ impl Frontend {
         self.headers.at(self.method)
     }
 
+    /// `METHOD /path`, the name of the request and of its operation. A request Envoy
+    /// refused before parsing it (a malformed request line, headers over its limit, an
+    /// HTTP version it does not speak) has no method: it is named `HTTP`, as OpenTelemetry
+    /// names a request whose method is unknown.
+    pub fn request_line(&self) -> Vec<u8> {
+        let (method, path) = (self.method(), self.path());
+        if method.is_empty() {
+            return b"HTTP".to_vec();
+        }
+        let path: &[u8] = if path.is_empty() { b"/" } else { path };
+        let mut line = Vec::with_capacity(method.len() + 1 + path.len());
+        line.extend_from_slice(method);
+        line.push(b' ');
+        line.extend_from_slice(path);
+        line
+    }
+
     /// `:scheme`, or `http` when Envoy did not provide one.
     pub fn scheme(&self) -> &[u8] {
         match self.headers.at(self.scheme) {

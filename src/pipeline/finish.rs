@@ -230,11 +230,7 @@ fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
 /// format (the operation: the matched one, else the route name, else `METHOD /path`),
 /// otherwise `METHOD /path`.
 fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>) -> Vec<u8> {
-    let fe = done.frontend;
-    let mut line = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
-    line.extend_from_slice(fe.method());
-    line.push(b' ');
-    line.extend_from_slice(fe.path());
+    let line = done.frontend.request_line();
     let Some(api) = api.filter(|_| d.operation_name_format == OperationNameFormat::Name) else {
         return line;
     };

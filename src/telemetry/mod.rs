@@ -176,13 +176,8 @@ impl Facts<'_> {
         self.masking.path_and_query(self.frontend.path_and_query())
     }
 
-    /// `METHOD /path` of the frontend request.
+    /// `METHOD /path` of the frontend request ([`crate::exchange::Frontend::request_line`]).
     pub fn request_line(&self) -> Vec<u8> {
-        let fe = self.frontend;
-        let mut line = Vec::with_capacity(fe.method().len() + 1 + fe.path().len());
-        line.extend_from_slice(fe.method());
-        line.push(b' ');
-        line.extend_from_slice(fe.path());
-        line
+        self.frontend.request_line()
     }
 }

@@ -37,12 +37,15 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     out.extend_from_slice(b"\",\"responseCode\":\"");
     push_u64(out, u64::from(oc.response_code));
     out.extend_from_slice(if oc.success() {
-        b"\",\"success\":true,"
+        b"\",\"success\":true"
     } else {
-        b"\",\"success\":false,"
+        b"\",\"success\":false"
     });
-    push_key(out, "url");
-    push_url(out, fe.scheme(), fe.authority(), &facts.masked_path_and_query());
+    if !fe.authority().is_empty() {
+        // A request Envoy refused unparsed has no URL to tell.
+        out.extend_from_slice(b",\"url\":");
+        push_url(out, fe.scheme(), fe.authority(), &facts.masked_path_and_query());
+    }
     if let Some(source) = facts.source {
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(source.as_bytes());
@@ -80,7 +83,9 @@ fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     if !fe.request_id().is_empty() {
         p.string_limited("Request Id", fe.request_id(), 256);
     }
-    p.string("HTTP Method", fe.method());
+    if !fe.method().is_empty() {
+        p.string("HTTP Method", fe.method());
+    }
     match facts.api {
         Some(api) => {
             p.string("API Name", api.api.as_bytes());
@@ -236,6 +241,17 @@ pub(crate) mod tests {
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one NDJSON line");
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_request_envoy_refused_unparsed_is_named_http_and_has_no_url() {
+        let fe = Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize(Vec::new())));
+        let (oc, op) = (outcome(), op());
+        let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"HTTP")));
+        let d = &v["data"]["baseData"];
+        assert_eq!(d["name"], "HTTP");
+        assert!(d.get("url").is_none(), "{d:#}");
+        assert!(d["properties"].get("HTTP Method").is_none());
     }
 
     #[test]

@@ -180,3 +180,47 @@ fn without_a_service_node_the_role_instance_is_the_hostname() {
         "{items:#?}"
     );
 }
+
+/// Sends raw bytes and returns what came back (until the peer closes or 2 s pass).
+fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    c.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn requests_envoy_rejects_itself_make_schema_valid_items() {
+    // Envoy answers these before any filter sees headers: a malformed request line (400),
+    // headers over its limit (431), an HTTP version it does not speak (426).
+    let s = start(json!({}), &[]);
+    let big = format!(
+        "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    for (request, status) in [
+        (b"GARBAGE\r\n\r\n".to_vec(), "400"),
+        (big.into_bytes(), "431"),
+        (b"GET /v HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), "426"),
+    ] {
+        let answer = raw(s.envoy.listener, &request);
+        assert!(answer.contains(status), "{status}: {answer}");
+    }
+    // settled() fails on any item the schema validator rejects.
+    let items = settled(&s.ingest, 3);
+    let requests = kind(&items, "RequestData");
+    assert_eq!(requests.len(), 3);
+    for item in requests {
+        let d = &item["data"]["baseData"];
+        assert_eq!(
+            d["name"], "HTTP",
+            "no method: named as OpenTelemetry names it; {item:#}"
+        );
+        assert_eq!(item["tags"]["ai.operation.name"], "HTTP");
+        assert!(d.get("url").is_none(), "no URL to tell: {item:#}");
+        assert!(d["properties"].get("HTTP Method").is_none());
+    }
+}
