@@ -126,6 +126,12 @@ impl Host for Vm {
     fn environment(&mut self, name: &str) -> Option<String> {
         uncounted(|| self.0.environment(name))
     }
+    fn shared_data(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.returned(|h| h.shared_data(key), |v| v.as_ref().map(Vec::len))
+    }
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) {
+        uncounted(|| self.0.set_shared_data(key, value))
+    }
 }
 
 struct Measured {

@@ -124,6 +124,8 @@ pub struct Outbox {
     failing_since: Option<u64>,
     /// Nothing is sent before this time (backoff or `Retry-After`).
     paused_until: u64,
+    /// A `Retry-After` pause not yet shared with the other workers.
+    service_pause: Option<u64>,
     /// Whether the logger authenticates (401/403 then mean "refresh the token").
     uses_credentials: bool,
     pub stats: Stats,
@@ -141,6 +143,7 @@ impl Outbox {
             failures: 0,
             failing_since: None,
             paused_until: 0,
+            service_pause: None,
             uses_credentials: false,
             stats: Stats::default(),
         }
@@ -338,6 +341,9 @@ impl Outbox {
                 let wait = retry_after.as_deref().and_then(|v| backoff::retry_after_nanos(v, now));
                 done.retried = items;
                 done.paused_until = self.retry_whole(batch, now, wait, random);
+                if wait.is_some() {
+                    self.service_pause = Some(done.paused_until);
+                }
             }
             Verdict::NoResponse => {
                 self.stats.callout_failures += 1;
@@ -470,7 +476,17 @@ impl Outbox {
 
     /// Sends nothing for `wait` nanoseconds.
     pub fn pause_for(&mut self, now: u64, wait: u64) {
-        self.paused_until = self.paused_until.max(now.saturating_add(wait));
+        self.pause_until(now.saturating_add(wait));
+    }
+
+    /// Sends nothing before `until` (a pause the service asked another worker for).
+    pub fn pause_until(&mut self, until: u64) {
+        self.paused_until = self.paused_until.max(until);
+    }
+
+    /// A pause the service asked for with `Retry-After` since the last call: until when.
+    pub fn take_service_pause(&mut self) -> Option<u64> {
+        self.service_pause.take()
     }
 }
 

@@ -32,6 +32,20 @@ extern "C" {
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_done() -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -191,5 +205,23 @@ impl Host for Envoy {
 
     fn environment(&mut self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    fn shared_data(&mut self, key: &str) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: as in `property`; the SDK's wrapper panics on statuses it does not expect.
+        let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+        let value = take_returned(data, size);
+        value.filter(|_| status == STATUS_OK)
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) {
+        // SAFETY: the pointers and lengths describe live slices for the duration of the call.
+        let status = unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), 0) };
+        if status != STATUS_OK {
+            log::debug!("appinsights: could not set shared data {key} (status {status})");
+        }
     }
 }

@@ -92,4 +92,14 @@ impl<H: Host> Host for Counted<'_, H> {
         self.count();
         self.host.environment(name)
     }
+
+    fn shared_data(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.count();
+        self.host.shared_data(key)
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) {
+        self.count();
+        self.host.set_shared_data(key, value)
+    }
 }

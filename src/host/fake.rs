@@ -30,6 +30,8 @@ pub enum Call {
     MemoryBytes,
     RandomSeed,
     Environment(String),
+    SharedData(String),
+    SetSharedData(String),
 }
 
 impl Call {
@@ -77,6 +79,8 @@ pub struct FakeHost {
     pub callout_response_headers: Vec<(String, String)>,
     pub buffers: HashMap<BufferKind, Vec<u8>>,
     pub environment: HashMap<String, String>,
+    /// Envoy's shared data (share one map between two hosts to play two workers).
+    pub shared: HashMap<String, Vec<u8>>,
     /// The clock; each reading moves it on by `clock_step`.
     pub now: u64,
     pub clock_step: u64,
@@ -126,6 +130,7 @@ impl FakeHost {
             callout_response_headers: Vec::new(),
             buffers: HashMap::new(),
             environment: HashMap::new(),
+            shared: HashMap::new(),
             now: FAKE_NOW,
             clock_step: 1_000,
             callouts: Vec::new(),
@@ -339,6 +344,16 @@ impl Host for FakeHost {
     fn environment(&mut self, name: &str) -> Option<String> {
         self.record(Call::Environment(name.to_string()));
         self.environment.get(name).cloned()
+    }
+
+    fn shared_data(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.record(Call::SharedData(key.to_string()));
+        self.shared.get(key).cloned()
+    }
+
+    fn set_shared_data(&mut self, key: &str, value: &[u8]) {
+        self.record(Call::SetSharedData(key.to_string()));
+        self.shared.insert(key.to_string(), value.to_vec());
     }
 }
 

@@ -150,6 +150,10 @@ pub trait Host {
     fn random_seed(&mut self) -> [u8; 32];
     /// An environment variable the VM was given.
     fn environment(&mut self, name: &str) -> Option<String>;
+    /// A value every worker of the plugin's VM sees (Envoy's shared data).
+    fn shared_data(&mut self, key: &str) -> Option<Vec<u8>>;
+    /// Sets a shared value (best effort: a failure is not an error for telemetry).
+    fn set_shared_data(&mut self, key: &str, value: &[u8]);
 
     /// An integer, timestamp or duration attribute (8 bytes, little-endian).
     fn property_u64(&mut self, attribute: Attribute) -> Option<u64> {

@@ -16,8 +16,9 @@
 //! 4. [`plugin`]: the root context — configuration, a [`stream::Stream`] per exchange, and
 //!    on each tick the [`callouts`] that are due (batches, token requests) and their
 //!    answers; the drain when the configuration goes.
-//! 5. [`sink`]: one logger's state on this worker; [`notices`]: rate-limited log lines;
-//!    [`stats`]: the Envoy stats; [`cluster_tls`]: which clusters speak TLS.
+//! 5. [`sink`]: one logger's state on this worker; [`shared_pause`]: `Retry-After` for
+//!    every worker; [`notices`]: rate-limited log lines; [`stats`]: the Envoy stats;
+//!    [`cluster_tls`]: which clusters speak TLS.
 
 pub mod begin;
 pub mod callouts;
@@ -25,6 +26,7 @@ pub mod cluster_tls;
 pub mod finish;
 pub mod notices;
 pub mod plugin;
+pub mod shared_pause;
 pub mod sink;
 pub mod stats;
 pub mod stream;

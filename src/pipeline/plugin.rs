@@ -109,6 +109,7 @@ impl Plugin {
                 return;
             }
         } else {
+            self.adopt_pauses(host);
             self.pump(host, false);
         }
         let Some(shared) = &self.shared else { return };
@@ -145,6 +146,7 @@ impl Plugin {
             return;
         };
         let notices = p.completed(callout, answer, host.now_nanos());
+        p.share_pauses(host);
         drop(p);
         self.emit(&notices);
         if self.draining_until.is_some() {
@@ -169,6 +171,15 @@ impl Plugin {
             .unwrap_or(0);
         self.draining_until = Some(host.now_nanos().saturating_add(timeout_ms * 1_000_000));
         self.drain_step(host)
+    }
+
+    /// Pauses the service asked other workers for apply here too.
+    fn adopt_pauses(&self, host: &mut impl Host) {
+        let Some(shared) = &self.shared else { return };
+        let now = host.now_nanos();
+        if let Ok(mut p) = shared.pipeline.try_borrow_mut() {
+            p.adopt_pauses(host, now);
+        }
     }
 
     /// Starts every callout that is due: token requests, then batches (`draining`: open
@@ -457,6 +468,22 @@ mod tests {
         );
         assert!(new.done(&mut host));
         assert_eq!(host.stat("appinsights.vm_memory_bytes"), Some(0), "nothing left behind");
+    }
+
+    #[test]
+    fn a_retry_after_one_worker_gets_holds_for_every_worker() {
+        // Two workers (two plugins on one host: Envoy's shared data is the host's).
+        let (mut first, mut host) = configured(json!({}));
+        let (mut second, _) = configured(json!({}));
+        one_batch(&mut first, &mut host);
+        host.callout_response_headers = vec![(":status".into(), "429".into()), ("retry-after".into(), "60".into())];
+        let id = host.callouts[0].id;
+        first.answer(&mut host, id, 2, 0);
+        one_batch(&mut second, &mut host);
+        assert_eq!(host.callouts.len(), 1, "the second worker waits too, without asking");
+        host.now += 61_000_000_000;
+        second.tick(&mut host);
+        assert_eq!(host.callouts.len(), 2, "and sends once the pause is over");
     }
 
     #[test]

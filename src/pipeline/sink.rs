@@ -17,6 +17,8 @@ pub struct Sink {
     /// `:authority` and `:path` of every track request.
     pub authority: String,
     pub path: String,
+    /// Where a `Retry-After` pause is shared with the other workers (no secret in it).
+    pub pause_key: String,
     pub sender: Sender,
     pub outbox: Outbox,
     /// Entra ID tokens, when the logger uses managed identity.
@@ -44,6 +46,12 @@ impl Sink {
             cluster: logger.cluster.clone(),
             authority: endpoint.authority(),
             path: endpoint.track_path(),
+            pause_key: format!(
+                "appinsights.paused_until {} {}{}",
+                logger.cluster,
+                endpoint.authority(),
+                endpoint.track_path()
+            ),
             sender: Sender::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
             outbox: if token.is_some() {
                 outbox.with_credentials()

@@ -176,10 +176,17 @@ fn spawn(yaml: &str, dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> R
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, yaml).map_err(|e| format!("writing {}: {e}", config.display()))?;
     let log = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
+    // One worker unless the test asks for more (`--concurrency N` in `extra_args`).
+    let concurrency: &[&str] = if extra_args.contains(&"--concurrency") {
+        &[]
+    } else {
+        &["--concurrency", "1"]
+    };
     Command::new(envoy_binary())
         .arg("-c")
         .arg(&config)
-        .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "info"])
+        .args(concurrency)
+        .args(["--use-dynamic-base-id", "-l", "info"])
         .arg("--admin-address-path")
         .arg(dir.join("admin"))
         .args(extra_args)

@@ -710,3 +710,38 @@ fn resets_and_timeouts_are_callout_failures_not_throttling() {
         assert!(s.envoy.log().contains("no answer from cluster"), "{}", s.envoy.log());
     }
 }
+
+#[test]
+fn a_retry_after_holds_for_every_worker_of_the_gateway() {
+    // Four workers. Once the service has told one of them to wait (429 Retry-After: 30),
+    // the others, with telemetry of their own, must not each ask again.
+    let s = start(
+        json!({"delivery": {"flush_interval_ms": 1000}}),
+        &["--concurrency", "4"],
+    );
+    let burst = |tag: &str, n: usize| {
+        for i in 0..n {
+            http::request(s.envoy.listener, "GET", &format!("/{tag}/{i}"), &[], b"").unwrap();
+        }
+    };
+    burst("warm", 20);
+    settled(&s.ingest, 40);
+    s.ingest.set_fault(Fault::Status {
+        code: 429,
+        retry_after: Some("30".into()),
+    });
+    s.ingest.clear();
+    burst("first", 1);
+    std::thread::sleep(Duration::from_millis(1500)); // flushed, told to wait
+    assert_eq!(s.ingest.requests().len(), 1, "the first worker asked");
+    burst("others", 40);
+    std::thread::sleep(Duration::from_millis(3000)); // every worker's flush interval passed
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    assert_eq!(
+        s.ingest.requests().len(),
+        1,
+        "nobody else asked while the service said to wait: {st:?}"
+    );
+    assert_eq!(st["appinsights.main.items_created"], 40 + 2 + 80);
+    assert_eq!(st["appinsights.main.throttled"], 1);
+}
