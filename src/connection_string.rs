@@ -324,7 +324,47 @@ mod tests {
         );
         let err = ConnectionString::parse(&format!("InstrumentationKey={KEY};IngestionEndpoint=http://h:99999/"))
             .unwrap_err();
-        assert_eq!(err.to_string(), "IngestionEndpoint has an invalid port");
+        assert_eq!(
+            err.to_string(),
+            "IngestionEndpoint has an invalid port: a number from 1 to 65535"
+        );
+    }
+
+    #[test]
+    fn endpoint_errors_name_the_key_and_say_what_is_allowed() {
+        let e = |rest: &str| {
+            ConnectionString::parse(&format!("InstrumentationKey={KEY};{rest}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e("IngestionEndpoint=http://127.0.0.1:9/\0/"),
+            "IngestionEndpoint must be printable ASCII without spaces (found U+0000)"
+        );
+        assert_eq!(
+            e("IngestionEndpoint=https://h/caf\u{e9}/"),
+            "IngestionEndpoint must be printable ASCII without spaces (found U+00E9)"
+        );
+        assert_eq!(
+            e("IngestionEndpoint=https://ingest_1.example/"),
+            "IngestionEndpoint has an invalid host: a DNS name (letters, digits and '-' in dot-separated labels of at most 63 characters), an IPv4 address or an IPv6 address in brackets"
+        );
+        assert_eq!(
+            e("IngestionEndpoint=https://h:+443/"),
+            "IngestionEndpoint has an invalid port: a number from 1 to 65535"
+        );
+        assert_eq!(
+            e("IngestionEndpoint=https://h/a{b}/"),
+            "IngestionEndpoint has an invalid path: letters, digits, - . _ ~ ! $ & ' ( ) * + , = : @ and %XX escapes, no empty, . or .. segments"
+        );
+        assert_eq!(
+            e("EndpointSuffix=applicationinsights .azure.cn"),
+            "EndpointSuffix must be printable ASCII without spaces (found U+0020)"
+        );
+        assert_eq!(
+            e("EndpointSuffix=x.com/../y"),
+            "EndpointSuffix has an invalid path: letters, digits, - . _ ~ ! $ & ' ( ) * + , = : @ and %XX escapes, no empty, . or .. segments"
+        );
     }
 
     #[test]

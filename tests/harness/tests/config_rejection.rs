@@ -77,3 +77,36 @@ fn out_of_range_values_and_broken_json_are_refused() {
     );
     assert_refused("{\"loggers\": ", "configuration: is not valid JSON");
 }
+
+/// The filter's own error line in Envoy's log, after checking that Envoy refused to start.
+fn refusal_line(plugin_config: &str) -> (String, String) {
+    let (status, log) = Envoy::expect_refusal(&yaml_with_plugin_config(plugin_config), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!status.success(), "Envoy must not start; log:\n{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("invalid plugin configuration"))
+        .unwrap_or_else(|| panic!("no error line; log:\n{log}"))
+        .to_string();
+    (line, log)
+}
+
+#[test]
+fn an_ingestion_endpoint_with_a_nul_or_non_ascii_character_is_refused_and_nothing_raw_is_logged() {
+    let config = json!({"loggers": {"main": {"connection_string":
+        "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/v2\u{0}x/"}}});
+    let (line, log) = refusal_line(&config.to_string());
+    assert!(
+        line.contains(
+            "loggers.main.connection_string: IngestionEndpoint must be printable ASCII without spaces (found U+0000)"
+        ),
+        "{line}"
+    );
+    assert!(!log.contains('\0'), "no raw NUL in Envoy's log");
+    assert_refused(
+        &json!({"loggers": {"main": {"connection_string":
+            "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=https://ingest.example/caf\u{e9}/"}}})
+        .to_string(),
+        "loggers.main.connection_string: IngestionEndpoint must be printable ASCII without spaces (found U+00E9)",
+    );
+}
