@@ -174,7 +174,7 @@ fn overlay_decisions(d: &mut Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
     if let Some(v) = f.get("loggers") {
         d.loggers = select_loggers(v, &f.path("loggers"), loggers)?;
     }
-    if let Some(p) = f.get("sampling_percentage") {
+    if let Some(p) = f.number("sampling_percentage")? {
         d.sampling_percentage = p
             .as_f64()
             .filter(|p| (0.0..=100.0).contains(p))

@@ -118,6 +118,7 @@ pub enum Problem {
     Missing,
     Empty,
     OutOfRange { min: u64, max: u64 },
+    NotWholeNumber { min: u64, max: u64 },
     TooLong { max: usize },
     InvalidName,
     ConnectionString(ConnectionStringError),
@@ -143,6 +144,7 @@ impl fmt::Display for Problem {
             Problem::Missing => write!(f, "is required"),
             Problem::Empty => write!(f, "must not be empty"),
             Problem::OutOfRange { min, max } => write!(f, "must be between {min} and {max}"),
+            Problem::NotWholeNumber { min, max } => write!(f, "must be a whole number between {min} and {max}"),
             Problem::TooLong { max } => write!(f, "must be at most {max} characters"),
             Problem::InvalidName => {
                 write!(f, "may contain only letters, digits, '_', '-', '.', '|' and ':'")
@@ -481,7 +483,7 @@ mod tests {
         );
         assert_eq!(
             base(json!({"delivery": {"timeout_ms": 1.5}})),
-            "delivery.timeout_ms: must be between 100 and 300000"
+            "delivery.timeout_ms: must be a whole number between 100 and 300000"
         );
         assert_eq!(
             base(json!({"delivery": {"max_batch_bytes": 1048576, "max_buffer_bytes": 65536}})),
@@ -491,6 +493,79 @@ mod tests {
         assert_eq!(
             base(json!({"cloud_role": "r".repeat(257)})),
             "cloud_role: must be at most 256 characters"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_json_type_is_reported_as_such() {
+        let with = |path: &str, value: Value| {
+            let mut v = json!({"loggers": {"main": {"connection_string": CS}},
+                               "apis": [{"name": "a", "match": {"route_names": ["r"]}}],
+                               "diagnostic": {"traces": [{"message": "m"}]}});
+            let mut keys: Vec<&str> = path.split('.').collect();
+            let last = keys.pop().unwrap();
+            let mut at = &mut v;
+            for k in keys {
+                at = match k.strip_suffix("[0]") {
+                    Some(list) => &mut at[list][0],
+                    None => &mut at[k],
+                };
+                if at.is_null() {
+                    *at = json!({});
+                }
+            }
+            at[last] = value;
+            error_of(v)
+        };
+        let numbers = [
+            "diagnostic.sampling_percentage",
+            "apis[0].diagnostic.sampling_percentage",
+            "diagnostic.frontend.request.body_bytes",
+            "diagnostic.backend.response.body_bytes",
+            "diagnostic.traces[0].when.min_duration_ms",
+            "delivery.flush_interval_ms",
+            "delivery.max_batch_items",
+            "delivery.max_batch_bytes",
+            "delivery.max_buffer_bytes",
+            "delivery.max_in_flight",
+            "delivery.timeout_ms",
+            "delivery.retry_initial_ms",
+            "delivery.retry_max_ms",
+            "delivery.drain_timeout_ms",
+        ];
+        for path in numbers {
+            for wrong in [json!("25"), json!(true), json!([25]), json!({"value": 25})] {
+                assert_eq!(
+                    with(path, wrong.clone()),
+                    format!("{path}: must be a number"),
+                    "{wrong}"
+                );
+            }
+        }
+        let booleans = [
+            "diagnostic.always_log_errors",
+            "diagnostic.log_client_ip",
+            "diagnostic.data_masking.defaults",
+            "diagnostic.traces[0].when.failed",
+            "apis[0].match.route_metadata",
+            "delivery.gzip",
+        ];
+        for path in booleans {
+            for wrong in [json!("true"), json!(1), json!([true])] {
+                assert_eq!(
+                    with(path, wrong.clone()),
+                    format!("{path}: must be true or false"),
+                    "{wrong}"
+                );
+            }
+        }
+        assert_eq!(
+            with("delivery.timeout_ms", json!(150.5)),
+            "delivery.timeout_ms: must be a whole number between 100 and 300000"
+        );
+        assert_eq!(
+            with("diagnostic.sampling_percentage", json!(-0.5)),
+            "diagnostic.sampling_percentage: must be between 0 and 100"
         );
     }
 

@@ -1,7 +1,7 @@
 //! Reading JSON objects field by field, with the field's path in every error.
 
 use super::{err, ConfigError, Problem};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 /// The fields of one JSON object, with the path used in error messages.
 pub(crate) struct Fields<'a> {
@@ -91,13 +91,26 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// A JSON number; any other type is an error saying a number is expected.
+    pub(crate) fn number(&self, key: &str) -> Result<Option<&'a Number>, ConfigError> {
+        self.get(key)
+            .map(|v| match v {
+                Value::Number(n) => Ok(n),
+                _ => Err(err(self.path(key), Problem::WrongType { expected: "a number" })),
+            })
+            .transpose()
+    }
+
+    /// A whole number from `min` to `max` (`5.0` counts as whole).
     pub(crate) fn uint(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
-        let n = v
+        let Some(n) = self.number(key)? else { return Ok(None) };
+        let fraction = n.as_f64().is_some_and(|f| f.fract() != 0.0);
+        let whole = n
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+        match whole {
+            Some(w) if (min..=max).contains(&w) => Ok(Some(w)),
+            _ if fraction => Err(err(self.path(key), Problem::NotWholeNumber { min, max })),
             _ => Err(err(self.path(key), Problem::OutOfRange { min, max })),
         }
     }

@@ -110,3 +110,12 @@ fn an_ingestion_endpoint_with_a_nul_or_non_ascii_character_is_refused_and_nothin
         "loggers.main.connection_string: IngestionEndpoint must be printable ASCII without spaces (found U+00E9)",
     );
 }
+
+#[test]
+fn a_number_given_as_a_string_is_refused_as_the_wrong_type() {
+    assert_refused(
+        &json!({"loggers": {"main": {"connection_string": CS}}, "diagnostic": {"sampling_percentage": "25"}})
+            .to_string(),
+        "diagnostic.sampling_percentage: must be a number",
+    );
+}
