@@ -67,7 +67,7 @@ impl fmt::Display for ConnectionStringError {
             Self::TooLong { len } => write!(f, "is {len} characters long; at most {MAX_LEN} are allowed"),
             Self::MalformedEntry { entry } => write!(f, "entry {entry} is not of the form key=value"),
             Self::EmptyKey { entry } => write!(f, "entry {entry} has an empty key"),
-            Self::DuplicateKey { key } => write!(f, "key {key} appears more than once"),
+            Self::DuplicateKey { key } => write!(f, "key {} appears more than once", crate::config::excerpt(key)),
             Self::MissingInstrumentationKey => write!(f, "has no InstrumentationKey"),
             Self::InvalidInstrumentationKey { reason } => write!(f, "InstrumentationKey {reason}"),
             Self::UnsupportedAuthorization => write!(f, "Authorization must be ikey (the only supported value)"),

@@ -19,7 +19,7 @@
 
 use super::diagnostic::{overlay, Diagnostic, DIAGNOSTIC_FIELDS};
 use super::reader::Fields;
-use super::{err, ConfigError, Logger, Problem};
+use super::{err, excerpt, ConfigError, Logger, Problem};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +149,8 @@ impl PathTemplate {
                         Ok(None)
                     } else if seg.contains(['{', '}', '*']) {
                         Err(format!(
-                            "segment {seg:?}: a parameter is a whole segment like {{id}}, '*' only ends a template"
+                            "segment \"{}\": a parameter is a whole segment like {{id}}, '*' only ends a template",
+                            excerpt(seg)
                         ))
                     } else {
                         Ok(Some(seg.to_string()))
@@ -229,16 +230,7 @@ fn parse_api(v: &Value, path: &str, base: &Diagnostic, loggers: &[Logger]) -> Re
 
 /// A name shown in telemetry: non-empty, at most 256 characters, no control characters.
 fn label(f: &Fields<'_>, key: &str) -> Result<Option<String>, ConfigError> {
-    let Some(s) = f.bounded_string(key, 256)? else {
-        return Ok(None);
-    };
-    if s.chars().any(char::is_control) {
-        return Err(err(
-            f.path(key),
-            Problem::Invalid("must not contain control characters".into()),
-        ));
-    }
-    Ok(Some(s))
+    f.bounded_string(key, 256)
 }
 
 fn parse_match(f: &Fields<'_>, name: &str) -> Result<ApiMatch, ConfigError> {
@@ -251,7 +243,7 @@ fn parse_match(f: &Fields<'_>, name: &str) -> Result<ApiMatch, ConfigError> {
     if let Some((i, p)) = m.path_prefixes.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
         return Err(err(
             format!("{}[{i}]", f.path("path_prefixes")),
-            Problem::Invalid(format!("{p:?} must start with '/'")),
+            Problem::Invalid(format!("\"{}\" must start with '/'", excerpt(p))),
         ));
     }
     if m == ApiMatch::default() {

@@ -6,7 +6,7 @@
 
 use super::reader::Fields;
 use super::traces::{parse_traces, TraceRule};
-use super::{err, ConfigError, Logger, Problem};
+use super::{err, excerpt, ConfigError, Logger, Problem};
 use crate::correlation::Protocol;
 use crate::masking::{Masking, Mode};
 use serde_json::Value;
@@ -271,13 +271,13 @@ fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigErro
     for (field, name) in named {
         if is_reserved(name) {
             return Err(err(
-                format!("{}.{name}", f.path(field)),
+                format!("{}.{}", f.path(field), excerpt(name)),
                 Problem::Invalid(reserved_message()),
             ));
         }
         if seen.contains(&name) {
             return Err(err(
-                format!("{}.{name}", f.path(field)),
+                format!("{}.{}", f.path(field), excerpt(name)),
                 Problem::Invalid("is already a property name in properties".into()),
             ));
         }
@@ -287,7 +287,7 @@ fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigErro
         for (name, _) in &rule.metadata {
             if is_reserved(name) || seen.contains(&name.as_str()) {
                 return Err(err(
-                    format!("{}[{i}].metadata.{name}", f.path("traces")),
+                    format!("{}[{i}].metadata.{}", f.path("traces"), excerpt(name)),
                     Problem::Invalid(format!(
                         "{}, or a name from properties/header_properties",
                         reserved_message()
@@ -378,7 +378,7 @@ fn string_map(v: &Value, path: &str, max: usize) -> Result<Vec<(String, String)>
     })?;
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
-        let item = format!("{path}.{name}");
+        let item = format!("{path}.{}", excerpt(name));
         if name.is_empty() || name.chars().count() > 150 {
             return Err(err(
                 item,

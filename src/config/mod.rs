@@ -7,11 +7,13 @@
 
 mod apis;
 mod diagnostic;
+mod echo;
 mod reader;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
 pub use diagnostic::{Capture, Diagnostic, MessageCapture, OperationNameFormat, Severity, MAX_BODY_BYTES};
+pub use echo::excerpt;
 pub use traces::{Conditions, Field, HeaderCondition, Segment, StatusMatch, Template, TraceRule};
 
 use crate::connection_string::{ConnectionString, ConnectionStringError};
@@ -169,7 +171,7 @@ impl fmt::Display for Problem {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
+        f.write_str(&echo::log_line(&format!("{}: {}", self.field, self.problem)))
     }
 }
 
@@ -272,7 +274,7 @@ fn parse_loggers(top: &Fields<'_>) -> Result<Vec<Logger>, ConfigError> {
 }
 
 fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
-    let path = format!("loggers.{id}");
+    let path = format!("loggers.{}", excerpt(id));
     if !is_name(id) {
         return Err(err(path, Problem::InvalidName));
     }
@@ -615,6 +617,113 @@ mod tests {
         let c = parse(json!({"loggers": {"main": {"connection_string": CS, "cluster": null}}, "diagnostic": null}))
             .unwrap();
         assert_eq!(c.loggers[0].cluster, DEFAULT_CLUSTER);
+    }
+
+    /// What every refused configuration's message must be: one short line, nothing raw.
+    fn assert_fit_for_a_log_line(e: &str) {
+        assert!(
+            e.chars().count() < 400,
+            "{} characters: {}…",
+            e.chars().count(),
+            e.get(..200).unwrap_or(e)
+        );
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+
+    #[test]
+    fn configured_values_in_errors_are_cut_and_escaped() {
+        let long = format!("bad\0name\n{}", "x".repeat(1 << 20));
+        let shown = format!("bad\\0name\\n{}…", "x".repeat(64 - "bad\0name\n".chars().count()));
+        let with = |extra: Value| {
+            let mut v = json!({"loggers": {"main": {"connection_string": CS}}});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            error_of(v)
+        };
+        let cases = [
+            (
+                error_of(json!({"loggers": {&long: {"connection_string": CS}}})),
+                format!("loggers.{shown}: may contain only"),
+            ),
+            (
+                error_of(json!({"loggers": {"main": {"connection_string": CS, &long: 1}}})),
+                format!("loggers.main.{shown}: unknown field"),
+            ),
+            (with(json!({&long: 1})), format!("{shown}: unknown field")),
+            (
+                with(json!({"diagnostic": {"properties": {format!("Request-{long}"): "v"}}})),
+                format!(
+                    "diagnostic.properties.Request-bad\\0name\\n{}…: property names must be 1 to 150 characters",
+                    "x".repeat(64 - "Request-bad\0name\n".chars().count())
+                ),
+            ),
+            (
+                with(json!({"diagnostic": {"header_properties": {"Request-\u{1b}x": "x-h"}}})),
+                "diagnostic.header_properties.Request-\\u{1b}x: is a name the filter uses itself".to_string(),
+            ),
+            (
+                with(json!({"diagnostic": {"traces": [{"message": "m", "metadata": {&long: "v"}}]}})),
+                format!("diagnostic.traces[0].metadata.{shown}: must be at most 150 characters"),
+            ),
+            (
+                with(json!({"diagnostic": {"traces": [{"message": format!("{{{}}}", &long[..20_000])}]}})),
+                format!("diagnostic.traces[0].message: unknown placeholder {{{shown}}}; known: "),
+            ),
+            (
+                with(json!({"apis": [{"name": "a", "match": {"path_prefixes": [&long]}}]})),
+                format!("apis[0].match.path_prefixes[0]: \"{shown}\" must start with '/'"),
+            ),
+            (
+                with(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]},
+                                      "operations": [{"name": "o", "path": format!("/{{{long}")}]}]})),
+                format!(
+                    "apis[0].operations[0].path: segment \"{{bad\\0name\\n{}…\": a parameter is a whole segment",
+                    "x".repeat(64 - "{bad\0name\n".chars().count())
+                ),
+            ),
+        ];
+        for (error, expected) in cases {
+            assert!(
+                error.starts_with(&expected),
+                "{error:.300}\nexpected to start with\n{expected}"
+            );
+            assert_fit_for_a_log_line(&error);
+        }
+    }
+
+    #[test]
+    fn names_that_are_logged_or_sent_may_not_hold_control_characters() {
+        let with = |extra: Value| {
+            let mut v = json!({"loggers": {"main": {"connection_string": CS}}});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            error_of(v)
+        };
+        assert_eq!(
+            with(json!({"cloud_role": "edge\ngateway"})),
+            "cloud_role: must not contain control characters"
+        );
+        assert_eq!(
+            with(json!({"cloud_role_instance": "gw-1\u{0}"})),
+            "cloud_role_instance: must not contain control characters"
+        );
+        assert_eq!(
+            with(json!({"diagnostic": {"traces": [{"message": "m", "source": "\u{1b}[2J"}]}})),
+            "diagnostic.traces[0].source: must not contain control characters"
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_an_instrumentation_key_pasted_in_the_wrong_place() {
+        let key = "0123abcd-0000-4000-8000-0123456789ab";
+        let cs = format!("InstrumentationKey={key};IngestionEndpoint=https://dc.example/");
+        for error in [
+            error_of(json!({"loggers": {&cs: {"connection_string": CS}}})),
+            error_of(json!({"loggers": {"main": {"connection_string": CS, &cs: 1}}})),
+            error_of(json!({"loggers": {"main": {"connection_string": format!("{cs};{cs}")}}})),
+            error_of(json!({"loggers": {"main": {"connection_string": format!("{key}=1;{key}=2")}}})),
+        ] {
+            assert!(!error.contains(key) && !error.contains("0123456789ab"), "{error}");
+            assert_fit_for_a_log_line(&error);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Reading JSON objects field by field, with the field's path in every error.
 
-use super::{err, ConfigError, Problem};
+use super::{err, excerpt, ConfigError, Problem};
 use serde_json::{Map, Number, Value};
 
 /// The fields of one JSON object, with the path used in error messages.
@@ -25,7 +25,7 @@ impl<'a> Fields<'a> {
             map,
         };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(err(fields.path(unknown), Problem::UnknownField { allowed }));
+            return Err(err(fields.path(&excerpt(unknown)), Problem::UnknownField { allowed }));
         }
         Ok(fields)
     }
@@ -67,11 +67,17 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// A name that is logged or sent: not blank, at most `max` characters, no control
+    /// characters.
     pub(crate) fn bounded_string(&self, key: &str, max: usize) -> Result<Option<String>, ConfigError> {
         match self.string(key)? {
             None => Ok(None),
             Some(s) if s.trim().is_empty() => Err(err(self.path(key), Problem::Empty)),
             Some(s) if s.chars().count() > max => Err(err(self.path(key), Problem::TooLong { max })),
+            Some(s) if s.chars().any(char::is_control) => Err(err(
+                self.path(key),
+                Problem::Invalid("must not contain control characters".into()),
+            )),
             Some(s) => Ok(Some(s.to_string())),
         }
     }

@@ -14,7 +14,7 @@
 
 use super::diagnostic::Severity;
 use super::reader::Fields;
-use super::{err, ConfigError, Problem};
+use super::{err, excerpt, ConfigError, Problem};
 use serde_json::Value;
 
 /// Longest trace message the schema accepts.
@@ -146,7 +146,7 @@ impl Template {
                 '{' => {
                     let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
                     let field = field_of(name.trim())
-                        .ok_or_else(|| format!("unknown placeholder {{{name}}}; known: {PLACEHOLDERS}"))?;
+                        .ok_or_else(|| format!("unknown placeholder {{{}}}; known: {PLACEHOLDERS}", excerpt(&name)))?;
                     if !literal.is_empty() {
                         segments.push(Segment::Text(std::mem::take(&mut literal)));
                     }
@@ -259,7 +259,7 @@ fn parse_metadata(v: &Value, path: &str) -> Result<Vec<(String, Template)>, Conf
     })?;
     let mut out = Vec::with_capacity(map.len());
     for (name, t) in map {
-        let item = format!("{path}.{name}");
+        let item = format!("{path}.{}", excerpt(name));
         if name.is_empty() || name.chars().count() > 150 {
             return Err(err(item, Problem::TooLong { max: 150 }));
         }

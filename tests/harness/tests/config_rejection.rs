@@ -112,6 +112,17 @@ fn an_ingestion_endpoint_with_a_nul_or_non_ascii_character_is_refused_and_nothin
 }
 
 #[test]
+fn a_huge_value_with_control_characters_is_cut_and_escaped_in_the_log() {
+    let name = format!("bad\u{0}field{}", "x".repeat(200_000));
+    let config = json!({"loggers": {"main": {"connection_string": CS, name: 1}}});
+    let (line, log) = refusal_line(&config.to_string());
+    let shown = format!("loggers.main.bad\\0field{}…: unknown field", "x".repeat(55));
+    assert!(line.contains(&shown), "{line}");
+    assert!(line.len() < 1024, "the error line is {} bytes long", line.len());
+    assert!(!log.contains('\0'), "no raw NUL in Envoy's log");
+}
+
+#[test]
 fn a_number_given_as_a_string_is_refused_as_the_wrong_type() {
     assert_refused(
         &json!({"loggers": {"main": {"connection_string": CS}}, "diagnostic": {"sampling_percentage": "25"}})
