@@ -26,7 +26,7 @@ WORK = os.path.join(ROOT, ".work", "bench")
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
 RELEASE = os.path.join(ROOT, "target", "release")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-IKEY = "00000000-0000-0000-0000-0000000bench"
+IKEY = "00000000-0000-0000-0000-0000000be4c8"
 BACKEND, INGEST, OTLP = "127.0.0.1:20900", "127.0.0.1:20901", "127.0.0.1:20902"
 
 # Every variant serves the same request: POST 1 KB to /bytes/1024 (a 1 KB response), so

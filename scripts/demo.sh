@@ -42,7 +42,7 @@ if [ -z "${APPLICATIONINSIGHTS_CONNECTION_STRING:-}" ]; then
   rm -f .work/demo-items.ndjson
   target/debug/ingest --listen "127.0.0.1:$DEMO_INGEST_PORT" --store .work/demo-items.ndjson > .work/demo-ingest.log 2>&1 &
   pids+=($!)
-  export APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-00000000demo;IngestionEndpoint=http://127.0.0.1:$DEMO_INGEST_PORT/"
+  export APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-00000000de70;IngestionEndpoint=http://127.0.0.1:$DEMO_INGEST_PORT/"
   wait_for "the local ingestion endpoint" curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats"
   step "telemetry goes to the local ingestion endpoint on 127.0.0.1:$DEMO_INGEST_PORT"
 else

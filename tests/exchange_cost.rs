@@ -216,7 +216,7 @@ fn flush(plugin: &mut Plugin, vm: &mut Vm) {
 /// Runs `n` exchanges (after a warm-up) through a plugin configured with `extra`.
 fn measure(extra: Value, n: u64) -> Measured {
     let mut config = json!({"loggers": {"bench": {"connection_string":
-        "InstrumentationKey=00000000-0000-0000-0000-0000000bench;IngestionEndpoint=http://127.0.0.1:20901/"}}});
+        "InstrumentationKey=00000000-0000-0000-0000-0000000be4c8;IngestionEndpoint=http://127.0.0.1:20901/"}}});
     config
         .as_object_mut()
         .unwrap()

@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn legacy_correlation_sends_request_context_when_the_application_id_is_known() {
         let mut p = pipeline(json!({
-            "loggers": {"a": {"connection_string": "InstrumentationKey=k;ApplicationId=app-42;IngestionEndpoint=http://127.0.0.1:9/"}},
+            "loggers": {"a": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;ApplicationId=app-42;IngestionEndpoint=http://127.0.0.1:9/"}},
             "diagnostic": {"correlation_protocol": "Legacy"}}));
         let (_, injection) = p.begin(&frontend("/x", &[]), &RouteInfo::default());
         assert_eq!(injection.request_context.unwrap().as_str(), "appId=cid-v1:app-42");

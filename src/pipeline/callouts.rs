@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn managed_identity_fetches_a_token_first_and_sends_it() {
         let mut p = pipeline(
-            json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "identity": "SystemAssigned"}}}),
+            json!({"loggers": {"a": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/", "identity": "SystemAssigned"}}}),
         );
         let fe = frontend("/x", &[]);
         let (begun, _) = p.begin(&fe, &RouteInfo::default());

@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(items.len(), 4, "multiplexed to both loggers");
         assert_eq!(items[0]["tags"]["ai.operation.name"], "orders;rev=2 - get-order");
         assert_eq!(items[0]["data"]["baseData"]["properties"]["API Name"], "orders");
-        assert_eq!(items[2]["iKey"], "key-b");
+        assert_eq!(items[2]["iKey"], "00000000-0000-0000-0000-00000000000b");
         let (_, _, items) = run(&mut p, &frontend("/orders", &[]), "orders-list", &outcome(200));
         assert_eq!(
             items[0]["tags"]["ai.operation.name"], "orders;rev=2 - orders-list",

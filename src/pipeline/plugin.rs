@@ -298,7 +298,7 @@ mod tests {
 
     fn configured(extra: serde_json::Value) -> (Plugin, FakeHost) {
         let mut config = json!({"loggers": {"a": {"connection_string":
-            "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/", "cluster": "ingest"}}});
+            "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/", "cluster": "ingest"}}});
         config
             .as_object_mut()
             .unwrap()
@@ -342,7 +342,7 @@ mod tests {
     fn a_stat_envoy_refuses_does_not_shift_the_others() {
         let mut host = FakeHost::benchmark_exchange();
         host.refused_stats.push("appinsights.a.items_created".into());
-        let config = json!({"loggers": {"a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/"}}});
+        let config = json!({"loggers": {"a": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/"}}});
         let mut plugin = Plugin::new(7);
         assert!(host.configure(&mut plugin, &config.to_string()));
         one_batch(&mut plugin, &mut host);
@@ -501,7 +501,10 @@ mod tests {
     #[test]
     fn roles_come_from_the_configuration_else_the_node_else_hostname() {
         let mut host = FakeHost::new();
-        let config = Config::from_value(&json!({"loggers": {"a": {"instrumentation_key": "k"}}})).unwrap();
+        let config = Config::from_value(
+            &json!({"loggers": {"a": {"instrumentation_key": "00000000-0000-0000-0000-000000000001"}}}),
+        )
+        .unwrap();
         let roles = resolve_roles(&mut host, &config);
         assert_eq!((roles.role.as_str(), roles.instance.as_str()), ("envoy", "envoy"));
         host.environment.insert("HOSTNAME".into(), "pod-1".into());
@@ -514,8 +517,10 @@ mod tests {
             (roles.role.as_str(), roles.instance.as_str()),
             ("gateway", "router~10.0.0.1~gw-1.ns~ns.svc")
         );
-        let config = Config::from_value(&json!({"loggers": {"a": {"instrumentation_key": "k"}},
-            "cloud_role": "edge", "cloud_role_instance": "edge-1"}))
+        let config = Config::from_value(
+            &json!({"loggers": {"a": {"instrumentation_key": "00000000-0000-0000-0000-000000000001"}},
+            "cloud_role": "edge", "cloud_role_instance": "edge-1"}),
+        )
         .unwrap();
         let roles = resolve_roles(&mut host, &config);
         assert_eq!((roles.role.as_str(), roles.instance.as_str()), ("edge", "edge-1"));

@@ -412,7 +412,8 @@ mod tests {
     use Call::{Clock, HeaderMap, Property, SetHeader};
     use HeaderMapKind::{Request, Response};
 
-    const LOGGER: &str = "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9/";
+    const LOGGER: &str =
+        "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/";
 
     /// A plugin configured with `diagnostic`, on the benchmark's exchange.
     fn configured(diagnostic: Value) -> (Plugin, FakeHost) {

@@ -11,8 +11,8 @@ pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 pub fn pipeline(extra: Value) -> Pipeline {
     let mut v = json!({"loggers": {
-        "a": {"connection_string": "InstrumentationKey=key-a;IngestionEndpoint=http://127.0.0.1:9001/", "cluster": "ca"},
-        "b": {"instrumentation_key": "key-b", "cluster": "cb"}
+        "a": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-00000000000a;IngestionEndpoint=http://127.0.0.1:9001/", "cluster": "ca"},
+        "b": {"instrumentation_key": "00000000-0000-0000-0000-00000000000b", "cluster": "cb"}
     }, "diagnostic": {"loggers": ["a"]}});
     v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let config = Config::from_value(&v).unwrap();

@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn http_endpoints_on_ip_addresses_are_static_plain_clusters() {
-        let cfg = json!({"loggers": {"main": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9001", "cluster": "ingest"}}});
+        let cfg = json!({"loggers": {"main": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9001", "cluster": "ingest"}}});
         let yaml = render(&Settings::local("127.0.0.1:8080", "/m.wasm", cfg)).unwrap();
         assert!(yaml.contains("  - name: ingest\n    type: STATIC"));
         assert!(!yaml.contains("transport_socket"));
@@ -375,8 +375,8 @@ mod tests {
     #[test]
     fn two_loggers_cannot_share_a_cluster_to_different_endpoints() {
         let cfg = json!({"loggers": {
-            "a": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9001"},
-            "b": {"connection_string": "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9002"}}});
+            "a": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9001"},
+            "b": {"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9002"}}});
         let e = render(&Settings::local("127.0.0.1:8080", "/m.wasm", cfg)).unwrap_err();
         assert!(e.contains("loggers.b.cluster"), "{e}");
     }
