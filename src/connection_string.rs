@@ -15,7 +15,7 @@ use std::fmt;
 
 /// Longest connection string the SDKs accept.
 pub const MAX_LEN: usize = 4096;
-/// Longest instrumentation key the envelope's `iKey` field holds.
+/// Longest instrumentation key the envelope's `iKey` field holds (a GUID has 36 characters).
 pub const MAX_IKEY_LEN: usize = 40;
 /// Where telemetry goes when a connection string names no endpoint.
 pub const DEFAULT_INGESTION_ENDPOINT: &str = "https://dc.services.visualstudio.com/";
@@ -151,18 +151,31 @@ fn split_pairs(input: &str) -> Result<Vec<(&str, &str)>, ConnectionStringError> 
     Ok(pairs)
 }
 
+/// The instrumentation key must be a GUID in its 8-4-4-4-12 form, as Application Insights
+/// issues them. This is the Python exporter's rule: `_validate_instrumentation_key` in
+/// Azure/azure-sdk-for-python, `sdk/monitor/azure-monitor-opentelemetry-exporter/azure/
+/// monitor/opentelemetry/exporter/_connection_string_parser.py`, raises "Invalid
+/// instrumentation key. It should be a valid UUID." unless the key matches
+/// `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`. Upper-case hex digits
+/// are accepted too, as .NET's `Guid.TryParse` does. (The .NET and Java exporters only
+/// require a key; the ingestion service then answers every batch 400 "Invalid
+/// instrumentation key", which the Java exporter's `TelemetryPipelineResponse` checks for.
+/// A key that cannot work is better refused at load.)
 fn validate_instrumentation_key(ikey: &str) -> Result<(), ConnectionStringError> {
-    if ikey.chars().count() > MAX_IKEY_LEN {
-        return Err(ConnectionStringError::InvalidInstrumentationKey {
-            reason: "is longer than 40 characters",
-        });
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    let mut groups = ikey.split('-');
+    let is_guid = GROUPS.iter().all(|&len| {
+        groups
+            .next()
+            .is_some_and(|g| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    }) && groups.next().is_none();
+    if is_guid {
+        Ok(())
+    } else {
+        Err(ConnectionStringError::InvalidInstrumentationKey {
+            reason: "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits)",
+        })
     }
-    if !ikey.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
-        return Err(ConnectionStringError::InvalidInstrumentationKey {
-            reason: "may contain only printable ASCII characters",
-        });
-    }
-    Ok(())
 }
 
 fn ingestion_endpoint(
@@ -364,6 +377,54 @@ mod tests {
         assert_eq!(
             e("EndpointSuffix=x.com/../y"),
             "EndpointSuffix has an invalid path: letters, digits, - . _ ~ ! $ & ' ( ) * + , = : @ and %XX escapes, no empty, . or .. segments"
+        );
+    }
+
+    #[test]
+    fn the_instrumentation_key_is_a_guid() {
+        for key in [
+            KEY,
+            "0123abcd-89ef-4abc-8def-0123456789ab",
+            "0123ABCD-89EF-4ABC-8DEF-0123456789AB",
+        ] {
+            let cs = ConnectionString::parse(&format!("InstrumentationKey= {key} ")).unwrap();
+            assert_eq!(cs.instrumentation_key, key);
+            assert_eq!(
+                ConnectionString::from_instrumentation_key(key)
+                    .unwrap()
+                    .instrumentation_key,
+                key
+            );
+        }
+        let not_a_guid = ConnectionStringError::InvalidInstrumentationKey {
+            reason: "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits)",
+        };
+        for key in [
+            "my-key",
+            "k",
+            "00000000-0000-0000-0000-00000000000",
+            "00000000-0000-0000-0000-0000000000001",
+            "00000000000000000000000000000000",
+            "{00000000-0000-0000-0000-000000000000}",
+            "00000000-0000-0000-0000-00000000000g",
+            "00000000_0000-0000-0000-000000000000",
+            "0000000-00000-0000-0000-000000000000",
+            "00000000-0000-0000-0000-0000000000\u{e9}",
+        ] {
+            assert_eq!(
+                ConnectionString::parse(&format!("InstrumentationKey={key}")),
+                Err(not_a_guid.clone()),
+                "{key}"
+            );
+            assert_eq!(
+                ConnectionString::from_instrumentation_key(key),
+                Err(not_a_guid.clone()),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            not_a_guid.to_string(),
+            "InstrumentationKey must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits)"
         );
     }
 

@@ -398,7 +398,7 @@ mod tests {
         let c = parse(json!({
             "loggers": {
                 "a": {"connection_string": CS, "cluster": "ingest_a"},
-                "b": {"instrumentation_key": "k-1", "cluster": "outbound|443||dc.services.visualstudio.com"}
+                "b": {"instrumentation_key": "00000000-0000-0000-0000-00000000000b", "cluster": "outbound|443||dc.services.visualstudio.com"}
             },
             "diagnostic": {"loggers": ["b"], "log_client_ip": true},
             "cloud_role": "edge", "cloud_role_instance": "edge-1",
@@ -586,6 +586,19 @@ mod tests {
     }
 
     #[test]
+    fn an_instrumentation_key_that_is_not_a_guid_is_refused_in_either_field() {
+        let guid = "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits)";
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"connection_string": "InstrumentationKey=my-key"}}})),
+            format!("loggers.main.connection_string: InstrumentationKey must be a GUID {guid}")
+        );
+        assert_eq!(
+            error_of(json!({"loggers": {"main": {"instrumentation_key": "my-key"}}})),
+            format!("loggers.main.instrumentation_key: InstrumentationKey must be a GUID {guid}")
+        );
+    }
+
+    #[test]
     fn managed_identity_is_system_assigned_or_a_client_id() {
         let c = parse(json!({"loggers": {"main": {"connection_string": CS, "identity": "SystemAssigned"},
                                          "user": {"connection_string": CS, "identity": "1111-2222", "identity_cluster": "metadata", "cluster": "other"}}})).unwrap();
@@ -740,10 +753,10 @@ mod diagnostic_tests {
     use crate::correlation::Protocol;
     use serde_json::json;
 
-    const CS: &str = "InstrumentationKey=k;IngestionEndpoint=http://127.0.0.1:9001/";
+    const CS: &str = "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9001/";
 
     fn parse(extra: Value) -> Result<Config, ConfigError> {
-        let mut v = json!({"loggers": {"main": {"connection_string": CS}, "audit": {"instrumentation_key": "a"}}});
+        let mut v = json!({"loggers": {"main": {"connection_string": CS}, "audit": {"instrumentation_key": "00000000-0000-0000-0000-00000000000a"}}});
         v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         Config::from_value(&v)
     }

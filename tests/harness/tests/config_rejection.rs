@@ -130,3 +130,16 @@ fn a_number_given_as_a_string_is_refused_as_the_wrong_type() {
         "diagnostic.sampling_percentage: must be a number",
     );
 }
+
+#[test]
+fn an_instrumentation_key_that_is_not_a_guid_is_refused_without_echoing_it() {
+    let (line, _) = refusal_line(
+        &json!({"loggers": {"main": {"connection_string": "InstrumentationKey=my-key;IngestionEndpoint=http://127.0.0.1:9/"}}})
+            .to_string(),
+    );
+    assert!(
+        line.contains("loggers.main.connection_string: InstrumentationKey must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits)"),
+        "{line}"
+    );
+    assert!(!line.contains("my-key"), "{line}");
+}

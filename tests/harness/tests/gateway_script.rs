@@ -9,6 +9,8 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+const IKEY: &str = "00000000-0000-0000-0000-0000000000ab";
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -22,7 +24,7 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     let mut child = Command::new(repo_root().join("scripts/gateway.sh"))
         .env(
             "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            format!("InstrumentationKey=abc;IngestionEndpoint=http://{}", ingest.addr()),
+            format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}", ingest.addr()),
         )
         .env("BACKEND", backend.addr().to_string())
         .env("LISTEN_ADDRESS", "127.0.0.1")
@@ -66,7 +68,7 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     assert_eq!(ingest.stats().items_rejected, 0, "{:?}", ingest.stats().rejections);
     for (i, item) in items.iter().enumerate() {
         assert_eq!(item["data"]["baseType"], "RequestData");
-        assert_eq!(item["iKey"], "abc");
+        assert_eq!(item["iKey"], IKEY);
         let name = item["data"]["baseData"]["name"].as_str().unwrap();
         assert!(name.starts_with("GET /via-script/"), "{i}: {name}");
     }
