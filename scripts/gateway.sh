@@ -10,7 +10,8 @@
 #   PLUGIN_CONFIG  optional path to a JSON file with the filter configuration (README)
 #   CONCURRENCY    Envoy worker threads (default: one per core)
 #   SERVICE_CLUSTER / SERVICE_NODE  Envoy's --service-cluster / --service-node (the
-#                  telemetry's default cloud role and role instance)
+#                  telemetry's default cloud role and role instance; without SERVICE_NODE
+#                  the role instance is HOSTNAME, default: this machine's host name)
 #   IMDS_ADDRESS   the instance metadata endpoint for managed identity (default
 #                  169.254.169.254:80)
 #
@@ -36,6 +37,11 @@ mkdir -p .work
 config=".work/gateway-${LISTEN_PORT:-10000}.yaml"
 WASM="$PWD/dist/envoy_appinsights.wasm" "$render" > "$config" || die "could not render the Envoy configuration"
 step "gateway on ${LISTEN_ADDRESS:-0.0.0.0}:${LISTEN_PORT:-10000} -> $BACKEND (admin 127.0.0.1:${ADMIN_PORT:-9901}, config $config)"
+# The rendered configuration passes HOSTNAME to the filter (vm_config host_env_keys) for
+# the default role instance, but bash sets HOSTNAME without exporting it: export it, or
+# every gateway would report its role as its instance.
+HOSTNAME="${HOSTNAME:-$(hostname 2>/dev/null || uname -n)}"
+export HOSTNAME
 args=(-c "$config" --use-dynamic-base-id -l "${LOG_LEVEL:-info}")
 [ -n "${CONCURRENCY:-}" ] && args+=(--concurrency "$CONCURRENCY")
 [ -n "${SERVICE_CLUSTER:-}" ] && args+=(--service-cluster "$SERVICE_CLUSTER")

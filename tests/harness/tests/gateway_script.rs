@@ -1,12 +1,13 @@
 //! `scripts/gateway.sh` as a user runs it: environment in, Envoy in the foreground,
-//! one schema-valid Request item per request at the track endpoint, clean exit on SIGTERM.
+//! one schema-valid Request item per request at the track endpoint with the host name as
+//! the role instance, clean exit on SIGTERM.
 
 use harness::backend::Backend;
 use harness::envoy::repo_root;
 use harness::http;
 use harness::ingest::{of_kind, IngestConfig, IngestServer};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const IKEY: &str = "00000000-0000-0000-0000-0000000000ab";
@@ -15,29 +16,54 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Stops the gateway if the test fails before it sends SIGTERM.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The machine's host name, as `hostname` prints it.
+fn host_name() -> String {
+    let out = Command::new("uname").arg("-n").output().unwrap();
+    let name = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!name.is_empty());
+    name
+}
+
 #[test]
 fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     let ingest = IngestServer::start(IngestConfig::default()).unwrap();
     let backend = Backend::start("127.0.0.1:0").unwrap();
     let (port, admin) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("gateway-script-{}.log", std::process::id()));
-    let mut child = Command::new(repo_root().join("scripts/gateway.sh"))
-        .env(
-            "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}", ingest.addr()),
-        )
-        .env("BACKEND", backend.addr().to_string())
-        .env("LISTEN_ADDRESS", "127.0.0.1")
-        .env("LISTEN_PORT", port.to_string())
-        .env("ADMIN_PORT", admin.to_string())
-        .env("CONCURRENCY", "1")
-        // Built by the test run already; no nested cargo build while cargo test runs.
-        .env("SKIP_BUILD", "1")
-        .env("ENVOY_CONFIG_BIN", env!("CARGO_BIN_EXE_envoy-config"))
-        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
-        .spawn()
-        .unwrap();
+    let mut gateway_process = Gateway(
+        Command::new(repo_root().join("scripts/gateway.sh"))
+            .env(
+                "APPLICATIONINSIGHTS_CONNECTION_STRING",
+                format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}", ingest.addr()),
+            )
+            .env("BACKEND", backend.addr().to_string())
+            // As a login shell leaves it: bash sets HOSTNAME but does not export it.
+            .env_remove("HOSTNAME")
+            .env("LISTEN_ADDRESS", "127.0.0.1")
+            .env("LISTEN_PORT", port.to_string())
+            .env("ADMIN_PORT", admin.to_string())
+            .env("CONCURRENCY", "1")
+            // Built by the test run already; no nested cargo build while cargo test runs.
+            .env("SKIP_BUILD", "1")
+            .env("ENVOY_CONFIG_BIN", env!("CARGO_BIN_EXE_envoy-config"))
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut gateway_process.0;
     let gateway = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while http::get(gateway, "/ready-check").is_err() {
@@ -66,7 +92,12 @@ fn gateway_script_delivers_one_valid_item_per_request_and_stops_on_sigterm() {
     assert_eq!(items.len(), 5, "five Request items within a few seconds");
     assert!(sent.elapsed() < Duration::from_secs(5));
     assert_eq!(ingest.stats().items_rejected, 0, "{:?}", ingest.stats().rejections);
+    let host = host_name();
     for (i, item) in items.iter().enumerate() {
+        assert_eq!(
+            item["tags"]["ai.cloud.roleInstance"], host,
+            "{i}: no --service-node, so the role instance is the host name"
+        );
         assert_eq!(item["data"]["baseType"], "RequestData");
         assert_eq!(item["iKey"], IKEY);
         let name = item["data"]["baseData"]["name"].as_str().unwrap();
