@@ -5,6 +5,9 @@
 //! that is not exactly `key=value` or a repeated key is an error, 4096 characters at most.
 //! The ingestion endpoint is, in order of precedence: `IngestionEndpoint`; else
 //! `https://[Location.]dc.<EndpointSuffix>/`; else the global default endpoint.
+//! Stricter than some SDKs where a value could never work: the instrumentation key must be
+//! a GUID (the Python exporter's rule, see `validate_instrumentation_key`) and the
+//! endpoint URL is checked strictly ([`Endpoint::parse`]).
 //!
 //! Telemetry goes to `<endpoint>/v2.1/track` (the path that also accepts Entra ID tokens).
 
