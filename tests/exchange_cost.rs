@@ -290,8 +290,11 @@ fn a_sampled_exchange_allocates_little_and_writes_compact_items() {
     // request as sent upstream and of the response; route name, request time, attempts,
     // cluster and address); the rest is the exchange's own bookkeeping and the batch's
     // growth. (The callouts' own allocations in the SDK, once per batch, are not modelled.)
+    // The batch claims room for an item before writing it (so a VM out of memory drops
+    // the item, not itself): its buffer grows in larger steps, about 600 bytes more per
+    // exchange than growing as written (8,612).
     assert!(m.allocs <= 23.0, "{:.1} allocations per exchange", m.allocs);
-    assert!(m.bytes <= 9_300.0, "{:.0} bytes allocated per exchange", m.bytes);
+    assert!(m.bytes <= 9_900.0, "{:.0} bytes allocated per exchange", m.bytes);
     assert!(m.wire_plain <= 850.0, "{:.0} bytes per item before gzip", m.wire_plain);
     assert!(m.wire_gzip <= 60.0, "{:.0} bytes per item on the wire", m.wire_gzip);
 }

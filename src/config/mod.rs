@@ -31,6 +31,11 @@ pub const DEFAULT_MAX_BATCH_ITEMS: u64 = 1_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 512 * 1024;
 /// Memory per worker and logger for telemetry waiting to be sent or in flight.
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+/// What every logger's buffer together may hold in one VM. Envoy's V8 caps a VM's linear
+/// memory near 1 GiB; telemetry waiting for the service takes at most a quarter of it, so
+/// exchanges in flight, batch copies and the allocator's slack fit in the rest and an
+/// outage never ends in a failed allocation (which kills the VM).
+pub const VM_TELEMETRY_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
 /// Batches in flight at once per worker and logger.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4;
 /// Timeout of one ingestion callout.
@@ -130,6 +135,7 @@ pub enum Problem {
     UnknownLogger,
     DuplicateLogger,
     BufferSmallerThanBatch,
+    OverVmBudget { loggers: usize },
     OneOf(&'static str),
     Invalid(String),
     Duplicate,
@@ -162,6 +168,11 @@ impl fmt::Display for Problem {
             Problem::BufferSmallerThanBatch => {
                 write!(f, "must be at least delivery.max_batch_bytes")
             }
+            Problem::OverVmBudget { loggers } => write!(
+                f,
+                "{loggers} loggers times this exceed the {} MiB that telemetry may use in one VM; lower it",
+                VM_TELEMETRY_BUDGET_BYTES >> 20
+            ),
             Problem::OneOf(choices) => write!(f, "must be one of {choices}"),
             Problem::Invalid(why) => write!(f, "{why}"),
             Problem::Duplicate => write!(f, "is used twice"),
@@ -241,7 +252,7 @@ impl Config {
             None => Vec::new(),
         };
         let delivery = match top.object("delivery", DELIVERY_FIELDS)? {
-            Some(d) => parse_delivery(&d)?,
+            Some(d) => parse_delivery(&d, loggers.len())?,
             None => Delivery::default(),
         };
         Ok(Config {
@@ -325,14 +336,14 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
     })
 }
 
-fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
+fn parse_delivery(f: &Fields<'_>, loggers: usize) -> Result<Delivery, ConfigError> {
     let d = Delivery::default();
     let delivery = Delivery {
         flush_interval_ms: f.uint("flush_interval_ms", 10, 60_000)?.unwrap_or(d.flush_interval_ms),
         max_batch_items: f.uint("max_batch_items", 1, 64_000)?.unwrap_or(d.max_batch_items),
         max_batch_bytes: f.uint("max_batch_bytes", 1024, 16 << 20)?.unwrap_or(d.max_batch_bytes),
         max_buffer_bytes: f
-            .uint("max_buffer_bytes", 64 * 1024, 1 << 30)?
+            .uint("max_buffer_bytes", 64 * 1024, VM_TELEMETRY_BUDGET_BYTES)?
             .unwrap_or(d.max_buffer_bytes),
         max_in_flight: f.uint("max_in_flight", 1, 64)?.unwrap_or(d.max_in_flight),
         timeout_ms: f.uint("timeout_ms", 100, 300_000)?.unwrap_or(d.timeout_ms),
@@ -349,6 +360,9 @@ fn parse_delivery(f: &Fields<'_>) -> Result<Delivery, ConfigError> {
     }
     if delivery.max_buffer_bytes < delivery.max_batch_bytes {
         return Err(err(f.path("max_buffer_bytes"), Problem::BufferSmallerThanBatch));
+    }
+    if delivery.max_buffer_bytes.saturating_mul(loggers as u64) > VM_TELEMETRY_BUDGET_BYTES {
+        return Err(err(f.path("max_buffer_bytes"), Problem::OverVmBudget { loggers }));
     }
     Ok(delivery)
 }
@@ -490,6 +504,17 @@ mod tests {
         assert_eq!(
             base(json!({"delivery": {"max_batch_bytes": 1048576, "max_buffer_bytes": 65536}})),
             "delivery.max_buffer_bytes: must be at least delivery.max_batch_bytes"
+        );
+        assert_eq!(
+            base(json!({"delivery": {"max_buffer_bytes": 1u64 << 30}})),
+            "delivery.max_buffer_bytes: must be between 65536 and 268435456",
+            "a VM's memory ends near 1 GiB"
+        );
+        let two = json!({"loggers": {"a": {"connection_string": CS}, "b": {"connection_string": CS}},
+                         "delivery": {"max_buffer_bytes": 200u64 << 20}});
+        assert_eq!(
+            error_of(two),
+            "delivery.max_buffer_bytes: 2 loggers times this exceed the 256 MiB that telemetry may use in one VM; lower it"
         );
         assert_eq!(base(json!({"cloud_role": " "})), "cloud_role: must not be empty");
         assert_eq!(

@@ -32,6 +32,10 @@ use crate::telemetry::limits::ITEM_BYTES;
 use std::collections::VecDeque;
 use track::Verdict;
 
+/// Room claimed before an item is written (an item's first rendering may exceed the
+/// service's 64 KB before it is trimmed).
+const ITEM_HEADROOM: usize = 2 * ITEM_BYTES;
+
 /// The service refuses items older than 48 hours; stop trying a little before.
 pub const MAX_ITEM_AGE_NANOS: u64 = 47 * 3600 * 1_000_000_000;
 
@@ -164,6 +168,12 @@ impl Outbox {
     /// is written again with `write(out, true)` (lean: without optional content), and
     /// dropped (and counted) only if still too large.
     pub fn add_or_trim(&mut self, now: u64, write: impl Fn(&mut Vec<u8>, bool)) -> Added {
+        // Room for the item is claimed first: when the VM has no memory left, an item is
+        // dropped and counted, not the VM.
+        if self.open.body.try_reserve(ITEM_HEADROOM).is_err() {
+            self.stats.dropped_buffer_full += 1;
+            return Added::DroppedBufferFull;
+        }
         let start = self.open.body.len();
         write(&mut self.open.body, false);
         let mut len = self.open.body.len().saturating_sub(start);
@@ -222,8 +232,13 @@ impl Outbox {
             body: self.spare.take().unwrap_or_default(),
             ..Batch::default()
         };
-        let full = std::mem::replace(&mut self.open, fresh);
+        let mut full = std::mem::replace(&mut self.open, fresh);
         if full.items > 0 {
+            if self.failures > 0 {
+                // The service is failing: it will wait. Keep only its bytes (a grown buffer
+                // holds up to twice them, and the budget counts bytes).
+                fit(&mut full.body);
+            }
             self.queue.push_back(full);
         }
     }
@@ -379,6 +394,7 @@ impl Outbox {
     }
 
     fn requeue(&mut self, mut batch: Batch, now: u64) {
+        fit(&mut batch.body);
         batch.not_before = now;
         self.queue.push_front(batch);
     }
@@ -487,6 +503,14 @@ impl Outbox {
     /// A pause the service asked for with `Retry-After` since the last call: until when.
     pub fn take_service_pause(&mut self) -> Option<u64> {
         self.service_pause.take()
+    }
+}
+
+/// Gives back the spare capacity of a buffer that will wait in the queue, so the memory a
+/// batch holds is about the bytes the budget counts.
+fn fit(body: &mut Vec<u8>) {
+    if body.capacity() > body.len() + body.len() / 8 + 4096 {
+        body.shrink_to_fit();
     }
 }
 

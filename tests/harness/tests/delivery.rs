@@ -745,3 +745,44 @@ fn a_retry_after_holds_for_every_worker_of_the_gateway() {
     assert_eq!(st["appinsights.main.items_created"], 40 + 2 + 80);
     assert_eq!(st["appinsights.main.throttled"], 1);
 }
+
+#[test]
+fn a_full_buffer_stays_within_its_budget_in_vm_memory() {
+    // Ingestion down, items of ~32 KB (four captured headers), 64 MiB of buffer: the VM's
+    // memory must track the budget (not twice it), and what does not fit is counted.
+    let budget: i64 = 64 << 20;
+    let s = start(
+        json!({"delivery": {"max_buffer_bytes": budget, "flush_interval_ms": 200},
+               "diagnostic": {"frontend": {"request": {"headers": ["x-a", "x-b", "x-c", "x-d"]}},
+                              "backend": {"request": {"headers": ["x-a", "x-b", "x-c", "x-d"]}}}}),
+        &[],
+    );
+    s.ingest.set_fault(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let big = "b".repeat(8000);
+    let headers: Vec<(&str, &str)> = ["x-a", "x-b", "x-c", "x-d"]
+        .iter()
+        .map(|h| (*h, big.as_str()))
+        .collect();
+    for i in 0..1600 {
+        let r = http::request(s.envoy.listener, "GET", &format!("/big/{i}"), &headers, b"").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let st = envoy_stats(&s.envoy, "appinsights.");
+    let memory = st["appinsights.vm_memory_bytes"];
+    println!(
+        "buffered {} bytes, VM memory {memory} bytes",
+        st["appinsights.main.buffered_bytes"]
+    );
+    assert!(
+        st["appinsights.main.items_dropped_buffer_full"] > 0,
+        "the budget was reached: {st:?}"
+    );
+    assert!(
+        memory <= budget * 5 / 4 + (8 << 20),
+        "VM memory {memory} for a {budget}-byte budget"
+    );
+}
