@@ -39,6 +39,20 @@ impl Frontend {
         f
     }
 
+    /// The same request with only the headers `keep` wants (and the pseudo-headers and
+    /// `x-request-id` the items always use): what an exchange in flight holds, instead of
+    /// a map that may carry tens of kilobytes of cookies and tokens.
+    pub fn keep_only(&self, keep: impl Fn(&[u8]) -> bool) -> Frontend {
+        let always = |name: &[u8]| name.starts_with(b":") || name == b"x-request-id";
+        let kept = self.headers.iter().filter(|(name, _)| always(name) || keep(name));
+        Frontend::from_headers(HeaderMap::from_serialized(HeaderMap::serialize(kept)))
+    }
+
+    /// Bytes of the header map held.
+    pub fn held_bytes(&self) -> usize {
+        self.headers.as_bytes().len()
+    }
+
     pub fn method(&self) -> &[u8] {
         self.headers.at(self.method)
     }

@@ -162,6 +162,14 @@ impl Template {
         Ok(Template { segments })
     }
 
+    /// The request headers the template prints.
+    pub fn request_headers(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Field(Field::RequestHeader(name)) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn needs_response_headers(&self) -> bool {
         self.segments
             .iter()

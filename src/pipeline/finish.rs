@@ -71,7 +71,43 @@ struct Items<'d> {
     traces: Vec<&'d TraceRule>,
 }
 
+/// A request header map larger than this is cut down to what the items use while the
+/// exchange is in flight (smaller ones are kept as they are: copying costs more than it
+/// saves).
+pub const KEEP_ONLY_ABOVE_BYTES: usize = 1024;
+
+/// Request headers an item of diagnostic `d` may read at log time, besides the
+/// pseudo-headers and `x-request-id`: captured ones, header properties, those trace rules
+/// test or print, and what body capture and correlation need. Lowercase, sorted.
+pub fn request_headers_used(d: &Diagnostic) -> Vec<String> {
+    let mut names: Vec<String> = ["tracestate", "content-type", "content-encoding"]
+        .map(String::from)
+        .to_vec();
+    names.extend(d.capture.frontend_request.headers.iter().cloned());
+    names.extend(d.header_properties.iter().map(|(_, header)| header.clone()));
+    for rule in &d.traces {
+        names.extend(rule.when.request_headers.iter().map(|c| c.name.clone()));
+        let templates = std::iter::once(&rule.message).chain(rule.metadata.iter().map(|(_, t)| t));
+        names.extend(templates.flat_map(|t| t.request_headers()).map(str::to_string));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 impl Pipeline {
+    /// The request as an exchange in flight keeps it: only the headers its items may use
+    /// (`None`: keep it as it is, it is small).
+    pub fn keep_only_used(&self, begun: &Begun, frontend: &Frontend) -> Option<Frontend> {
+        if frontend.held_bytes() <= KEEP_ONLY_ABOVE_BYTES {
+            return None;
+        }
+        let used = self.headers_used.get(begun.api.map_or(0, |i| i + 1))?;
+        let may_emit = self.may_emit(begun);
+        let keep = |name: &[u8]| may_emit && used.binary_search_by(|u| u.as_bytes().cmp(name)).is_ok();
+        Some(frontend.keep_only(keep))
+    }
+
     /// Whether the log-time callback must look at the exchange's status at all: not for an
     /// operation that can produce no item (sampled out, errors not kept, no trace rule).
     pub fn may_emit(&self, begun: &Begun) -> bool {

@@ -57,6 +57,9 @@ pub struct Pipeline {
     ids: IdGenerator,
     /// Legacy `Request-Context` values: the all-APIs diagnostic's, then each API's.
     app_contexts: Vec<Option<IdText>>,
+    /// The request headers the items may use, in the same order
+    /// ([`finish::request_headers_used`]).
+    headers_used: Vec<Vec<String>>,
     /// Operations sampling dropped and nothing else kept.
     sampled_out: u64,
     cluster_tls: ClusterTls,
@@ -65,15 +68,15 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
         let sinks = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
-        let app_contexts = std::iter::once(&config.diagnostic)
-            .chain(config.apis.iter().map(|a| &a.diagnostic))
-            .map(|d| app_context(&config, d))
-            .collect();
+        let diagnostics = || std::iter::once(&config.diagnostic).chain(config.apis.iter().map(|a| &a.diagnostic));
+        let app_contexts = diagnostics().map(|d| app_context(&config, d)).collect();
+        let headers_used = diagnostics().map(finish::request_headers_used).collect();
         Pipeline {
             config,
             sinks,
             ids: IdGenerator::from_seed(seed),
             app_contexts,
+            headers_used,
             sampled_out: 0,
             cluster_tls: ClusterTls::default(),
         }
