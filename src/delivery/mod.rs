@@ -23,8 +23,14 @@
 //! random number, so the policy is tested on the host.
 
 pub mod backoff;
+mod batch;
 pub mod gzip;
+mod stats;
 pub mod track;
+
+use batch::fit;
+pub use batch::Batch;
+pub use stats::Stats;
 
 use crate::config::Delivery;
 use crate::host::CalloutId;
@@ -38,54 +44,6 @@ const ITEM_HEADROOM: usize = 2 * ITEM_BYTES;
 
 /// The service refuses items older than 48 hours; stop trying a little before.
 pub const MAX_ITEM_AGE_NANOS: u64 = 47 * 3600 * 1_000_000_000;
-
-/// Counters of what happened to items, per outbox (the source of the Envoy stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Items serialized and queued.
-    pub items_queued: u64,
-    /// Items handed to Envoy in a callout (retries count again).
-    pub items_sent: u64,
-    /// Items the service stored.
-    pub items_accepted: u64,
-    /// Items queued again after a transient failure.
-    pub items_retried: u64,
-    /// Items dropped for the memory budget: new ones that did not fit, or the oldest
-    /// waiting ones, dropped to make room.
-    pub dropped_buffer_full: u64,
-    /// Items the service refused for good (bad data, quota, no access).
-    pub dropped_rejected: u64,
-    /// Items over the service's 64 KB limit even when written lean.
-    pub dropped_too_large: u64,
-    /// Items that became too old to be accepted while waiting to be delivered.
-    pub dropped_expired: u64,
-    /// Items still buffered when the configuration went and the drain could not deliver
-    /// them in time (the service kept refusing, or asked to wait past the drain timeout).
-    pub dropped_shutdown: u64,
-    /// Items that came out over 64 KB and were sent lean (without captured content).
-    pub items_trimmed: u64,
-    pub batches_sent: u64,
-    /// Bytes of request bodies handed to Envoy (after compression).
-    pub bytes_sent: u64,
-    /// Callouts Envoy refused to start or that got no HTTP answer.
-    pub callout_failures: u64,
-    /// Answers that asked the gateway to slow down (429, 439, 503).
-    pub throttled: u64,
-}
-
-/// A batch of serialized items.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// NDJSON, uncompressed (kept for a retry, which may need single lines).
-    pub body: Vec<u8>,
-    pub items: u32,
-    /// When the first item was added (caller's clock, nanoseconds).
-    opened_at: u64,
-    /// Not to be sent before this time (a partial retry's backoff).
-    not_before: u64,
-    /// Attempts made so far.
-    pub attempts: u32,
-}
 
 /// Outcome of [`Outbox::add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,14 +461,6 @@ impl Outbox {
     /// A pause the service asked for with `Retry-After` since the last call: until when.
     pub fn take_service_pause(&mut self) -> Option<u64> {
         self.service_pause.take()
-    }
-}
-
-/// Gives back the spare capacity of a buffer that will wait in the queue, so the memory a
-/// batch holds is about the bytes the budget counts.
-fn fit(body: &mut Vec<u8>) {
-    if body.capacity() > body.len() + body.len() / 8 + 4096 {
-        body.shrink_to_fit();
     }
 }
 
