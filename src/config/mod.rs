@@ -75,6 +75,9 @@ pub struct Logger {
     /// Managed identity for Entra ID tokens, and the cluster that reaches the metadata
     /// endpoint.
     pub identity: Option<(crate::managed_identity::ManagedIdentity, String)>,
+    /// The cluster that reaches a host the ingestion service redirects to (`None`: the
+    /// logger's own cluster).
+    pub redirect_cluster: Option<String>,
 }
 
 /// Batching and callout settings, per worker thread.
@@ -209,6 +212,7 @@ const LOGGER_FIELDS: &[&str] = &[
     "cluster",
     "identity",
     "identity_cluster",
+    "redirect_cluster",
 ];
 /// Envoy cluster that reaches the instance metadata endpoint (169.254.169.254:80).
 pub const DEFAULT_IDENTITY_CLUSTER: &str = "imds";
@@ -299,12 +303,8 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
         (None, Some(ikey)) => ConnectionString::from_instrumentation_key(ikey)
             .map_err(|e| err(f.path("instrumentation_key"), Problem::ConnectionString(e)))?,
     };
-    let cluster = match f.string("cluster")? {
-        None => DEFAULT_CLUSTER.to_string(),
-        Some("") => return Err(err(f.path("cluster"), Problem::Empty)),
-        Some(c) if !is_name(c) => return Err(err(f.path("cluster"), Problem::InvalidName)),
-        Some(c) => c.to_string(),
-    };
+    let cluster = cluster_name(&f, "cluster")?.unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+    let redirect_cluster = cluster_name(&f, "redirect_cluster")?;
     let identity = match f.string("identity")? {
         None => None,
         Some(v) => {
@@ -333,7 +333,18 @@ fn parse_logger(id: &str, value: &Value) -> Result<Logger, ConfigError> {
         connection,
         cluster,
         identity,
+        redirect_cluster,
     })
+}
+
+/// An Envoy cluster's name in field `key`, if given.
+fn cluster_name(f: &Fields<'_>, key: &str) -> Result<Option<String>, ConfigError> {
+    match f.string(key)? {
+        None => Ok(None),
+        Some("") => Err(err(f.path(key), Problem::Empty)),
+        Some(c) if !is_name(c) => Err(err(f.path(key), Problem::InvalidName)),
+        Some(c) => Ok(Some(c.to_string())),
+    }
 }
 
 fn parse_delivery(f: &Fields<'_>, loggers: usize) -> Result<Delivery, ConfigError> {
@@ -438,7 +449,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"conection_string": CS}}})),
-            "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster, identity, identity_cluster"
+            "loggers.main.conection_string: unknown field; allowed here: connection_string, instrumentation_key, cluster, identity, identity_cluster, redirect_cluster"
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": "nonsense"}}})),

@@ -13,6 +13,8 @@ pub struct Batch {
     pub(super) not_before: u64,
     /// Attempts made so far.
     pub attempts: u32,
+    /// Redirects followed in a row.
+    pub(super) redirects: u32,
 }
 
 /// Gives back the spare capacity of a buffer that will wait in the queue, so the memory a

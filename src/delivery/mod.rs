@@ -25,6 +25,7 @@
 pub mod backoff;
 mod batch;
 pub mod gzip;
+pub mod redirect;
 mod stats;
 pub mod track;
 
@@ -318,6 +319,7 @@ impl Outbox {
                     self.service_pause = Some(done.paused_until);
                 }
             }
+            Verdict::Redirect { .. } => self.redirected(batch, &mut done),
             Verdict::NoResponse => {
                 self.stats.callout_failures += 1;
                 done.retried = items;
@@ -325,6 +327,22 @@ impl Outbox {
             }
         }
         Some(done)
+    }
+
+    /// The service sent the batch elsewhere: it goes again at once (to where the caller now
+    /// sends), unless it has been redirected too often in a row.
+    fn redirected(&mut self, mut batch: Batch, done: &mut Completion) {
+        self.stats.redirects += 1;
+        batch.redirects += 1;
+        if batch.redirects > redirect::MAX_REDIRECTS_IN_A_ROW {
+            done.dropped = batch.items;
+            self.stats.dropped_rejected += u64::from(batch.items);
+            self.release(batch);
+            return;
+        }
+        done.retried = batch.items;
+        self.stats.items_retried += u64::from(batch.items);
+        self.queue.push_front(batch);
     }
 
     /// The service answered: the next failure starts a new outage, and full-rate delivery
@@ -389,6 +407,7 @@ impl Outbox {
             opened_at: batch.opened_at,
             not_before: now.saturating_add(delay),
             attempts: batch.attempts,
+            redirects: 0,
         };
         self.queue.push_front(retry);
         items
@@ -595,6 +614,33 @@ mod tests {
             );
             now = done.paused_until;
         }
+    }
+
+    #[test]
+    fn a_redirected_batch_goes_again_at_once_until_it_is_redirected_too_often() {
+        let mut o = Outbox::new(limits());
+        o.add(0, item(10));
+        let redirect = Verdict::Redirect {
+            status: 308,
+            location: "https://x/".into(),
+        };
+        for callout in 1..=redirect::MAX_REDIRECTS_IN_A_ROW {
+            let b = o.next_due(5 * S, true).expect("at once, no backoff");
+            o.sent(callout, b, 10);
+            let done = o.completed(callout, &redirect, 5 * S, 0).unwrap();
+            assert_eq!((done.retried, done.dropped), (1, 0));
+        }
+        let b = o.next_due(5 * S, true).unwrap();
+        o.sent(99, b, 10);
+        let done = o.completed(99, &redirect, 5 * S, 0).unwrap();
+        assert_eq!(
+            done.dropped,
+            1,
+            "given up after {} redirects",
+            redirect::MAX_REDIRECTS_IN_A_ROW
+        );
+        assert_eq!((o.stats.redirects, o.stats.dropped_rejected), (11, 1));
+        assert!(o.is_idle());
     }
 
     #[test]

@@ -34,4 +34,6 @@ pub struct Stats {
     pub callout_failures: u64,
     /// Answers that asked the gateway to slow down (429, 439, 503).
     pub throttled: u64,
+    /// Answers that sent a batch elsewhere (301, 302, 307, 308 with a `Location`).
+    pub redirects: u64,
 }

@@ -41,6 +41,8 @@ pub enum Verdict {
     Unauthorized { status: u16 },
     /// No HTTP answer: reset, timeout, no healthy upstream.
     NoResponse,
+    /// Send it (and what follows) to `location` instead (301, 302, 307, 308).
+    Redirect { status: u16, location: String },
 }
 
 /// How Envoy's router words its own answers when the upstream gave none (reset, refused
@@ -57,9 +59,26 @@ pub const ENVOY_NO_ANSWER_BODIES: &[&[u8]] = &[
 
 /// Classifies an answer: `status` is `None` when the callout got no HTTP response.
 pub fn classify(status: Option<u16>, retry_after: Option<&str>, body: &[u8], items: u32) -> Verdict {
+    classify_with_location(status, retry_after, None, body, items)
+}
+
+/// [`classify`], with the answer's `Location` (a redirect without one is a refusal).
+pub fn classify_with_location(
+    status: Option<u16>,
+    retry_after: Option<&str>,
+    location: Option<&str>,
+    body: &[u8],
+    items: u32,
+) -> Verdict {
     let Some(status) = status else {
         return Verdict::NoResponse;
     };
+    if let Some(location) = location.filter(|_| super::redirect::REDIRECT_STATUSES.contains(&status)) {
+        return Verdict::Redirect {
+            status,
+            location: location.to_string(),
+        };
+    }
     if matches!(status, 503 | 504) && ENVOY_NO_ANSWER_BODIES.iter().any(|b| body.starts_with(b)) {
         return Verdict::NoResponse;
     }
@@ -127,6 +146,32 @@ fn parse_errors(body: &[u8], items: usize) -> Vec<ItemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_need_a_location() {
+        let to = |status| classify_with_location(Some(status), None, Some("https://x/v2.1/track"), b"", 1);
+        for status in [301, 302, 307, 308] {
+            assert_eq!(
+                to(status),
+                Verdict::Redirect {
+                    status,
+                    location: "https://x/v2.1/track".into()
+                }
+            );
+        }
+        assert_eq!(
+            classify_with_location(Some(308), None, None, b"", 1),
+            Verdict::Rejected { status: 308 }
+        );
+        assert_eq!(
+            to(200),
+            Verdict::Accepted {
+                accepted: 1,
+                errors: Vec::new()
+            },
+            "a Location alone is nothing"
+        );
+    }
 
     #[test]
     fn envoys_own_503_and_504_mean_no_answer_not_throttling() {

@@ -30,6 +30,8 @@ pub struct Answer<'a> {
     /// HTTP status; `None` when there was no HTTP answer (reset, timeout, …).
     pub status: Option<u16>,
     pub retry_after: Option<&'a str>,
+    /// `Location` (redirects).
+    pub location: Option<&'a str>,
     pub body: &'a [u8],
 }
 
@@ -167,8 +169,13 @@ fn token_answered(s: &mut Sink, answer: Answer<'_>, now: u64, random: u64) -> Op
 /// Applies the ingestion service's answer to the batch sent as `callout`.
 fn batch_answered(s: &mut Sink, callout: CalloutId, answer: Answer<'_>, now: u64, random: u64) -> Option<Notice> {
     let items = s.outbox.items_of(callout).unwrap_or(0);
-    let verdict = track::classify(answer.status, answer.retry_after, answer.body, items);
+    let verdict = track::classify_with_location(answer.status, answer.retry_after, answer.location, answer.body, items);
     let done = s.outbox.completed(callout, &verdict, now, random)?;
+    if let Verdict::Redirect { location, .. } = &verdict {
+        if let Some(notice) = s.follow(location, now) {
+            return Some(notice);
+        }
+    }
     if done.needs_credentials {
         if let Some(t) = s.token.as_mut() {
             if s.refreshed_for_auth {
@@ -231,8 +238,8 @@ mod tests {
                 5,
                 Answer {
                     status: Some(200),
-                    retry_after: None,
-                    body
+                    body,
+                    ..Default::default()
                 },
                 now
             )

@@ -89,6 +89,12 @@ pub fn describe_verdict(verdict: &Verdict, done: &Completion, cluster: &str, now
     let wait = |until: u64| (until.saturating_sub(now) as f64 / 1e9 * 10.0).round() / 10.0;
     Some(match verdict {
         Verdict::Accepted { errors, .. } if errors.is_empty() => return None,
+        // Where the batch went is said when the logger's target changes.
+        Verdict::Redirect { .. } if done.dropped == 0 => return None,
+        Verdict::Redirect { status, .. } => format!(
+            "{items} items dropped: ingestion answered {status} more than {} times in a row",
+            crate::delivery::redirect::MAX_REDIRECTS_IN_A_ROW
+        ),
         Verdict::Accepted { errors, .. } => {
             let first = errors.first().map(|e| format!(" (first: item {} status {}: {})", e.index, e.status_code, e.message));
             let (accepted, retried, dropped) = (done.accepted, done.retried, done.dropped);

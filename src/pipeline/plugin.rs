@@ -130,7 +130,8 @@ impl Plugin {
             .get(b":status")
             .and_then(|s| std::str::from_utf8(s).ok())
             .and_then(|s| s.parse().ok());
-        let retry_after = headers.get(b"retry-after").and_then(|v| std::str::from_utf8(v).ok());
+        let text = |name: &[u8]| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
+        let (retry_after, location) = (text(b"retry-after"), text(b"location"));
         let body = match body_size {
             0 => Vec::new(),
             n => host
@@ -140,6 +141,7 @@ impl Plugin {
         let answer = Answer {
             status,
             retry_after,
+            location,
             body: &body,
         };
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
@@ -484,6 +486,50 @@ mod tests {
         host.now += 61_000_000_000;
         second.tick(&mut host);
         assert_eq!(host.callouts.len(), 2, "and sends once the pause is over");
+    }
+
+    fn redirect(plugin: &mut Plugin, host: &mut FakeHost, location: &str) {
+        host.callout_response_headers = vec![(":status".into(), "308".into()), ("location".into(), location.into())];
+        let id = host.callouts.last().unwrap().id;
+        plugin.answer(host, id, 2, 0);
+    }
+
+    fn path_of(sent: &crate::host::fake::SentCallout) -> &str {
+        &sent.headers.iter().find(|(k, _)| k == ":path").unwrap().1
+    }
+
+    #[test]
+    fn a_redirect_is_followed_at_once_and_kept_for_the_next_batches() {
+        let (mut plugin, mut host) = configured(json!({}));
+        one_batch(&mut plugin, &mut host);
+        redirect(&mut plugin, &mut host, "/v2/track");
+        assert_eq!(host.callouts.len(), 2, "sent again at once");
+        assert_eq!(path_of(&host.callouts[1]), "/v2/track");
+        answer(&mut plugin, &mut host, "200", ANSWER);
+        one_batch(&mut plugin, &mut host);
+        assert_eq!(path_of(&host.callouts[2]), "/v2/track", "the new place is kept");
+        plugin.tick(&mut host);
+        assert_eq!(host.stat("appinsights.a.items_accepted"), Some(2));
+    }
+
+    #[test]
+    fn a_redirect_to_another_host_goes_through_the_redirect_cluster() {
+        let cs = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/";
+        let config =
+            json!({"loggers": {"a": {"connection_string": cs, "cluster": "ingest", "redirect_cluster": "any_host"}}});
+        let mut host = FakeHost::benchmark_exchange();
+        let mut plugin = Plugin::new(7);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        one_batch(&mut plugin, &mut host);
+        redirect(
+            &mut plugin,
+            &mut host,
+            "https://westeurope-5.in.applicationinsights.azure.com/v2.1/track",
+        );
+        let again = &host.callouts[1];
+        assert_eq!(again.cluster, "any_host");
+        let authority = again.headers.iter().find(|(k, _)| k == ":authority").unwrap();
+        assert_eq!(authority.1, "westeurope-5.in.applicationinsights.azure.com");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! [`Outbox`] of batches, and its Entra ID tokens when it uses managed identity.
 
 use super::notices::LogLimiter;
+use super::Notice;
 use super::Roles;
 use crate::config::{Config, Logger};
+use crate::delivery::redirect::{self, Target};
 use crate::delivery::Outbox;
 use crate::managed_identity::TokenSource;
 use crate::telemetry::Sender;
@@ -19,6 +21,11 @@ pub struct Sink {
     pub path: String,
     /// Where a `Retry-After` pause is shared with the other workers (no secret in it).
     pub pause_key: String,
+    /// `scheme://authority` the logger was configured with, and where a redirect sent it
+    /// (`cluster`, `authority` and `path` then follow the redirect).
+    pub configured_origin: String,
+    pub redirected_to: Option<Target>,
+    pub redirect_cluster: Option<String>,
     pub sender: Sender,
     pub outbox: Outbox,
     /// Entra ID tokens, when the logger uses managed identity.
@@ -52,6 +59,9 @@ impl Sink {
                 endpoint.authority(),
                 endpoint.track_path()
             ),
+            configured_origin: format!("{}://{}", endpoint.scheme.as_str(), endpoint.authority()),
+            redirected_to: None,
+            redirect_cluster: logger.redirect_cluster.clone(),
             sender: Sender::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
             outbox: if token.is_some() {
                 outbox.with_credentials()
@@ -70,6 +80,53 @@ impl Sink {
     /// is held.
     pub fn can_send(&self, now: u64) -> bool {
         self.token.as_ref().is_none_or(|t| t.authorization(now).is_some())
+    }
+
+    /// The ingestion service redirected a batch to `location`: this logger sends there from
+    /// now on. Says so when the target changes, and what to configure when the new host
+    /// is not the one the logger's cluster was set up for.
+    pub fn follow(&mut self, location: &str, now: u64) -> Option<Notice> {
+        let origin = self
+            .redirected_to
+            .as_ref()
+            .map_or(&self.configured_origin, |t| &t.origin);
+        let Some(target) = redirect::target(location, origin) else {
+            let shown = crate::config::excerpt(location);
+            return self.warn(
+                now,
+                &format!("ingestion redirected to {shown}, not a valid ingestion URL; ignored"),
+            );
+        };
+        if self.redirected_to.as_ref() == Some(&target) {
+            return None;
+        }
+        let problem = self.redirect_problem(&target);
+        self.authority = target.authority.clone();
+        self.path = target.path.clone();
+        self.redirected_to = Some(target);
+        self.warn(now, &problem)
+    }
+
+    /// What the operator reads about a redirect to `target` (switching clusters if one is
+    /// configured for redirects).
+    fn redirect_problem(&mut self, target: &Target) -> String {
+        let url = format!("{}{}", target.origin, target.path);
+        if target.origin == self.configured_origin {
+            return format!("ingestion redirected to {url}; sending there");
+        }
+        if let Some(cluster) = self.redirect_cluster.clone() {
+            self.cluster = cluster;
+            return format!(
+                "ingestion redirected to {url}; sending there through cluster {}",
+                self.cluster
+            );
+        }
+        let (id, cluster, configured) = (&self.id, &self.cluster, &self.configured_origin);
+        format!(
+            "ingestion redirected to {url}; still sending through cluster {cluster}, set up for {configured}: \
+             if deliveries fail, set loggers.{id}.redirect_cluster to a cluster that reaches the new host \
+             (a dynamic forward proxy cluster reaches any host; README, Redirects)"
+        )
     }
 
     /// Whether a token should be fetched now: it is due, and there is telemetry to send or

@@ -56,6 +56,7 @@ impl Pipeline {
                 ("bytes_sent", st.bytes_sent),
                 ("callout_failures", st.callout_failures),
                 ("throttled", st.throttled),
+                ("redirects", st.redirects),
                 ("token_refreshes", tokens.refreshes),
                 ("token_failures", tokens.failures),
             ];

@@ -61,7 +61,13 @@ pub struct Settings {
     pub imds_address: String,
     /// `host:port` of the OTLP/HTTP collector ([`FilterKind::OpenTelemetry`] only).
     pub otlp_address: String,
+    /// Loopback port of the listener that follows ingestion redirects to any host (only
+    /// when a logger has a `redirect_cluster`).
+    pub redirect_proxy_port: u16,
 }
+
+/// The default port of the redirect-following listener (127.0.0.1 only).
+pub const DEFAULT_REDIRECT_PROXY_PORT: u16 = 15901;
 
 /// Azure's instance metadata endpoint.
 pub const DEFAULT_IMDS_ADDRESS: &str = "169.254.169.254:80";
@@ -84,6 +90,7 @@ impl Settings {
             filters_before: Vec::new(),
             imds_address: DEFAULT_IMDS_ADDRESS.into(),
             otlp_address: DEFAULT_OTLP_ADDRESS.into(),
+            redirect_proxy_port: DEFAULT_REDIRECT_PROXY_PORT,
         }
     }
 }
@@ -110,11 +117,15 @@ pub fn with_connection_string(mut plugin_config: Value, connection_string: Optio
 /// Renders the whole Envoy bootstrap configuration (YAML).
 pub fn render(s: &Settings) -> Result<String, String> {
     let mut clusters = vec![cluster_yaml("backend", &backend_endpoint(&s.backend)?, None)];
+    let mut more_listeners = String::new();
     let filters = match s.filter {
         FilterKind::AppInsights => {
             let config = Config::from_value(&s.plugin_config).map_err(|e| format!("plugin configuration: {e}"))?;
             clusters.extend(ingestion_clusters(&config, &s.ca_bundle)?);
             clusters.extend(identity_clusters(&config, &s.imds_address)?);
+            let (proxy_clusters, listener) = redirect_proxy(&config, s);
+            clusters.extend(proxy_clusters);
+            more_listeners = listener;
             wasm_filter_yaml("appinsights", &s.wasm_path, &s.plugin_config)
         }
         FilterKind::Noop => wasm_filter_yaml("noop", &s.wasm_path, &json!({})),
@@ -184,7 +195,7 @@ admin:
 {filters_before}{filters}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{more_listeners}  clusters:
 {clusters}"#,
         admin_address = s.admin_address,
         admin_port = s.admin_port,
@@ -294,6 +305,106 @@ fn identity_clusters(config: &Config, imds_address: &str) -> Result<Vec<String>,
     Ok(names.iter().map(|n| cluster_yaml(n, &endpoint, None)).collect())
 }
 
+/// What follows a redirect to any host: each logger's `redirect_cluster` points at a
+/// loopback listener whose dynamic forward proxy filter resolves the redirected request's
+/// `:authority` and sends it on through a dynamic forward proxy cluster (TLS, with SNI and
+/// certificate checks for that host, when the logger's endpoint is https). The filter's
+/// callouts skip HTTP filters, so the forward proxy cluster alone could not resolve a new
+/// host: the listener is what makes it work. Returns the clusters and the listener.
+fn redirect_proxy(config: &Config, s: &Settings) -> (Vec<String>, String) {
+    let mut names: Vec<&str> = config
+        .loggers
+        .iter()
+        .filter_map(|l| l.redirect_cluster.as_deref())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return (Vec::new(), String::new());
+    }
+    let loopback = Endpoint::parse(&format!("http://127.0.0.1:{}", s.redirect_proxy_port))
+        .unwrap_or_else(|_| default_endpoint_for_proxy());
+    let mut clusters: Vec<String> = names.iter().map(|n| cluster_yaml(n, &loopback, None)).collect();
+    let tls = config
+        .loggers
+        .iter()
+        .any(|l| l.redirect_cluster.is_some() && l.connection.ingestion_endpoint.scheme == Scheme::Https);
+    clusters.push(forward_proxy_cluster_yaml(tls.then_some(s.ca_bundle.as_str())));
+    (clusters, redirect_listener_yaml(s.redirect_proxy_port))
+}
+
+fn default_endpoint_for_proxy() -> Endpoint {
+    Endpoint {
+        scheme: Scheme::Http,
+        host: "127.0.0.1".into(),
+        port: DEFAULT_REDIRECT_PROXY_PORT,
+        base_path: String::new(),
+    }
+}
+
+const REDIRECT_DNS_CACHE: &str = "{name: appinsights_redirect, dns_lookup_family: V4_PREFERRED}";
+
+fn redirect_listener_yaml(port: u16) -> String {
+    format!(
+        r#"  - name: appinsights_redirect_proxy
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: appinsights_redirect
+          route_config:
+            virtual_hosts:
+            - name: any
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: appinsights_redirect_upstream, timeout: 60s}}
+          http_filters:
+          - name: envoy.filters.http.dynamic_forward_proxy
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig
+              dns_cache_config: {REDIRECT_DNS_CACHE}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+fn forward_proxy_cluster_yaml(tls_ca_bundle: Option<&str>) -> String {
+    let mut out = format!(
+        r#"  - name: appinsights_redirect_upstream
+    connect_timeout: 5s
+    lb_policy: CLUSTER_PROVIDED
+    cluster_type:
+      name: envoy.clusters.dynamic_forward_proxy
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
+        dns_cache_config: {REDIRECT_DNS_CACHE}
+"#
+    );
+    if let Some(ca) = tls_ca_bundle {
+        let _ = write!(
+            out,
+            r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        upstream_http_protocol_options: {{auto_sni: true, auto_san_validation: true}}
+        explicit_http_config: {{http_protocol_options: {{}}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context: {{trusted_ca: {{filename: {ca}}}}}
+"#
+        );
+    }
+    out
+}
+
 fn cluster_yaml(name: &str, endpoint: &Endpoint, tls_ca_bundle: Option<&str>) -> String {
     let is_ip = endpoint.host.parse::<std::net::IpAddr>().is_ok();
     let kind = if is_ip { "STATIC" } else { "STRICT_DNS" };
@@ -396,6 +507,29 @@ mod tests {
         let yaml = render(&Settings::local("127.0.0.1:8080", "/m.wasm", cfg)).unwrap();
         assert!(yaml.contains("  - name: imds\n    type: STATIC"));
         assert!(yaml.contains("address: \"169.254.169.254\", port_value: 80"));
+    }
+
+    #[test]
+    fn a_redirect_cluster_gets_a_loopback_forward_proxy() {
+        let mut config = json!({"loggers": {"main": {"connection_string": CS, "redirect_cluster": "moved"}}});
+        let yaml = render(&Settings::local("127.0.0.1:8080", "/f.wasm", config.clone())).unwrap();
+        assert!(yaml.contains("  - name: moved\n    type: STATIC"));
+        assert!(yaml.contains("address: \"127.0.0.1\", port_value: 15901"));
+        assert!(yaml.contains("name: appinsights_redirect_proxy"));
+        assert!(yaml.contains("envoy.filters.http.dynamic_forward_proxy"));
+        assert!(
+            yaml.contains("auto_sni: true"),
+            "https ingestion: TLS to the redirected host"
+        );
+        config["loggers"]["main"]
+            .as_object_mut()
+            .unwrap()
+            .remove("redirect_cluster");
+        let yaml = render(&Settings::local("127.0.0.1:8080", "/f.wasm", config)).unwrap();
+        assert!(
+            !yaml.contains("appinsights_redirect"),
+            "nothing without a redirect_cluster"
+        );
     }
 
     #[test]

@@ -786,3 +786,98 @@ fn a_full_buffer_stays_within_its_budget_in_vm_memory() {
         "VM memory {memory} for a {budget}-byte budget"
     );
 }
+
+#[test]
+fn a_redirect_is_followed_and_kept_for_the_next_batches() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 100}}), &[]);
+    s.ingest.set_fault_for(
+        Fault::Redirect {
+            code: 308,
+            location: "/v2/track".into(),
+        },
+        Some(1),
+    );
+    for i in 0..3 {
+        http::request(s.envoy.listener, "GET", &format!("/moved/{i}"), &[], b"").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    settled(&s.ingest, 6);
+    let paths: Vec<(String, u16)> = s
+        .ingest
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.status_answered))
+        .collect();
+    assert_eq!(paths.first(), Some(&("/v2.1/track".to_string(), 308)), "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .skip(1)
+            .all(|(p, status)| p == "/v2/track" && *status == 200),
+        "{paths:?}"
+    );
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    assert_every_item_accounted(&st);
+    assert_eq!(st["appinsights.main.items_accepted"], 6);
+    assert!(
+        s.envoy.log().contains("ingestion redirected to http://"),
+        "{}",
+        s.envoy.log()
+    );
+}
+
+#[test]
+fn a_redirect_to_another_host_goes_through_a_forward_proxy_cluster() {
+    // The service sends everything to a second endpoint (another host:port); the logger's
+    // redirect_cluster, which the renderer points at a loopback dynamic forward proxy,
+    // reaches it.
+    let other = IngestServer::start(IngestConfig {
+        expected_ikey: Some(IKEY.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start_with(json!({"delivery": {"flush_interval_ms": 100}}), &[], |settings| {
+        settings.plugin_config["loggers"]["main"]["redirect_cluster"] = json!("appinsights_redirect");
+        settings.redirect_proxy_port = proxy_port;
+    });
+    let location = format!("http://{}/v2.1/track", other.addr());
+    s.ingest.set_fault(Fault::Redirect { code: 307, location });
+    for i in 0..3 {
+        http::request(s.envoy.listener, "GET", &format!("/elsewhere/{i}"), &[], b"").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    eprintln!(
+        "STATS {:?} {:?}",
+        envoy_stats(&s.envoy, "appinsights.main."),
+        envoy_stats(&s.envoy, "cluster.appinsights_redirect")
+    );
+    eprintln!(
+        "DEBUG {}",
+        s.envoy
+            .log()
+            .lines()
+            .filter(|l| l.contains("appinsights[") || l.contains("forward") || l.contains("dns"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let items = settled(&other, 6);
+    assert_eq!(items.len(), 6);
+    assert_eq!(
+        s.ingest.requests().len(),
+        1,
+        "only the first batch went to the old place"
+    );
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    assert_every_item_accounted(&st);
+    assert!(
+        s.envoy.log().contains("through cluster appinsights_redirect"),
+        "{}",
+        s.envoy.log()
+    );
+}

@@ -13,9 +13,11 @@
 //! | `OTLP_ADDRESS` | `127.0.0.1:4318` | the OTLP/HTTP collector, for `otel` and `otel-tuned` |
 //! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
 //! | `IMDS_ADDRESS` | `169.254.169.254:80` | the metadata endpoint, for loggers with `identity` |
+//! | `REDIRECT_PROXY_PORT` | `15901` | loopback port of the listener that follows ingestion redirects, for loggers with `redirect_cluster` |
 
 use harness::envoy_config::{
-    render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS, DEFAULT_OTLP_ADDRESS,
+    render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS,
+    DEFAULT_OTLP_ADDRESS, DEFAULT_REDIRECT_PROXY_PORT,
 };
 use std::process::ExitCode;
 
@@ -77,6 +79,7 @@ fn settings() -> Result<Settings, String> {
         filters_before: Vec::new(),
         imds_address: var("IMDS_ADDRESS").unwrap_or_else(|| DEFAULT_IMDS_ADDRESS.into()),
         otlp_address: var("OTLP_ADDRESS").unwrap_or_else(|| DEFAULT_OTLP_ADDRESS.into()),
+        redirect_proxy_port: port("REDIRECT_PROXY_PORT", DEFAULT_REDIRECT_PROXY_PORT)?,
     })
 }
 

@@ -23,6 +23,8 @@ pub enum Fault {
     Slow(Duration),
     /// Close the connection without answering (items are not stored).
     Drop,
+    /// Answer `code` with `Location: location` (a redirect; items are not stored).
+    Redirect { code: u16, location: String },
     /// Process normally (items are stored) but answer `code` (a 2xx other than 200/206,
     /// say) with no body.
     Stored { code: u16 },
@@ -72,6 +74,7 @@ impl Fault {
                 }
             }
             Fault::Stored { code } => Response::new(*code),
+            Fault::Redirect { code, location } => Response::new(*code).with_header("Location", location),
             Fault::Garbage => Response::new(200)
                 .with_header("Content-Type", "text/html")
                 .with_body(b"<html><body>502 Bad Gateway (not JSON)</body></html>".to_vec()),
@@ -87,7 +90,7 @@ impl Fault {
 
     /// Whether items accepted under this fault are stored.
     pub(crate) fn stores_items(&self) -> bool {
-        !matches!(self, Fault::Drop | Fault::Status { .. })
+        !matches!(self, Fault::Drop | Fault::Status { .. } | Fault::Redirect { .. })
     }
 
     /// Parses the control-API form, e.g. `{"mode":"status","code":503,"retry_after":"5","count":3}`.
@@ -111,6 +114,14 @@ impl Fault {
             "drop" => Fault::Drop,
             "stored" => Fault::Stored {
                 code: status_code(v, "code")?,
+            },
+            "redirect" => Fault::Redirect {
+                code: status_code(v, "code")?,
+                location: v
+                    .get("location")
+                    .and_then(Value::as_str)
+                    .ok_or("\"location\" (string) is required")?
+                    .into(),
             },
             "garbage" => Fault::Garbage,
             "truncated" => Fault::Truncated,
