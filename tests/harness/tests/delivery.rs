@@ -819,6 +819,7 @@ fn a_redirect_is_followed_and_kept_for_the_next_batches() {
     let st = envoy_stats(&s.envoy, "appinsights.main.");
     assert_every_item_accounted(&st);
     assert_eq!(st["appinsights.main.items_accepted"], 6);
+    assert_eq!(st["appinsights.main.redirects"], 1);
     assert!(
         s.envoy.log().contains("ingestion redirected to http://"),
         "{}",
