@@ -94,7 +94,7 @@ impl<'m, 'o> Writer<'m, 'o> {
         let Some(value) = map.get(header).and_then(|v| self.masking.header_value(header, v)) else {
             return;
         };
-        self.within_budget(|m| m.string(property, value));
+        self.within_budget(|m| m.string(property, &value));
     }
 
     /// `<side>-<name>` for each configured header present in `map` (masked or hidden).
@@ -111,7 +111,7 @@ impl<'m, 'o> Writer<'m, 'o> {
                 if !joined.is_empty() {
                     joined.extend_from_slice(b", ");
                 }
-                joined.extend_from_slice(v);
+                joined.extend_from_slice(&v);
             }
             if joined.is_empty() {
                 continue;
@@ -271,6 +271,22 @@ mod tests {
         assert_eq!(p["Response-Body-Encoding"], "base64");
         assert_eq!(p["Response-Body-Content-Encoding"], "gzip");
         assert!(p.get("Response-Body-Truncated").is_none());
+    }
+
+    #[test]
+    fn captured_header_values_have_urls_masked() {
+        let h = map(&[
+            ("referer", "https://app.example/from?x=1&token=t1"),
+            ("location", "/cb?state=s;code=c1#access_token=t2"),
+        ]);
+        let names: Vec<String> = ["referer", "location"].iter().map(|s| s.to_string()).collect();
+        let p = props(|w| {
+            w.headers("Request", &names, &h);
+            w.header_property("Ref", b"referer", &h);
+        });
+        assert_eq!(p["Request-referer"], "https://app.example/from?x=1&token=***");
+        assert_eq!(p["Request-location"], "/cb?state=s;code=***#access_token=***");
+        assert_eq!(p["Ref"], "https://app.example/from?x=1&token=***");
     }
 
     #[test]

@@ -58,14 +58,14 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
         }
         Field::RequestHeader(name) => {
             let value = fe.headers().get(name.as_bytes()).unwrap_or_default();
-            out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
+            out.extend_from_slice(&facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::ResponseHeader(name) => {
             let value = facts
                 .response_headers
                 .and_then(|h| h.get(name.as_bytes()))
                 .unwrap_or_default();
-            out.extend_from_slice(facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
+            out.extend_from_slice(&facts.masking.header_value(name.as_bytes(), value).unwrap_or_default());
         }
         Field::Status => out.extend_from_slice(oc.response_code.to_string().as_bytes()),
         Field::Route => out.extend_from_slice(facts.route_name),
@@ -236,5 +236,42 @@ mod tests {
         assert_eq!(d["severityLevel"], "Information");
         assert_eq!(d["properties"]["tenant"], "contoso");
         assert_eq!(d["properties"]["Source"], "policy");
+    }
+
+    #[test]
+    fn urls_in_placeholders_are_masked() {
+        let (fe, oc, op) = (
+            frontend(&[
+                (":method", b"GET"),
+                (":authority", b"api.example.com"),
+                (":path", b"/cb??token=t1&x=1;code=c1"),
+                ("referer", b"https://app.example/from?sig=s1&page=2"),
+            ]),
+            outcome(),
+            op(),
+        );
+        let resp = HeaderMap::from_serialized(HeaderMap::serialize([(
+            &b"location"[..],
+            &b"https://app.example/done?state=ok#access_token=t2"[..],
+        )]));
+        let mut f = facts(&fe, &oc, &op, b"GET /cb");
+        f.response_headers = Some(&resp);
+        let t = Template::parse("{request.url} from {request.header.referer} to {response.header.location}").unwrap();
+        assert_eq!(
+            String::from_utf8(render(&t, &f)).unwrap(),
+            "http://api.example.com/cb??token=***&x=1;code=*** from https://app.example/from?sig=***&page=2 \
+             to https://app.example/done?state=ok#access_token=***"
+        );
+        let r = TraceRule {
+            metadata: vec![("loc".into(), Template::parse("{response.header.location}").unwrap())],
+            ..rule(Conditions::default(), "{request.header.referer}")
+        };
+        let v = render_item(|out, who| write(out, who, &f, &r));
+        let d = &v["data"]["baseData"];
+        assert_eq!(d["message"], "https://app.example/from?sig=***&page=2");
+        assert_eq!(
+            d["properties"]["loc"],
+            "https://app.example/done?state=ok#access_token=***"
+        );
     }
 }
