@@ -8,12 +8,13 @@
 //!
 //! Secrets are recognised by meaning, not spelling: parameter names are compared
 //! percent-decoded and case-insensitively, split on every separator servers honour
-//! (`params.rs`). Masking applies everywhere a value could appear: request URLs,
-//! dependency data, URLs inside captured header values, header-derived properties and
-//! trace placeholders. Named JSON fields can also be masked in captured bodies (best
-//! effort on the captured prefix).
+//! (`params.rs`); JSON keys decoded and case-insensitively (`json.rs`). Masking applies
+//! everywhere a value could appear: request URLs, dependency data, URLs inside captured
+//! header values, header-derived properties and trace placeholders. Named JSON fields
+//! can also be masked in captured bodies (best effort on the captured prefix).
 
 mod defaults;
+mod json;
 mod params;
 
 pub use defaults::{DEFAULT_HEADERS, DEFAULT_QUERY_PARAMS};
@@ -40,7 +41,7 @@ pub struct Masking {
     headers: Vec<(String, Mode)>,
     /// (lowercase parameter name or `*`, mode)
     query: Vec<(String, Mode)>,
-    /// JSON keys whose values are masked in captured bodies.
+    /// Lowercase JSON keys whose values are masked in captured bodies.
     json_fields: Vec<String>,
     /// Whether any query rule masks or hides: else URLs and bodies need no parameter scan.
     masks_params: bool,
@@ -113,7 +114,7 @@ impl Masking {
             headers: with_defaults(DEFAULT_HEADERS, headers),
             masks_params: query.iter().any(|(_, m)| *m != Mode::None),
             query,
-            json_fields,
+            json_fields: json_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
         }
     }
 
@@ -180,6 +181,10 @@ impl Masking {
             .map(|(_, m)| *m)
     }
 
+    fn is_json_field(&self, name: &[u8]) -> bool {
+        self.json_fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+    }
+
     /// Whether captured JSON bodies need field masking.
     pub fn masks_json_fields(&self) -> bool {
         !self.json_fields.is_empty()
@@ -190,102 +195,7 @@ impl Masking {
         if self.json_fields.is_empty() {
             return Cow::Borrowed(body);
         }
-        mask_json_fields(body, &self.json_fields)
-    }
-}
-
-/// Best-effort masking of `"field": value` pairs in a JSON prefix: string values become
-/// `"***"`, other scalars `"***"` too; objects and arrays under a masked key are masked
-/// whole. A value cut off by the capture limit is masked to the end.
-fn mask_json_fields<'a>(body: &'a [u8], fields: &[String]) -> Cow<'a, [u8]> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    let mut copied = 0;
-    while let Some(&c) = body.get(i) {
-        if c != b'"' {
-            i += 1;
-            continue;
-        }
-        let end = string_end(body, i);
-        let key = body.get(i + 1..end.saturating_sub(1).max(i + 1)).unwrap_or_default();
-        let after = skip_ws(body, end);
-        if body.get(after) == Some(&b':') && fields.iter().any(|f| f.as_bytes() == key) {
-            let start = skip_ws(body, after + 1);
-            let stop = value_end(body, start);
-            let o = out.get_or_insert_with(|| Vec::with_capacity(body.len()));
-            o.extend_from_slice(body.get(copied..start).unwrap_or_default());
-            o.extend_from_slice(b"\"***\"");
-            copied = stop;
-            i = stop;
-        } else {
-            i = end;
-        }
-    }
-    match out {
-        None => Cow::Borrowed(body),
-        Some(mut o) => {
-            o.extend_from_slice(body.get(copied..).unwrap_or_default());
-            Cow::Owned(o)
-        }
-    }
-}
-
-/// Index just past the string starting at `start` (a `"`), or the end of input.
-fn string_end(body: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while let Some(&c) = body.get(i) {
-        match c {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    body.len()
-}
-
-fn skip_ws(body: &[u8], mut i: usize) -> usize {
-    while matches!(body.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
-        i += 1;
-    }
-    i
-}
-
-/// Index just past the JSON value starting at `start` (best effort; end of input if cut).
-fn value_end(body: &[u8], start: usize) -> usize {
-    match body.get(start) {
-        Some(b'"') => string_end(body, start),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            let mut i = start;
-            while let Some(&c) = body.get(i) {
-                match c {
-                    b'"' => {
-                        i = string_end(body, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            body.len()
-        }
-        _ => {
-            let mut i = start;
-            while let Some(&c) = body.get(i) {
-                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
-                    break;
-                }
-                i += 1;
-            }
-            i
-        }
+        json::mask_fields(body, &|key: &[u8]| self.is_json_field(key))
     }
 }
 
@@ -454,6 +364,34 @@ mod tests {
             "/a?code_verifier=***&client_assertion=***&X-Amz-Signature=***&X-Amz-Security-Token=***&X-Goog-Credential=***"
         );
         assert!(matches!(m.path_and_query(b"/a?x=1;y=2&z"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_keys_are_compared_decoded_and_case_insensitively() {
+        let m = Masking::new(true, vec![], vec![], vec!["password".into(), "Access_Token".into()]);
+        let j = |b: &str| s(m.json_body(b.as_bytes()));
+        assert_eq!(
+            j(r#"{"pass\u0077ord":"a","Password":"b","PASSWORD":"c","\u0050ASSW\u004FRD":1,"access_TOKEN":"d"}"#),
+            r#"{"pass\u0077ord":"***","Password":"***","PASSWORD":"***","\u0050ASSW\u004FRD":"***","access_TOKEN":"***"}"#
+        );
+        assert_eq!(
+            j(r#"{"passwordx":"a","pass\"word":"b"}"#),
+            r#"{"passwordx":"a","pass\"word":"b"}"#
+        );
+        assert_eq!(
+            j(r#"{"pass\/word":"a","p\u00e4ssword":"b"}"#),
+            r#"{"pass\/word":"a","p\u00e4ssword":"b"}"#
+        );
+        // Escapes that decode to nothing sensible never panic.
+        for junk in [
+            r#"{"\u":1}"#,
+            r#"{"\uZZZZ":1}"#,
+            r#"{"\ud800":1}"#,
+            r#"{"\udc00\u":1}"#,
+            r#"{"pass\u0077"#,
+        ] {
+            let _ = j(junk);
+        }
     }
 
     #[test]
