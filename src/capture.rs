@@ -278,14 +278,19 @@ mod tests {
         let h = map(&[
             ("referer", "https://app.example/from?x=1&token=t1"),
             ("location", "/cb?state=s;code=c1#access_token=t2"),
+            ("x-goog-api-key", "k1"),
         ]);
-        let names: Vec<String> = ["referer", "location"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["referer", "location", "x-goog-api-key"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = props(|w| {
             w.headers("Request", &names, &h);
             w.header_property("Ref", b"referer", &h);
         });
         assert_eq!(p["Request-referer"], "https://app.example/from?x=1&token=***");
         assert_eq!(p["Request-location"], "/cb?state=s;code=***#access_token=***");
+        assert_eq!(p["Request-x-goog-api-key"], "***");
         assert_eq!(p["Ref"], "https://app.example/from?x=1&token=***");
     }
 

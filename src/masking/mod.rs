@@ -2,9 +2,10 @@
 //!
 //! As API Management's diagnostic `dataMasking`, per header and per query parameter:
 //! `Mask` replaces the value with [`MASK`], `Hide` removes the entry. Unlike APIM, the
-//! filter is **private by default**: the [`DEFAULT_HEADERS`] and [`DEFAULT_QUERY_PARAMS`]
-//! are masked unless the configuration turns that off (`data_masking.defaults: false`, or
-//! mode `None` for one name).
+//! filter is **private by default**: the [`DEFAULT_HEADERS`] (and headers whose names say
+//! they carry a credential, [`HEADER_WORDS`]) and the [`DEFAULT_QUERY_PARAMS`] are masked
+//! unless the configuration turns that off (`data_masking.defaults: false`, or mode `None`
+//! for one name).
 //!
 //! Secrets are recognised by meaning, not spelling: parameter names are compared
 //! percent-decoded and case-insensitively, split on every separator servers honour
@@ -17,7 +18,7 @@ mod defaults;
 mod json;
 mod params;
 
-pub use defaults::{DEFAULT_HEADERS, DEFAULT_QUERY_PARAMS};
+pub use defaults::{DEFAULT_HEADERS, DEFAULT_QUERY_PARAMS, HEADER_WORDS};
 
 use std::borrow::Cow;
 
@@ -37,6 +38,8 @@ pub enum Mode {
 /// Masking rules of one diagnostic, compiled once per configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masking {
+    /// Whether the defaults apply (also to header names that say they carry a credential).
+    defaults: bool,
     /// (lowercase header name, mode)
     headers: Vec<(String, Mode)>,
     /// (lowercase parameter name or `*`, mode)
@@ -111,6 +114,7 @@ impl Masking {
         };
         let query = with_defaults(DEFAULT_QUERY_PARAMS, query);
         Masking {
+            defaults,
             headers: with_defaults(DEFAULT_HEADERS, headers),
             masks_params: query.iter().any(|(_, m)| *m != Mode::None),
             query,
@@ -118,12 +122,14 @@ impl Masking {
         }
     }
 
-    /// How the header `name` (lowercase, as Envoy stores names) is recorded.
+    /// How the header `name` (lowercase, as Envoy stores names) is recorded: as configured
+    /// or listed, else masked when its name says it carries a credential (with the defaults).
     pub fn header(&self, name: &[u8]) -> Mode {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.as_bytes() == name)
-            .map_or(Mode::None, |(_, m)| *m)
+        match self.headers.iter().find(|(n, _)| n.as_bytes() == name) {
+            Some((_, mode)) => *mode,
+            None if self.defaults && defaults::names_a_credential(name) => Mode::Mask,
+            None => Mode::None,
+        }
     }
 
     /// The value to record for header `name`, `None` when hidden. A value recorded as is
@@ -286,6 +292,44 @@ mod tests {
         for junk in [&b"\"\"\"::"[..], b"\"password\":", b"\"password\":{[[", b"\\", b"\"a\\"] {
             let _ = m.json_body(junk);
         }
+    }
+
+    #[test]
+    fn vendor_credential_headers_are_masked_by_default() {
+        let m = Masking::default();
+        for name in [
+            "x-auth-token",
+            "x-amz-security-token",
+            "x-goog-api-key",
+            "x-ms-token-aad-access-token",
+            "x-forwarded-access-token",
+            "x-vault-token",
+            "private-token",
+            "cf-access-client-secret",
+            "x-ms-encryption-key",
+            // By meaning: names that say they carry a credential.
+            "x-my-app-token",
+            "x-client-secret",
+            "x-user-password",
+            "x-partner-apikey",
+        ] {
+            assert_eq!(m.header(name.as_bytes()), Mode::Mask, "{name}");
+        }
+        for name in [
+            "x-tenant",
+            ":authority",
+            "content-type",
+            "user-agent",
+            "x-request-id",
+            "keep-alive",
+        ] {
+            assert_eq!(m.header(name.as_bytes()), Mode::None, "{name}");
+        }
+        let exempt = Masking::new(true, vec![("x-csrf-token".into(), Mode::None)], vec![], vec![]);
+        assert_eq!(exempt.header(b"x-csrf-token"), Mode::None, "configuration wins");
+        let off = Masking::new(false, vec![], vec![], vec![]);
+        assert_eq!(off.header(b"x-my-app-token"), Mode::None);
+        assert_eq!(off.header(b"x-auth-token"), Mode::None);
     }
 
     #[test]

@@ -239,13 +239,14 @@ mod tests {
     }
 
     #[test]
-    fn urls_in_placeholders_are_masked() {
+    fn urls_and_credentials_in_placeholders_are_masked_by_meaning() {
         let (fe, oc, op) = (
             frontend(&[
                 (":method", b"GET"),
                 (":authority", b"api.example.com"),
                 (":path", b"/cb??token=t1&x=1;code=c1"),
                 ("referer", b"https://app.example/from?sig=s1&page=2"),
+                ("x-auth-token", b"a1"),
             ]),
             outcome(),
             op(),
@@ -256,11 +257,14 @@ mod tests {
         )]));
         let mut f = facts(&fe, &oc, &op, b"GET /cb");
         f.response_headers = Some(&resp);
-        let t = Template::parse("{request.url} from {request.header.referer} to {response.header.location}").unwrap();
+        let t = Template::parse(
+            "{request.url} from {request.header.referer} to {response.header.location} with {request.header.x-auth-token}",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(render(&t, &f)).unwrap(),
             "http://api.example.com/cb??token=***&x=1;code=*** from https://app.example/from?sig=***&page=2 \
-             to https://app.example/done?state=ok#access_token=***"
+             to https://app.example/done?state=ok#access_token=*** with ***"
         );
         let r = TraceRule {
             metadata: vec![("loc".into(), Template::parse("{response.header.location}").unwrap())],
