@@ -6,17 +6,21 @@
 //! the capture limit in memory. Captured content becomes properties named the APIM way:
 //!
 //! - `Request-<header>` / `Response-<header>` (multi-valued headers joined with `, `);
-//! - `Request-Body` / `Response-Body`: the captured prefix as text; with
-//!   `…-Body-Truncated: true` when the body was longer, `…-Body-Encoding: base64` when it is
-//!   not UTF-8 (binary or compressed content is kept faithfully, not mangled), and
-//!   `…-Body-Content-Encoding` when the message declared one (`gzip`, `br`, …).
+//! - `Request-Body` / `Response-Body`: the captured prefix as text, masked by its
+//!   `Content-Type` (form fields, JSON keys, URLs); with `…-Body-Truncated: true` when the
+//!   body was longer, and `…-Body-Content-Encoding` when the message declared one (`gzip`,
+//!   `br`, …);
+//! - `…-Body-Withheld` instead of the body when masking cannot read it (`compressed`,
+//!   `multipart`, `binary`): what masking cannot inspect is not captured in clear. Only
+//!   with masking off (nothing to look for) is such content kept, faithfully, as base64
+//!   (`…-Body-Encoding: base64`).
 //!
 //! Masking applies before anything is written. A per-item budget keeps every item under
 //! the service's 64 KB limit: captured content beyond it is left out and the item says so
 //! (`Capture-Truncated: true`).
 
 use crate::headers::HeaderMap;
-use crate::masking::Masking;
+use crate::masking::{BodyView, Masking};
 use crate::telemetry::envelope::Members;
 use crate::telemetry::limits;
 
@@ -121,8 +125,9 @@ impl<'m, 'o> Writer<'m, 'o> {
     }
 
     /// `<side>-Body` and its markers for a captured prefix of `limit` bytes out of a body
-    /// of `total` bytes.
-    pub fn body(&mut self, side: &str, prefix: &BodyPrefix, limit: u64, total: u64, content_encoding: Option<&[u8]>) {
+    /// of `total` bytes, sent with the header map `headers` (which says its type and
+    /// encoding); or `<side>-Body-Withheld` when masking cannot read it.
+    pub fn body(&mut self, side: &str, prefix: &BodyPrefix, limit: u64, total: u64, headers: Option<&HeaderMap>) {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let captured = prefix
             .bytes()
@@ -131,15 +136,35 @@ impl<'m, 'o> Writer<'m, 'o> {
         if captured.is_empty() {
             return;
         }
-        let masked = self.masking.json_body(captured);
-        let (text, base64) = render(&masked);
+        let content_type = headers.and_then(|h| h.get(b"content-type"));
+        let coding = headers
+            .and_then(|h| h.get(b"content-encoding"))
+            .filter(|e| is_coding(e));
+        match self.masking.body(captured, content_type, coding) {
+            BodyView::Capture(masked) => {
+                let cut = total > captured.len() as u64;
+                self.body_text(side, &masked, cut, coding);
+            }
+            BodyView::Withheld(reason) => {
+                self.within_budget(|m| {
+                    m.string(&format!("{side}-Body-Withheld"), reason.as_bytes());
+                    content_encoding_marker(m, side, coding);
+                });
+            }
+        }
+    }
+
+    /// `<side>-Body` (text, or base64 when not UTF-8) and its markers; `cut`: the body was
+    /// longer than what was captured.
+    fn body_text(&mut self, side: &str, masked: &[u8], cut: bool, coding: Option<&[u8]>) {
+        let (text, base64) = render(masked);
         // Property values hold at most 8192 characters (text here is UTF-8 or base64).
         let chars = if base64 {
             text.len()
         } else {
             String::from_utf8_lossy(&text).chars().count()
         };
-        let truncated = total > captured.len() as u64 || chars > limits::PROPERTY_VALUE;
+        let truncated = cut || chars > limits::PROPERTY_VALUE;
         self.within_budget(|m| {
             m.string(&format!("{side}-Body"), &text);
             if truncated {
@@ -148,9 +173,7 @@ impl<'m, 'o> Writer<'m, 'o> {
             if base64 {
                 m.string(&format!("{side}-Body-Encoding"), b"base64");
             }
-            if let Some(enc) = content_encoding.filter(|e| !e.is_empty() && *e != b"identity") {
-                m.string_limited(&format!("{side}-Body-Content-Encoding"), enc, 64);
-            }
+            content_encoding_marker(m, side, coding);
         });
     }
 
@@ -159,6 +182,19 @@ impl<'m, 'o> Writer<'m, 'o> {
         if self.cut {
             self.members.string("Capture-Truncated", b"true");
         }
+    }
+}
+
+/// Whether a `Content-Encoding` value declares a coding (not empty, not `identity`).
+fn is_coding(value: &[u8]) -> bool {
+    let v = value.trim_ascii();
+    !v.is_empty() && !v.eq_ignore_ascii_case(b"identity")
+}
+
+/// `<side>-Body-Content-Encoding` when the message declared a content coding.
+fn content_encoding_marker(m: &mut Members<'_>, side: &str, content_encoding: Option<&[u8]>) {
+    if let Some(enc) = content_encoding {
+        m.string_limited(&format!("{side}-Body-Content-Encoding"), enc, 64);
     }
 }
 
@@ -197,16 +233,20 @@ mod tests {
     use serde_json::Value;
 
     fn props(f: impl FnOnce(&mut Writer<'_, '_>)) -> Value {
-        let mut out = b"{\"ver\":2".to_vec();
         let masking = Masking::new(
             true,
             vec![("x-hidden".into(), Mode::Hide)],
             vec![],
             vec!["password".into()],
         );
+        props_with(&masking, f)
+    }
+
+    fn props_with(masking: &Masking, f: impl FnOnce(&mut Writer<'_, '_>)) -> Value {
+        let mut out = b"{\"ver\":2".to_vec();
         {
             let mut m = Members::new(&mut out, "properties");
-            let mut w = Writer::new(&mut m, &masking);
+            let mut w = Writer::new(&mut m, masking);
             f(&mut w);
             w.finish();
             m.finish();
@@ -264,13 +304,62 @@ mod tests {
         assert_eq!(p["Request-Body-Truncated"], "true");
         assert!(p.get("Request-Body-Encoding").is_none());
 
+        // With masking explicitly off (nothing to look for), binary and compressed content is
+        // kept faithfully; with masking on it is withheld (see below).
+        let off = Masking::new(false, vec![], vec![], vec![]);
         let mut bin = BodyPrefix::new(8);
         bin.push(&[0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x01]);
-        let p = props(|w| w.body("Response", &bin, 8, 8, Some(b"gzip")));
+        let gzip = map(&[("content-encoding", "gzip")]);
+        let p = props_with(&off, |w| w.body("Response", &bin, 8, 8, Some(&gzip)));
         assert_eq!(p["Response-Body"], "H4sIAP/+AAE=");
         assert_eq!(p["Response-Body-Encoding"], "base64");
         assert_eq!(p["Response-Body-Content-Encoding"], "gzip");
         assert!(p.get("Response-Body-Truncated").is_none());
+    }
+
+    #[test]
+    fn bodies_masking_cannot_read_are_withheld_and_say_why() {
+        let json = map(&[("content-type", "application/json"), ("content-encoding", "gzip")]);
+        let mut gz = BodyPrefix::new(64);
+        gz.push(&[0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x01]);
+        let p = props(|w| w.body("Request", &gz, 64, 8, Some(&json)));
+        assert_eq!(p["Request-Body-Withheld"], "compressed");
+        assert_eq!(p["Request-Body-Content-Encoding"], "gzip");
+        assert!(p.get("Request-Body").is_none());
+        // Compressed, whatever the bytes look like: a coding masking cannot undo.
+        let mut text = BodyPrefix::new(64);
+        text.push(br#"{"password":"hunter2"}"#);
+        let br = map(&[("content-encoding", "BR")]);
+        let p = props(|w| w.body("Response", &text, 64, 22, Some(&br)));
+        assert_eq!(p["Response-Body-Withheld"], "compressed");
+        // Not UTF-8 text, whatever the headers say.
+        let p = props(|w| w.body("Response", &gz, 64, 8, None));
+        assert_eq!(p["Response-Body-Withheld"], "binary");
+        assert!(p.get("Response-Body").is_none() && p.get("Response-Body-Encoding").is_none());
+        let identity = map(&[("content-type", "application/json"), ("content-encoding", "identity")]);
+        let p = props(|w| w.body("Request", &text, 64, 22, Some(&identity)));
+        assert_eq!(p["Request-Body"], r#"{"password":"***"}"#);
+        assert!(p.get("Request-Body-Content-Encoding").is_none());
+    }
+
+    #[test]
+    fn bodies_are_masked_by_their_content_type() {
+        let mut form = BodyPrefix::new(256);
+        form.push(b"grant_type=password&username=ada&Password=hunter2&client%5Fsecret=s3cret&scope=a");
+        let ct = map(&[("content-type", "application/x-www-form-urlencoded; charset=UTF-8")]);
+        let p = props(|w| w.body("Request", &form, 256, 80, Some(&ct)));
+        assert_eq!(
+            p["Request-Body"],
+            "grant_type=password&username=ada&Password=***&client%5Fsecret=***&scope=a"
+        );
+        let mut json = BodyPrefix::new(256);
+        json.push(br#"{"password":"a","PASSWORD":"b","next":"https://x/?a=1&access_token=c"}"#);
+        let ct = map(&[("content-type", "application/problem+json")]);
+        let p = props(|w| w.body("Response", &json, 256, 80, Some(&ct)));
+        assert_eq!(
+            p["Response-Body"],
+            r#"{"password":"***","PASSWORD":"***","next":"https://x/?a=1&access_token=***"}"#
+        );
     }
 
     #[test]

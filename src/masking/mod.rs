@@ -11,9 +11,12 @@
 //! percent-decoded and case-insensitively, split on every separator servers honour
 //! (`params.rs`); JSON keys decoded and case-insensitively (`json.rs`). Masking applies
 //! everywhere a value could appear: request URLs, dependency data, URLs inside captured
-//! header values, header-derived properties and trace placeholders. Named JSON fields
-//! can also be masked in captured bodies (best effort on the captured prefix).
+//! header values, header-derived properties and trace placeholders, and captured bodies —
+//! form bodies by the query rules plus `json_fields`, other text by `json_fields` and the
+//! query rules for URLs in it. A body masking cannot read (compressed, multipart, binary)
+//! is not captured at all while masking has anything to look for ([`BodyView::Withheld`]).
 
+mod body;
 mod defaults;
 mod json;
 mod params;
@@ -44,10 +47,19 @@ pub struct Masking {
     headers: Vec<(String, Mode)>,
     /// (lowercase parameter name or `*`, mode)
     query: Vec<(String, Mode)>,
-    /// Lowercase JSON keys whose values are masked in captured bodies.
+    /// Lowercase JSON keys (and form fields) whose values are masked in captured bodies.
     json_fields: Vec<String>,
     /// Whether any query rule masks or hides: else URLs and bodies need no parameter scan.
     masks_params: bool,
+}
+
+/// What capture may record of a body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyView<'a> {
+    /// The body, masked where masking applies.
+    Capture(Cow<'a, [u8]>),
+    /// Masking cannot read it (`compressed`, `multipart`, `binary`): left out, for this reason.
+    Withheld(&'static str),
 }
 
 /// Replacements in a text, made in order; borrowed unchanged when there are none.
@@ -151,7 +163,7 @@ impl Masking {
             return Cow::Borrowed(path_and_query);
         };
         let (head, region) = path_and_query.split_at(open + 1);
-        match params::mask_region(region, &|name: &[u8]| self.param_mode(name)) {
+        match params::mask_region(region, &|name: &[u8]| self.param_mode(name, false)) {
             None => Cow::Borrowed(path_and_query),
             Some(masked) if masked.is_empty() => Cow::Owned(head.get(..open).unwrap_or_default().to_vec()),
             Some(masked) => Cow::Owned([head, &masked].concat()),
@@ -163,16 +175,19 @@ impl Masking {
         if !self.masks_params {
             return Cow::Borrowed(text);
         }
-        params::mask_urls_in_text(text, &|name: &[u8]| self.param_mode(name))
+        params::mask_urls_in_text(text, &|name: &[u8]| self.param_mode(name, false))
     }
 
     /// How a parameter named `raw` (as written) is recorded: compared percent-decoded,
     /// trimmed and case-insensitively, then by its innermost key (`user[password]`), then
-    /// by `*`.
-    fn param_mode(&self, raw: &[u8]) -> Mode {
+    /// by `*`. For form fields (`json_fields`), the JSON fields count as masked names too.
+    fn param_mode(&self, raw: &[u8], json_fields: bool) -> Mode {
         let decoded = params::percent_decoded(raw);
         let name = decoded.trim_ascii();
         let inner = params::innermost(name);
+        if json_fields && (self.is_json_field(name) || inner.is_some_and(|n| self.is_json_field(n))) {
+            return Mode::Mask;
+        }
         self.query_rule(name)
             .or_else(|| inner.and_then(|n| self.query_rule(n)).filter(|m| *m != Mode::None))
             .or_else(|| self.query.iter().find(|(n, _)| n == "*").map(|(_, m)| *m))
@@ -194,6 +209,54 @@ impl Masking {
     /// Whether captured JSON bodies need field masking.
     pub fn masks_json_fields(&self) -> bool {
         !self.json_fields.is_empty()
+    }
+
+    /// Whether masking has anything to look for in bodies. When not (no defaults, no
+    /// parameter rules, no JSON fields: masking is off), bodies are captured as they are.
+    pub fn inspects_bodies(&self) -> bool {
+        self.masks_params || !self.json_fields.is_empty()
+    }
+
+    /// What may be captured of a body prefix whose message declared `content_type` and
+    /// `content_encoding`: form bodies masked by the parameter rules and JSON fields, other
+    /// text by the JSON fields and the parameter rules for URLs in it; nothing, and why,
+    /// when masking cannot read it.
+    pub fn body<'a>(
+        &self,
+        bytes: &'a [u8],
+        content_type: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+    ) -> BodyView<'a> {
+        if !self.inspects_bodies() {
+            return BodyView::Capture(Cow::Borrowed(bytes));
+        }
+        match body::grammar(bytes, content_type, content_encoding) {
+            Err(why) => BodyView::Withheld(why),
+            Ok(body::Grammar::Form) => BodyView::Capture(self.form_body(bytes)),
+            Ok(body::Grammar::Text) => BodyView::Capture(self.text_body(bytes)),
+        }
+    }
+
+    /// A form body: every field, as a query parameter or a JSON field.
+    fn form_body<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+        match params::mask_region(body, &|name: &[u8]| self.param_mode(name, true)) {
+            Some(masked) => Cow::Owned(masked),
+            None => Cow::Borrowed(body),
+        }
+    }
+
+    /// A text body: JSON fields, then URLs.
+    fn text_body<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+        match self.json_body(body) {
+            Cow::Borrowed(b) => self.urls_in_text(b),
+            Cow::Owned(o) => {
+                let urls = match self.urls_in_text(&o) {
+                    Cow::Owned(masked) => Some(masked),
+                    Cow::Borrowed(_) => None,
+                };
+                Cow::Owned(urls.unwrap_or(o))
+            }
+        }
     }
 
     /// Masks the values of the configured JSON keys in a (possibly cut) JSON text.
@@ -291,6 +354,13 @@ mod tests {
         // Garbage never panics.
         for junk in [&b"\"\"\"::"[..], b"\"password\":", b"\"password\":{[[", b"\\", b"\"a\\"] {
             let _ = m.json_body(junk);
+        }
+    }
+
+    fn body(m: &Masking, body: &str, content_type: &str) -> String {
+        match m.body(body.as_bytes(), Some(content_type.as_bytes()), None) {
+            BodyView::Capture(c) => s(c),
+            BodyView::Withheld(why) => format!("withheld: {why}"),
         }
     }
 
@@ -439,6 +509,73 @@ mod tests {
     }
 
     #[test]
+    fn form_fields_are_masked_by_the_query_rules_and_json_fields() {
+        let m = Masking::new(true, vec![], vec![("debug".into(), Mode::Hide)], vec!["card".into()]);
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(
+            body(
+                &m,
+                "grant_type=password&username=ada&password=p&client_secret=s&CARD=4111&debug=1&code=c",
+                form
+            ),
+            "grant_type=password&username=ada&password=***&client_secret=***&CARD=***&code=***"
+        );
+        assert_eq!(
+            body(&m, "pass%77ord=p;Client%5FSecret=s&user%5Bpassword%5D=q&x=1", form),
+            "pass%77ord=***;Client%5FSecret=***&user%5Bpassword%5D=***&x=1"
+        );
+        assert_eq!(
+            body(&m, "user=ada&password=hunt", form),
+            "user=ada&password=***",
+            "cut mid-value"
+        );
+        let all = Masking::new(
+            false,
+            vec![],
+            vec![("*".into(), Mode::Mask), ("user".into(), Mode::None)],
+            vec![],
+        );
+        assert_eq!(body(&all, "user=ada&pin=1234", form), "user=ada&pin=***");
+    }
+
+    #[test]
+    fn what_masking_cannot_read_is_withheld() {
+        let m = Masking::default();
+        let v = |bytes: &[u8], ct: Option<&str>, enc: Option<&str>| match m.body(
+            bytes,
+            ct.map(str::as_bytes),
+            enc.map(str::as_bytes),
+        ) {
+            BodyView::Capture(c) => format!("captured {}", String::from_utf8_lossy(&c)),
+            BodyView::Withheld(why) => why.to_string(),
+        };
+        assert_eq!(v(b"{}", Some("application/json"), Some("gzip")), "compressed");
+        assert_eq!(v(b"{}", None, Some("br")), "compressed");
+        assert_eq!(v(&[0x1f, 0x8b, 0x08], Some("application/json"), None), "binary");
+        assert_eq!(v(b"\0\0\0\0\x05hello", Some("application/grpc"), None), "binary");
+        assert_eq!(v(b"\x0a\x05hello", Some("application/x-protobuf"), None), "binary");
+        assert_eq!(
+            v(
+                b"--b\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\np\r\n--b--",
+                Some("multipart/form-data; boundary=b"),
+                None
+            ),
+            "multipart"
+        );
+        assert_eq!(v(b"plain words", Some("text/plain"), None), "captured plain words");
+        assert_eq!(v(b"see /cb?token=t", None, None), "captured see /cb?token=***");
+        // Nothing to look for: masking is off, bodies are captured as they are.
+        let off = Masking::new(false, vec![], vec![], vec![]);
+        assert!(matches!(
+            off.body(&[0x1f, 0x8b], None, Some(b"gzip")),
+            BodyView::Capture(Cow::Borrowed(_))
+        ));
+        assert!(!off.inspects_bodies());
+        assert!(Masking::new(false, vec![], vec![], vec!["pin".into()]).inspects_bodies());
+        assert!(m.inspects_bodies());
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let m = Masking::new(true, vec![], vec![("*".into(), Mode::Hide)], vec!["password".into()]);
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -454,6 +591,9 @@ mod tests {
             let _ = m.path_and_query(&bytes);
             let _ = m.header_value(b"referer", &bytes);
             let _ = m.json_body(&bytes);
+            for ct in ["application/json", "application/x-www-form-urlencoded", "text/plain"] {
+                let _ = m.body(&bytes, Some(ct.as_bytes()), None);
+            }
         }
     }
 }

@@ -144,17 +144,16 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>, back
             b,
             cap.backend_request.body_bytes,
             oc.request_body_bytes,
-            sent.get(b"content-encoding"),
+            Some(sent),
         );
     }
     if let Some(b) = facts.response_body {
-        let enc = facts.backend_response_headers.and_then(|h| h.get(b"content-encoding"));
         w.body(
             "Response",
             b,
             cap.backend_response.body_bytes,
             oc.response_body_bytes,
-            enc,
+            facts.backend_response_headers,
         );
     }
 }

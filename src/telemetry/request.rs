@@ -120,23 +120,21 @@ fn write_capture(w: &mut crate::capture::Writer<'_, '_>, facts: &Facts<'_>) {
         w.headers("Response", &cap.frontend_response.headers, h);
     }
     if let Some(b) = facts.request_body {
-        let enc = request_headers.get(b"content-encoding");
         w.body(
             "Request",
             b,
             cap.frontend_request.body_bytes,
             oc.request_body_bytes,
-            enc,
+            Some(request_headers),
         );
     }
     if let Some(b) = facts.response_body {
-        let enc = facts.response_headers.and_then(|h| h.get(b"content-encoding"));
         w.body(
             "Response",
             b,
             cap.frontend_response.body_bytes,
             oc.response_body_bytes,
-            enc,
+            facts.response_headers,
         );
     }
 }
