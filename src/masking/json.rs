@@ -5,7 +5,6 @@
 //! `PASSWORD`: case-insensitive binders such as ASP.NET Core's read them as the same
 //! field).
 
-use super::params::find_any;
 use super::Edits;
 use std::borrow::Cow;
 
@@ -23,9 +22,12 @@ pub(super) fn mask_fields<'a>(body: &'a [u8], is_secret: &impl Fn(&[u8]) -> bool
 fn mask_nested<'a>(body: &'a [u8], is_secret: &impl Fn(&[u8]) -> bool, depth: u8) -> Cow<'a, [u8]> {
     let mut edits = Edits::new(body);
     let mut i = 0;
-    while let Some(at) = body.get(i..).and_then(|rest| find_any(rest, *b"\"")) {
-        i += at;
-        let end = string_end(body, i);
+    while let Some(&c) = body.get(i) {
+        if c != b'"' {
+            i += 1;
+            continue;
+        }
+        let (end, escaped) = string_span(body, i);
         // The contents end before the closing quote (at the end of input when cut).
         let close = if end > i + 1 && body.get(end - 1) == Some(&b'"') {
             end - 1
@@ -34,14 +36,22 @@ fn mask_nested<'a>(body: &'a [u8], is_secret: &impl Fn(&[u8]) -> bool, depth: u8
         };
         let contents = body.get(i + 1..close).unwrap_or_default();
         let after = skip_ws(body, end);
-        if body.get(after) == Some(&b':') && is_secret(&decoded(contents)) {
+        let key = || {
+            if escaped {
+                decoded(contents)
+            } else {
+                Cow::Borrowed(contents)
+            }
+        };
+        if body.get(after) == Some(&b':') && is_secret(&key()) {
             let start = skip_ws(body, after + 1);
             let stop = value_end(body, start);
             edits.replace(start..stop, b"\"***\"");
             i = stop;
             continue;
         }
-        if let Some(inner) = nested(contents, is_secret, depth) {
+        // Only a string with escapes can hold JSON text (its quotes are escaped).
+        if let Some(inner) = escaped.then(|| nested(contents, is_secret, depth)).flatten() {
             edits.replace(i + 1..close, &inner);
         }
         i = end;
@@ -132,15 +142,25 @@ fn hex4(raw: &[u8], at: usize) -> Option<u32> {
 
 /// Index just past the string starting at `start` (a `"`), or the end of input.
 fn string_end(body: &[u8], start: usize) -> usize {
+    string_span(body, start).0
+}
+
+/// [`string_end`], and whether the string holds an escape.
+fn string_span(body: &[u8], start: usize) -> (usize, bool) {
     let mut i = start + 1;
-    while let Some(at) = body.get(i..).and_then(|rest| find_any(rest, *b"\\\"")) {
-        i += at;
-        match body.get(i) {
-            Some(b'\\') => i += 2,
-            _ => return i + 1,
+    let mut escaped = false;
+    // Byte by byte: JSON strings are short, a word-at-a-time scan would not pay its setup.
+    while let Some(&c) = body.get(i) {
+        match c {
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            b'"' => return (i + 1, escaped),
+            _ => i += 1,
         }
     }
-    body.len()
+    (body.len(), escaped)
 }
 
 fn skip_ws(body: &[u8], mut i: usize) -> usize {

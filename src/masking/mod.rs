@@ -43,10 +43,12 @@ pub enum Mode {
 pub struct Masking {
     /// Whether the defaults apply (also to header names that say they carry a credential).
     defaults: bool,
-    /// (lowercase header name, mode)
+    /// (lowercase header name, mode), sorted by name.
     headers: Vec<(String, Mode)>,
-    /// (lowercase parameter name or `*`, mode)
+    /// (lowercase parameter name, mode), sorted by name.
     query: Vec<(String, Mode)>,
+    /// The `*` rule: how parameters no rule names are recorded.
+    any_param: Option<Mode>,
     /// Lowercase JSON keys (and form fields) whose values are masked in captured bodies.
     json_fields: Vec<String>,
     /// Whether any query rule masks or hides: else URLs and bodies need no parameter scan.
@@ -97,6 +99,30 @@ impl<'a> Edits<'a> {
     }
 }
 
+/// The order rules are kept in: by length, then by name (`name`'s ASCII case ignored, rule
+/// names are lowercase). Most comparisons end at the length, with no byte compared.
+fn by_length_then_name(rule: &str, name: &[u8]) -> std::cmp::Ordering {
+    let lower = name.iter().map(u8::to_ascii_lowercase);
+    rule.len().cmp(&name.len()).then_with(|| rule.bytes().cmp(lower))
+}
+
+/// Sorts rules once per configuration, for the binary search every header and parameter
+/// lookup makes. An insertion sort: a few dozen rules, and the standard library's sorts
+/// would add about 10 KB to the module.
+fn sort_rules(rules: &mut [(String, Mode)]) {
+    for i in 1..rules.len() {
+        let mut j = i;
+        let out_of_order = |r: &[(String, Mode)], j: usize| match (r.get(j - 1), r.get(j)) {
+            (Some(a), Some(b)) => by_length_then_name(&a.0, b.0.as_bytes()).is_gt(),
+            _ => false,
+        };
+        while j > 0 && out_of_order(rules, j) {
+            rules.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 impl Default for Masking {
     /// The private-by-default rules.
     fn default() -> Self {
@@ -122,13 +148,17 @@ impl Masking {
                 rules.retain(|(n, _)| *n != name);
                 rules.push((name, mode));
             }
+            sort_rules(&mut rules);
             rules
         };
-        let query = with_defaults(DEFAULT_QUERY_PARAMS, query);
+        let mut query = with_defaults(DEFAULT_QUERY_PARAMS, query);
+        let any_param = query.iter().find(|(n, _)| n == "*").map(|(_, m)| *m);
+        query.retain(|(n, _)| n != "*");
         Masking {
             defaults,
             headers: with_defaults(DEFAULT_HEADERS, headers),
-            masks_params: query.iter().any(|(_, m)| *m != Mode::None),
+            masks_params: any_param.is_some_and(|m| m != Mode::None) || query.iter().any(|(_, m)| *m != Mode::None),
+            any_param,
             query,
             json_fields: json_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
         }
@@ -137,10 +167,10 @@ impl Masking {
     /// How the header `name` (lowercase, as Envoy stores names) is recorded: as configured
     /// or listed, else masked when its name says it carries a credential (with the defaults).
     pub fn header(&self, name: &[u8]) -> Mode {
-        match self.headers.iter().find(|(n, _)| n.as_bytes() == name) {
-            Some((_, mode)) => *mode,
-            None if self.defaults && defaults::names_a_credential(name) => Mode::Mask,
-            None => Mode::None,
+        match self.headers.binary_search_by(|(n, _)| by_length_then_name(n, name)) {
+            Ok(i) => self.headers.get(i).map_or(Mode::None, |(_, mode)| *mode),
+            Err(_) if self.defaults && defaults::names_a_credential(name) => Mode::Mask,
+            Err(_) => Mode::None,
         }
     }
 
@@ -190,16 +220,17 @@ impl Masking {
         }
         self.query_rule(name)
             .or_else(|| inner.and_then(|n| self.query_rule(n)).filter(|m| *m != Mode::None))
-            .or_else(|| self.query.iter().find(|(n, _)| n == "*").map(|(_, m)| *m))
+            .or(self.any_param)
             .unwrap_or(Mode::None)
     }
 
-    /// The rule for parameter `name`, if one names it.
+    /// The rule for parameter `name` (any case), if one names it.
     fn query_rule(&self, name: &[u8]) -> Option<Mode> {
-        self.query
-            .iter()
-            .find(|(n, _)| n != "*" && n.as_bytes().eq_ignore_ascii_case(name))
-            .map(|(_, m)| *m)
+        let i = self
+            .query
+            .binary_search_by(|(n, _)| by_length_then_name(n, name))
+            .ok()?;
+        self.query.get(i).map(|(_, m)| *m)
     }
 
     fn is_json_field(&self, name: &[u8]) -> bool {
@@ -394,6 +425,17 @@ mod tests {
             "keep-alive",
         ] {
             assert_eq!(m.header(name.as_bytes()), Mode::None, "{name}");
+        }
+        assert_eq!(m.header(b"X-Goog-Api-Key"), Mode::Mask, "any case");
+        for name in DEFAULT_HEADERS {
+            assert_eq!(
+                m.header(name.as_bytes()),
+                Mode::Mask,
+                "{name}: every listed header is found"
+            );
+        }
+        for name in DEFAULT_QUERY_PARAMS {
+            assert_eq!(m.param_mode(name.as_bytes(), false), Mode::Mask, "{name}");
         }
         let exempt = Masking::new(true, vec![("x-csrf-token".into(), Mode::None)], vec![], vec![]);
         assert_eq!(exempt.header(b"x-csrf-token"), Mode::None, "configuration wins");
