@@ -32,6 +32,8 @@ extern "C" {
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_done() -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -142,14 +144,20 @@ impl Host for Envoy {
     }
 
     fn now_nanos(&mut self) -> u64 {
-        proxy_wasm::hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
+        let mut nanos: u64 = 0;
+        // SAFETY: the pointer is valid for the call. (The SDK's wrapper panics on a status it
+        // does not expect.)
+        let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+        if status == STATUS_OK {
+            nanos
+        } else {
+            0
+        }
     }
 
     fn dispatch(&mut self, callout: &Callout<'_>) -> Result<CalloutId, String> {
+        // Through the SDK, which must register the callout to route its answer here (its
+        // wrapper panics only on a status the ABI does not define for this call).
         let headers: Vec<(&str, &str)> = callout.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let body = if callout.body.is_empty() {
             None
@@ -157,8 +165,17 @@ impl Host for Envoy {
             Some(&callout.body[..])
         };
         let timeout = Duration::from_millis(callout.timeout_ms);
-        proxy_wasm::hostcalls::dispatch_http_call(callout.cluster, headers, body, Vec::new(), timeout)
-            .map_err(|status| format!("Envoy refused the callout ({status:?}: unknown cluster or no healthy host)"))
+        let cluster = callout.cluster;
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, body, Vec::new(), timeout).map_err(|status| {
+            match status {
+                // What Envoy 1.40 answers for a cluster it does not have (seen in the tests).
+                proxy_wasm::types::Status::InternalFailure => format!(
+                    "Envoy has no cluster named {cluster}, or none of its hosts is up (define the cluster, \
+                     or name one that reaches the ingestion endpoint)"
+                ),
+                other => format!("Envoy refused the callout ({other:?})"),
+            }
+        })
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
@@ -178,7 +195,12 @@ impl Host for Envoy {
     }
 
     fn set_tick_period(&mut self, millis: u64) -> Result<(), String> {
-        proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(millis)).map_err(|s| format!("{s:?}"))
+        let millis = u32::try_from(millis).unwrap_or(u32::MAX);
+        // SAFETY: a plain value.
+        match unsafe { proxy_set_tick_period_milliseconds(millis) } {
+            STATUS_OK => Ok(()),
+            status => Err(format!("status {status}")),
+        }
     }
 
     fn done(&mut self) {

@@ -273,6 +273,10 @@ fn a_wrong_ingestion_cluster_never_affects_traffic_and_is_logged() {
         "{line}"
     );
     assert!(line.contains("appinsights["), "{line}");
+    assert!(
+        line.contains("Envoy has no cluster named no_such_cluster"),
+        "says what is wrong: {line}"
+    );
     assert_eq!(stack.backend.requests().len(), 20);
     // One warning per 10 s, not one per batch.
     assert_eq!(log.matches("could not send").count(), 1, "rate-limited; log:\n{log}");
