@@ -80,6 +80,10 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
 }
 
 /// Appends one Trace envelope for `rule` (traces are never sampled: `sampleRate` 100).
+/// The message of a trace whose template rendered to nothing (an absent header, say): the
+/// service refuses an empty `message`.
+pub const EMPTY_MESSAGE: &[u8] = b"(empty)";
+
 pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, rule: &TraceRule) {
     let oc = facts.outcome;
     let head = Head {
@@ -91,11 +95,12 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, rule: &TraceRul
     envelope::begin(out, who, facts, &head);
     out.push(b',');
     push_key(out, "message");
-    push_bytes(
-        out,
-        &render(&rule.message, facts),
-        if facts.lean { 4096 } else { MAX_MESSAGE },
-    );
+    let mut message = render(&rule.message, facts);
+    if message.iter().all(u8::is_ascii_whitespace) {
+        // The service refuses an empty message; say that the template rendered to nothing.
+        message = EMPTY_MESSAGE.to_vec();
+    }
+    push_bytes(out, &message, if facts.lean { 4096 } else { MAX_MESSAGE });
     out.push(b',');
     push_key(out, "severityLevel");
     push_str(out, rule.severity.level_name(), 16);
@@ -139,6 +144,15 @@ mod tests {
             (":path", b"/orders/7?x=1"),
             ("x-tenant", b"contoso"),
         ])
+    }
+
+    #[test]
+    fn a_template_that_renders_to_nothing_still_makes_a_valid_message() {
+        let r = rule(Conditions::default(), "{request.header.absent}");
+        let (fe, oc, op) = (fe(), outcome(), op());
+        let f = facts(&fe, &oc, &op, b"GET /orders/7");
+        let v = crate::telemetry::request::tests::render(|out, who| write(out, who, &f, &r));
+        assert_eq!(v["data"]["baseData"]["message"], "(empty)");
     }
 
     #[test]

@@ -356,6 +356,19 @@ fn trace_rules_emit_unsampled_messages_filtered_by_verbosity() {
 }
 
 #[test]
+fn a_trace_whose_template_renders_to_nothing_is_still_a_valid_item() {
+    // The service refuses an empty message (settled() fails on any schema rejection).
+    let s = start(
+        json!({"diagnostic": {"sampling_percentage": 0, "always_log_errors": false,
+                              "traces": [{"severity": "information", "message": "{request.header.x-absent}"}]}}),
+        &[],
+    );
+    http::request(s.envoy.listener, "GET", "/anything", &[], b"").unwrap();
+    let items = settled(&s.ingest, 1);
+    assert_eq!(items[0]["data"]["baseData"]["message"], "(empty)");
+}
+
+#[test]
 fn verbosity_error_logs_only_failed_requests() {
     let s = start(json!({"diagnostic": {"verbosity": "error"}}), &[]);
     http::request(s.envoy.listener, "GET", "/fine", &[], b"").unwrap();
