@@ -882,3 +882,51 @@ fn a_redirect_to_another_host_goes_through_a_forward_proxy_cluster() {
         s.envoy.log()
     );
 }
+
+/// The issue-11 soak, run by hand (`cargo test -p harness --test delivery soak -- --ignored
+/// --nocapture`): 5 minutes at ~400 requests/s, ingestion alternating 30 s up / 30 s down
+/// (503), default delivery settings. Prints what was delivered against what the buffer can
+/// hold: during a down window the 8 MiB buffer holds only part of what arrives.
+#[test]
+#[ignore]
+fn soak_a_service_flapping_every_thirty_seconds_for_five_minutes() {
+    let s = start(json!({"delivery": {"flush_interval_ms": 1000}}), &[]);
+    let traffic: Vec<Traffic> = (0..4).map(|_| Traffic::start(s.envoy.listener, 100)).collect();
+    let started = Instant::now();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(30));
+        s.ingest.set_fault(Fault::Status {
+            code: 503,
+            retry_after: None,
+        });
+        std::thread::sleep(Duration::from_secs(30));
+        s.ingest.set_fault(Fault::None);
+    }
+    let sent: usize = traffic.into_iter().map(Traffic::stop).sum();
+    let elapsed = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(20));
+    let st = envoy_stats(&s.envoy, "appinsights.main.");
+    assert_every_item_accounted(&st);
+    let (created, accepted) = (
+        st["appinsights.main.items_created"],
+        st["appinsights.main.items_accepted"],
+    );
+    let per_item = st["appinsights.main.bytes_sent"] as f64; // gzip; the buffer counts plain bytes
+    let plain_item = s.ingest.requests().iter().map(|r| r.body.len()).sum::<usize>() as f64
+        / s.ingest
+            .requests()
+            .iter()
+            .map(|r| lines(&r.body).len())
+            .sum::<usize>()
+            .max(1) as f64;
+    let rate = created as f64 / elapsed;
+    // Up windows deliver everything; each down window delivers at most what the buffer holds.
+    let per_down = (rate * 30.0).min(8_388_608.0 / plain_item);
+    let theoretical = (rate * 30.0 * 5.0 + per_down * 5.0) / created as f64;
+    println!(
+        "soak: {sent} requests in {elapsed:.0} s, {created} items ({rate:.0}/s, {plain_item:.0} B each), \
+         {accepted} accepted = {:.1}%, theoretical maximum {:.1}% ({per_item:.0} wire bytes); {st:?}",
+        100.0 * accepted as f64 / created as f64,
+        100.0 * theoretical.min(1.0)
+    );
+}
