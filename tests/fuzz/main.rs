@@ -1,5 +1,6 @@
-//! Seeded, bounded fuzzing of what the filter reads from outside (issue 11): the plugin
-//! configuration, connection strings and the caller's correlation headers.
+//! Seeded, bounded fuzzing of everything the filter reads from outside (issue 11): the
+//! plugin configuration, connection strings, the caller's correlation headers, trace rules
+//! rendered over whole exchanges, and the ingestion service's answers.
 //!
 //! No fuzzing crate: a SplitMix64 generator drives structure-aware mutators that start from
 //! valid inputs (the README's example configuration, real connection strings, valid
@@ -34,19 +35,37 @@
 //!   back to themselves; errors repeat no key; a configuration agrees with the parser;
 //! - [`correlation`]: `traceparent`, `Request-Id`, `Request-Context` (and duplicates) read
 //!   directly and through the pipeline: ids valid for their protocol, headers sent upstream
-//!   that parse back.
+//!   that parse back;
+//! - [`exchanges`]: random trace rules, captures and masking over random exchanges (empty,
+//!   huge, non-UTF-8 requests; odd statuses and attributes; corrupt header maps) through
+//!   the real callbacks; every item that reaches the service is checked ([`items`]), and
+//!   no secret the default masking covers reaches it;
+//! - [`outbox`] and [`plugin`]: random answers ([`answers`]: statuses, `Retry-After`,
+//!   TrackResponse bodies, tokens) to an `Outbox` and to the root context: the accounting
+//!   of every item and the memory budget hold at every step.
 //!
 //! A property broken on main as of 3f2f3f8 has a test of its own, documented with the
 //! cause, so that the other properties keep guarding CI until it is fixed:
-//! `correlation_request_ids_keep_their_root`.
+//! `exchanges_never_write_an_empty_trace_message`,
+//! `exchanges_never_send_a_secret_masked_by_default`,
+//! `correlation_request_ids_keep_their_root` and
+//! `ingestion_answers_keep_items_created_balanced`. (`ingestion_answers` also fails on main:
+//! a `Retry-After` date with a huge year overflows in `delivery/backoff.rs`.)
 //!
-//! [`runner`] has the generator and the runner, [`mutate`] the mutators.
+//! [`runner`] has the generator and the runner, [`mutate`] the mutators, [`envoy`] the host
+//! the exchanges run on.
 
 // clippy.toml lets `#[test]` functions unwrap; this crate's helpers are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod answers;
 mod configuration;
 mod connection_strings;
 mod correlation;
+mod envoy;
+mod exchanges;
+mod items;
 mod mutate;
+mod outbox;
+mod plugin;
 mod runner;
