@@ -92,7 +92,7 @@ const GLUE: &[&str] = &[" failed: ", "{{", "}}", " ", "é", "\"q\"", "\t"];
 
 /// A trace template: placeholders (known ones, headers, now and then with spaces) and
 /// text with its braces doubled, empty now and then.
-fn template(rng: &mut Rng) -> String {
+pub fn template(rng: &mut Rng) -> String {
     let mut t = String::new();
     for _ in 0..rng.upto(5) {
         match rng.below(5) {

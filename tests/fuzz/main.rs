@@ -36,6 +36,8 @@
 //! - [`correlation`]: `traceparent`, `Request-Id`, `Request-Context` (and duplicates) read
 //!   directly and through the pipeline: ids valid for their protocol, headers sent upstream
 //!   that parse back;
+//! - [`templates`]: trace templates parsed on their own: what parses prints back to
+//!   itself, errors are one line;
 //! - [`exchanges`]: random trace rules, captures and masking over random exchanges (empty,
 //!   huge, non-UTF-8 requests; odd statuses and attributes; corrupt header maps) through
 //!   the real callbacks; every item that reaches the service is checked ([`items`]), and
@@ -69,3 +71,4 @@ mod mutate;
 mod outbox;
 mod plugin;
 mod runner;
+mod templates;
