@@ -191,10 +191,11 @@ pub fn parse_request_id(value: &[u8]) -> Option<Caller> {
     if !value.iter().all(allowed) {
         return None;
     }
-    let root = match value.strip_prefix(b"|") {
-        Some(rest) => rest.split(|&b| b == b'.').next().unwrap_or_default(),
-        None => value,
-    };
+    // The root is what comes before the first '.', without a leading '|', for flat ids too
+    // (.NET's Activity.GetRootId): the id the backend gets, `|<root>.<span>.`, then has
+    // the same root, so its telemetry joins the same operation.
+    let unmarked = value.strip_prefix(b"|").unwrap_or(value);
+    let root = unmarked.split(|&b| b == b'.').next().unwrap_or_default();
     let operation_id = IdText::new(root)?;
     // The parent is the caller's id; ids beyond the schema's 128 are cut (they could not
     // be matched exactly anyway, and the cut never reaches the backend).
@@ -283,6 +284,16 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn a_flat_request_id_with_dots_keeps_the_root_before_the_first_dot() {
+        // .NET's Activity.GetRootId: the root ends at the first '.', with or without '|'.
+        let c = parse_request_id(b"abc.def").unwrap();
+        assert_eq!(c.operation_id.as_str(), "abc");
+        assert_eq!(c.parent_id.as_str(), "abc.def");
+        assert_eq!(parse_request_id(b"|abc.def.").unwrap().operation_id.as_str(), "abc");
+        assert_eq!(parse_request_id(b"plain").unwrap().operation_id.as_str(), "plain");
     }
 
     #[test]

@@ -527,6 +527,10 @@ mod tests {
             error_of(two),
             "delivery.max_buffer_bytes: 2 loggers times this exceed the 256 MiB that telemetry may use in one VM; lower it"
         );
+        assert!(
+            base(json!({"": 1})).starts_with("\"\": unknown field; allowed here:"),
+            "an empty key is shown as such"
+        );
         assert_eq!(base(json!({"cloud_role": " "})), "cloud_role: must not be empty");
         assert_eq!(
             base(json!({"cloud_role": "r".repeat(257)})),

@@ -25,7 +25,12 @@ impl<'a> Fields<'a> {
             map,
         };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(err(fields.path(&excerpt(unknown)), Problem::UnknownField { allowed }));
+            let shown = if unknown.is_empty() {
+                "\"\"".to_string()
+            } else {
+                excerpt(unknown)
+            };
+            return Err(err(fields.path(&shown), Problem::UnknownField { allowed }));
         }
         Ok(fields)
     }

@@ -144,7 +144,17 @@ impl Template {
                     literal.push('}');
                 }
                 '{' => {
-                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let mut closed = false;
+                    let name: String = chars
+                        .by_ref()
+                        .take_while(|&c| {
+                            closed = c == '}';
+                            !closed
+                        })
+                        .collect();
+                    if !closed {
+                        return Err(format!("an unterminated placeholder {{{}", excerpt(&name)));
+                    }
                     let field = field_of(name.trim())
                         .ok_or_else(|| format!("unknown placeholder {{{}}}; known: {PLACEHOLDERS}", excerpt(&name)))?;
                     if !literal.is_empty() {
@@ -363,6 +373,15 @@ fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_unterminated_placeholder_is_an_error() {
+        assert_eq!(
+            Template::parse("{request.method").unwrap_err(),
+            "an unterminated placeholder {request.method"
+        );
+        assert!(Template::parse("{request.method}").is_ok());
+    }
 
     #[test]
     fn templates_split_into_text_and_fields() {

@@ -66,7 +66,13 @@ fn http_date_unix_secs(value: &str) -> Option<u64> {
     let year: u64 = parts.next()?.parse().ok()?;
     let mut hms = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
+    if parts.next()? != "GMT"
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
+        || !(1970..=9999).contains(&year)
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
@@ -88,6 +94,15 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn absurd_years_in_retry_after_are_not_dates() {
+        assert_eq!(
+            retry_after_nanos("Mon, 1 Feb 18446744073709551615 08:49:37 GMT", 0),
+            None
+        );
+        assert_eq!(retry_after_nanos("Mon, 1 Feb 10000 08:49:37 GMT", 0), None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {

@@ -127,6 +127,7 @@ impl Outbox {
     /// is written again with `write(out, true)` (lean: without optional content), and
     /// dropped (and counted) only if still too large.
     pub fn add_or_trim(&mut self, now: u64, write: impl Fn(&mut Vec<u8>, bool)) -> Added {
+        self.stats.items_created += 1;
         // Room for the item is claimed first: when the VM has no memory left, an item is
         // dropped and counted, not the VM.
         if self.open.body.try_reserve(ITEM_HEADROOM).is_err() {
@@ -153,7 +154,6 @@ impl Outbox {
             return Added::DroppedBufferFull;
         }
         self.buffered_bytes += len;
-        self.stats.items_queued += 1;
         if self.open.items > 0 && self.open.body.len() > self.limits.max_batch_bytes as usize {
             // The new item does not fit: it starts the next batch.
             let tail = self.open.body.split_off(start);
@@ -644,6 +644,28 @@ mod tests {
     }
 
     #[test]
+    fn an_item_dropped_on_arrival_was_created_too() {
+        let mut o = Outbox::new(Delivery {
+            max_batch_bytes: 1024,
+            max_buffer_bytes: 1024,
+            ..limits()
+        });
+        for _ in 0..3 {
+            o.add(0, item(300));
+        }
+        let b = o.next_due(0, true).unwrap();
+        o.sent(1, b, 100);
+        assert_eq!(
+            o.add(0, item(300)),
+            Added::DroppedBufferFull,
+            "no room: the rest is in flight"
+        );
+        let s = o.stats;
+        assert_eq!(s.items_created, 4);
+        assert_eq!(s.items_created, s.dropped_buffer_full + o.buffered_items(), "{s:?}");
+    }
+
+    #[test]
     fn while_failing_one_batch_probes_and_success_releases_the_rest() {
         let mut o = Outbox::new(Delivery {
             max_batch_items: 1,
@@ -846,7 +868,7 @@ mod tests {
         let s = o.stats;
         assert_eq!(
             (
-                s.items_queued,
+                s.items_created,
                 s.items_sent,
                 s.items_accepted,
                 s.batches_sent,

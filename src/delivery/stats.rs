@@ -5,8 +5,9 @@
 /// Counters of what happened to items, per outbox (the source of the Envoy stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Items serialized and queued.
-    pub items_queued: u64,
+    /// Items written for this logger, queued or not: each ends accepted or in exactly one
+    /// `dropped_*` counter once it is no longer buffered.
+    pub items_created: u64,
     /// Items handed to Envoy in a callout (retries count again).
     pub items_sent: u64,
     /// Items the service stored.

@@ -42,7 +42,7 @@ impl Pipeline {
             let st = s.outbox.stats;
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
             let counters = [
-                ("items_created", st.items_queued),
+                ("items_created", st.items_created),
                 ("items_sent", st.items_sent),
                 ("items_accepted", st.items_accepted),
                 ("items_retried", st.items_retried),

@@ -36,7 +36,8 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, kind: &FailureK
     push_str(out, &message, if facts.lean { 1024 } else { MAX_MESSAGE });
     out.extend_from_slice(b",\"hasFullStack\":false,");
     push_key(out, "stack");
-    push_str(out, &format!("{}\n   at {where_}", kind.type_name), MAX_MESSAGE);
+    let stack_limit = if facts.lean { 1024 } else { MAX_MESSAGE };
+    push_str(out, &format!("{}\n   at {where_}", kind.type_name), stack_limit);
     out.extend_from_slice(b"}],\"severityLevel\":\"Error\",");
     push_key(out, "problemId");
     push_str(out, &format!("{} at {where_}", kind.type_name), limits::NAME);
@@ -45,7 +46,9 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, kind: &FailureK
     if !fe.request_id().is_empty() {
         p.string("Request Id", fe.request_id());
     }
-    p.string("HTTP Method", fe.method());
+    if !fe.method().is_empty() {
+        p.string("HTTP Method", fe.method());
+    }
     p.string("Response Code", oc.response_code.to_string().as_bytes());
     let flag_names = flags::short_names(oc.response_flags);
     if !flag_names.is_empty() {
@@ -81,6 +84,25 @@ mod tests {
     use crate::exchange::Outcome;
     use crate::telemetry::request::tests::{facts, op, outcome, render, standard_frontend};
     use crate::telemetry::ApiNames;
+
+    #[test]
+    fn a_lean_exception_fits_the_service_limit_whatever_the_route_is_called() {
+        // A route name of escaped quotes: 33,000 of them are 66,000 bytes of JSON each time
+        // they appear (stack, problem id).
+        let (fe, op) = (standard_frontend(), op());
+        let oc = Outcome {
+            response_code: 503,
+            ..outcome()
+        };
+        let kind = failure::classify(&oc).unwrap();
+        let route = "\"".repeat(33_000).into_bytes();
+        let mut f = facts(&fe, &oc, &op, b"POST /orders");
+        f.route_name = &route;
+        f.lean = true;
+        let mut out = Vec::new();
+        write(&mut out, &crate::telemetry::Sender::new("k", "r", "i"), &f, &kind);
+        assert!(out.len() <= crate::telemetry::limits::ITEM_BYTES, "{} bytes", out.len());
+    }
 
     #[test]
     fn exception_names_the_kind_what_happened_and_where() {

@@ -304,7 +304,7 @@ impl OutboxModel {
         );
         f.check(
             ITEMS_CREATED_BALANCE,
-            s.items_queued == s.items_accepted + dropped + buffered,
+            s.items_created == s.items_accepted + dropped + buffered,
             || format!("{when}: buffered {buffered}, {s:?}"),
         );
         f.check(

@@ -277,7 +277,7 @@ fn ingestion_answers_through_the_plugin() {
 /// Broken on main as of 3f2f3f8: an item dropped as it arrives — the memory budget is full
 /// of batches in flight and the open batch, or it is over 64 KB even written lean — is
 /// counted in `items_dropped_buffer_full` / `items_dropped_too_large` but never in
-/// `items_created` (`delivery/mod.rs`, `Outbox::add_or_trim`: `items_queued` counts only
+/// `items_created` (`delivery/mod.rs`, `Outbox::add_or_trim`: `items_created` counts only
 /// queued items), so accepted + dropped + buffered exceeds created: in the `Outbox`'s stats,
 /// in Envoy's after answers ([`check_stats`]), and after whole exchanges (an Exception
 /// whose `stack` names a long route or cluster is over 64 KB even lean).
