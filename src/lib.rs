@@ -18,7 +18,7 @@
 //! - [`telemetry`]: envelopes written straight into batch buffers (one module per item
 //!   type, kinds of failure in [`telemetry::failure`]);
 //! - [`delivery`]: the per-logger [`delivery::Outbox`] (batching, retry queue, memory
-//!   budget), the service's answers ([`delivery::track`]), backoff, gzip;
+//!   budget, drain), the service's answers ([`delivery::track`]), redirects, backoff, gzip;
 //! - [`config`]: the plugin configuration, validated once per load, errors naming the
 //!   field; [`connection_string`]: connection strings and endpoints, parsed like the SDKs;
 //! - [`correlation`], [`sampling`]: W3C and legacy correlation headers; the Application
