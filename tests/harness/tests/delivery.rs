@@ -785,6 +785,17 @@ fn a_full_buffer_stays_within_its_budget_in_vm_memory() {
         memory <= budget * 5 / 4 + (8 << 20),
         "VM memory {memory} for a {budget}-byte budget"
     );
+    // The service comes back: what the budget held is delivered, the rest was counted.
+    s.ingest.set_fault(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let st = envoy_stats(&s.envoy, "appinsights.main.");
+        if st["appinsights.main.buffered_items"] == 0 || Instant::now() > deadline {
+            break st;
+        }
+    };
+    assert_every_item_accounted(&st);
 }
 
 #[test]
