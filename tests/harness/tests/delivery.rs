@@ -404,44 +404,32 @@ fn lds(port: u16, plugin_config: &Value) -> String {
 
 #[test]
 fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
-    let ingest = IngestServer::start(IngestConfig::default()).unwrap();
-    let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
-    let dir = harness::envoy::scratch_dir("lds");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
-    let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old", "delivery": {"flush_interval_ms": 60000}});
-    std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
     // The old listener drains for one second, then its filter configuration goes.
-    let envoy = Envoy::start_yaml(
-        &dynamic_bootstrap(&dir, backend.addr(), ingest.addr()),
-        &["--drain-time-s", "1"],
-    )
-    .unwrap();
-    let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let g = Replaceable::start(
+        "lds",
+        json!({"cloud_role": "old", "delivery": {"flush_interval_ms": 60000}}),
+    );
     for i in 0..3 {
         assert_eq!(
-            http::request(gateway, "GET", &format!("/old/{i}"), &[], b"")
+            http::request(g.gateway(), "GET", &format!("/old/{i}"), &[], b"")
                 .unwrap()
                 .status,
             200
         );
     }
-    assert!(ingest.items().is_empty(), "a minute's flush interval: nothing sent yet");
+    assert!(
+        g.ingest.items().is_empty(),
+        "a minute's flush interval: nothing sent yet"
+    );
     // A new filter configuration (a different role): Envoy replaces the listener, and the
     // old configuration's root context drains before its VM goes.
-    let new = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "new", "delivery": {"flush_interval_ms": 100}});
-    std::fs::write(dir.join("lds.tmp"), lds(port, &new)).unwrap();
-    std::fs::rename(dir.join("lds.tmp"), dir.join("lds.yaml")).unwrap();
-    let items = ingest.wait_for_items(6, Duration::from_secs(15));
+    g.replace(json!({"cloud_role": "new", "delivery": {"flush_interval_ms": 100}}));
+    let items = g.ingest.wait_for_items(6, Duration::from_secs(15));
     assert_eq!(
         items.len(),
         6,
         "the old configuration's items, flushed on replacement; log:\n{}",
-        envoy.log()
+        g.envoy.log()
     );
     assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
 }
@@ -464,46 +452,33 @@ fn while_envoy_drains_before_shutdown_buffered_telemetry_keeps_flowing() {
 
 #[test]
 fn a_drain_that_cannot_deliver_gives_up_after_the_drain_timeout() {
-    let ingest = IngestServer::start(IngestConfig::default()).unwrap();
-    ingest.set_fault(Fault::Status {
+    let g = Replaceable::start(
+        "lds-timeout",
+        json!({"cloud_role": "old", "delivery": {"flush_interval_ms": 60000, "drain_timeout_ms": 2000}}),
+    );
+    g.ingest.set_fault(Fault::Status {
         code: 503,
         retry_after: None,
     });
-    let backend = harness::backend::Backend::start("127.0.0.1:0").unwrap();
-    let dir = harness::envoy::scratch_dir("lds-timeout");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cs = format!("InstrumentationKey={IKEY};IngestionEndpoint=http://{}/", ingest.addr());
-    let old = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "old",
-                     "delivery": {"flush_interval_ms": 60000, "drain_timeout_ms": 2000}});
-    std::fs::write(dir.join("lds.yaml"), lds(port, &old)).unwrap();
-    let envoy = Envoy::start_yaml(
-        &dynamic_bootstrap(&dir, backend.addr(), ingest.addr()),
-        &["--drain-time-s", "1"],
-    )
-    .unwrap();
-    let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    http::request(gateway, "GET", "/old", &[], b"").unwrap();
-    let new = json!({"loggers": {"main": {"connection_string": cs}}, "cloud_role": "new"});
-    std::fs::write(dir.join("lds.tmp"), lds(port, &new)).unwrap();
-    std::fs::rename(dir.join("lds.tmp"), dir.join("lds.yaml")).unwrap();
+    http::request(g.gateway(), "GET", "/old", &[], b"").unwrap();
+    g.replace(json!({"cloud_role": "new"}));
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !envoy.log().contains("drain timeout") && Instant::now() < deadline {
+    while !g.envoy.log().contains("drain timeout") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        envoy
+        g.envoy
             .log()
             .contains("shutting down with telemetry not yet delivered (drain timeout)"),
         "{}",
-        envoy.log()
+        g.envoy.log()
     );
-    assert!(!ingest.requests().is_empty(), "it tried");
+    assert!(!g.ingest.requests().is_empty(), "it tried");
     // The gateway keeps serving with the new configuration.
-    assert_eq!(http::request(gateway, "GET", "/after", &[], b"").unwrap().status, 200);
+    assert_eq!(
+        http::request(g.gateway(), "GET", "/after", &[], b"").unwrap().status,
+        200
+    );
 }
 
 /// An LDS-driven gateway whose filter configuration the test can replace.
@@ -553,6 +528,18 @@ impl Replaceable {
         let yaml = lds(self.port, &Self::with_logger(&self.cs, config));
         std::fs::write(self.dir.join("lds.tmp"), yaml).unwrap();
         std::fs::rename(self.dir.join("lds.tmp"), self.dir.join("lds.yaml")).unwrap();
+    }
+}
+
+/// The logger's stats once nothing is buffered any more (or `timeout` passed).
+fn stats_once_nothing_is_buffered(envoy: &Envoy, timeout: Duration) -> std::collections::BTreeMap<String, i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let st = envoy_stats(envoy, "appinsights.main.");
+        if st["appinsights.main.buffered_items"] == 0 || Instant::now() > deadline {
+            return st;
+        }
     }
 }
 
@@ -654,14 +641,7 @@ fn a_flapping_service_gets_everything_the_buffer_can_hold() {
         std::thread::sleep(Duration::from_secs(6));
     }
     let sent = traffic.stop();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let st = loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let st = envoy_stats(&s.envoy, "appinsights.main.");
-        if st["appinsights.main.buffered_items"] == 0 || Instant::now() > deadline {
-            break st;
-        }
-    };
+    let st = stats_once_nothing_is_buffered(&s.envoy, Duration::from_secs(15));
     let requests = s.ingest.requests();
     for at in back_at {
         let first = requests
@@ -787,14 +767,7 @@ fn a_full_buffer_stays_within_its_budget_in_vm_memory() {
     );
     // The service comes back: what the budget held is delivered, the rest was counted.
     s.ingest.set_fault(Fault::None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let st = envoy_stats(&s.envoy, "appinsights.main.");
-        if st["appinsights.main.buffered_items"] == 0 || Instant::now() > deadline {
-            break st;
-        }
-    };
+    let st = stats_once_nothing_is_buffered(&s.envoy, Duration::from_secs(30));
     assert_every_item_accounted(&st);
 }
 
