@@ -44,6 +44,7 @@ pub mod ids;
 pub mod json;
 pub mod managed_identity;
 pub mod masking;
+pub mod metrics;
 pub mod pipeline;
 pub mod sampling;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 //! `diagnostic` overrides the all-APIs one field by field. Both are resolved once per
 //! configuration, so a request only looks up its API's finished [`Diagnostic`].
 
+use super::metrics::{parse_rules, parse_tokens, MetricRule, TokenMetrics};
 use super::reader::Fields;
 use super::traces::{parse_traces, TraceRule};
 use super::{err, excerpt, ConfigError, Logger, Problem};
@@ -75,6 +76,13 @@ pub struct Diagnostic {
     pub capture: Capture,
     /// What is masked or hidden wherever it could appear.
     pub masking: Masking,
+    /// Pre-aggregate the standard metrics (`requests/duration`, …) from every exchange,
+    /// before sampling, and mark the items so counted.
+    pub standard_metrics: bool,
+    /// Custom metrics (`emit_metrics`, `token_metrics`) are emitted (APIM's `metrics`).
+    pub metrics: bool,
+    pub emit_metrics: Vec<MetricRule>,
+    pub token_metrics: Option<TokenMetrics>,
 }
 
 /// What to capture of one message: headers by name, and the first bytes of the body.
@@ -129,7 +137,30 @@ impl Diagnostic {
             header_properties: Vec::new(),
             capture: Capture::default(),
             masking: Masking::default(),
+            standard_metrics: true,
+            metrics: false,
+            emit_metrics: Vec::new(),
+            token_metrics: None,
         }
+    }
+
+    /// The custom metric rules that emit (none unless `metrics` is on).
+    pub fn active_metric_rules(&self) -> &[MetricRule] {
+        if self.metrics {
+            &self.emit_metrics
+        } else {
+            &[]
+        }
+    }
+
+    /// Token metrics, when they emit.
+    pub fn active_token_metrics(&self) -> Option<&TokenMetrics> {
+        self.token_metrics.as_ref().filter(|_| self.metrics)
+    }
+
+    /// Whether every exchange is looked at for metrics, sampled or not.
+    pub fn counts_every_exchange(&self) -> bool {
+        self.standard_metrics || !self.active_metric_rules().is_empty() || self.active_token_metrics().is_some()
     }
 
     /// Whether requests are logged at all when they succeed.
@@ -152,8 +183,13 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "frontend",
     "backend",
     "data_masking",
+    "standard_metrics",
+    "metrics",
+    "emit_metrics",
+    "token_metrics",
 ];
 
+const TOKEN_FIELDS: &[&str] = &["namespace", "dimensions"];
 const SIDE_FIELDS: &[&str] = &["request", "response"];
 const MESSAGE_FIELDS: &[&str] = &["headers", "body_bytes"];
 const MASKING_FIELDS: &[&str] = &["defaults", "headers", "query_params", "json_fields"];
@@ -226,6 +262,18 @@ fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError
     }
     if let Some(m) = f.object("data_masking", MASKING_FIELDS)? {
         d.masking = parse_masking(&m)?;
+    }
+    if let Some(b) = f.bool("standard_metrics")? {
+        d.standard_metrics = b;
+    }
+    if let Some(b) = f.bool("metrics")? {
+        d.metrics = b;
+    }
+    if let Some(v) = f.get("emit_metrics") {
+        d.emit_metrics = parse_rules(v, &f.path("emit_metrics"))?;
+    }
+    if let Some(t) = f.object("token_metrics", TOKEN_FIELDS)? {
+        d.token_metrics = Some(parse_tokens(&t)?);
     }
     if let Some(v) = f.get("header_properties") {
         d.header_properties = string_map(v, &f.path("header_properties"), 256)?

@@ -8,13 +8,18 @@
 mod apis;
 mod diagnostic;
 mod echo;
+mod metrics;
 mod reader;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
 pub use diagnostic::{Capture, Diagnostic, MessageCapture, OperationNameFormat, Severity, MAX_BODY_BYTES};
 pub use echo::excerpt;
-pub use traces::{Conditions, Field, HeaderCondition, Segment, StatusMatch, Template, TraceRule};
+pub use metrics::{
+    templates as metric_templates, DefaultDimension, Dimension, DimensionValue, MetricRule, MetricValue,
+    MetricsSettings, TokenMetrics, DEFAULT_NAMESPACE, MAX_DIMENSIONS, TOKEN_METRIC_NAMES,
+};
+pub use traces::{Conditions, Field, HeaderCondition, MetadataPath, Segment, StatusMatch, Template, TraceRule};
 
 use crate::connection_string::{ConnectionString, ConnectionStringError};
 use reader::Fields;
@@ -64,6 +69,7 @@ pub struct Config {
     /// `ai.cloud.roleInstance`; `None` means "ask Envoy" (node id), then a fixed default.
     pub cloud_role_instance: Option<String>,
     pub delivery: Delivery,
+    pub metrics: MetricsSettings,
 }
 
 /// Where telemetry goes: an Application Insights resource and the Envoy cluster that reaches it.
@@ -205,6 +211,7 @@ const TOP_FIELDS: &[&str] = &[
     "cloud_role",
     "cloud_role_instance",
     "delivery",
+    "metrics",
 ];
 const LOGGER_FIELDS: &[&str] = &[
     "connection_string",
@@ -259,7 +266,12 @@ impl Config {
             Some(d) => parse_delivery(&d, loggers.len())?,
             None => Delivery::default(),
         };
+        let metrics = match top.object("metrics", metrics::SETTINGS_FIELDS)? {
+            Some(m) => metrics::parse_settings(&m)?,
+            None => MetricsSettings::default(),
+        };
         Ok(Config {
+            metrics,
             loggers,
             diagnostic,
             apis,
@@ -473,7 +485,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
-            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery"
+            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery, metrics"
         );
     }
 
@@ -960,7 +972,7 @@ mod diagnostic_tests {
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
-            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties, frontend, backend, data_masking"
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties, frontend, backend, data_masking, standard_metrics, metrics, emit_metrics, token_metrics"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),

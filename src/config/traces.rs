@@ -123,10 +123,49 @@ pub enum Field {
     OperationId,
     /// `{duration_ms}`
     DurationMs,
+    /// `{cluster}`: the Envoy cluster the backend call went to.
+    Cluster,
+    /// `{metadata.<filter>/<key>/…}`: a value of Envoy's dynamic metadata (a JWT claim the
+    /// `jwt_authn` filter stored, say): the filter's namespace, then the keys.
+    Metadata(MetadataPath),
+}
+
+/// Where a value of Envoy's dynamic metadata is: a filter's namespace and keys under it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetadataPath {
+    /// `envoy.filters.http.jwt_authn`, then `payload`, `sub`.
+    pub segments: Vec<String>,
+}
+
+impl MetadataPath {
+    /// At most this many keys under the namespace.
+    pub const MAX_KEYS: usize = 8;
+
+    fn parse(text: &str) -> Option<MetadataPath> {
+        let segments: Vec<String> = text.split('/').map(str::to_string).collect();
+        let ok = segments.len() >= 2 && segments.len() <= Self::MAX_KEYS + 1;
+        (ok && segments.iter().all(|s| !s.is_empty() && !s.contains('\0'))).then_some(MetadataPath { segments })
+    }
+
+    /// The attribute path as the ABI takes it (segments joined with NUL).
+    pub fn attribute_path(&self) -> Vec<u8> {
+        let mut path = b"metadata\0filter_metadata".to_vec();
+        for s in &self.segments {
+            path.push(0);
+            path.extend_from_slice(s.as_bytes());
+        }
+        path
+    }
+
+    /// As written in a template, without braces.
+    pub fn placeholder(&self) -> String {
+        format!("metadata.{}", self.segments.join("/"))
+    }
 }
 
 const PLACEHOLDERS: &str = "request.method, request.path, request.url, request.header.<name>, \
-response.header.<name>, response.status, route, api, operation, operation_id, duration_ms";
+response.header.<name>, response.status, route, api, operation, operation_id, duration_ms, cluster, \
+metadata.<filter>/<key>[/<key>…]";
 
 impl Template {
     pub fn parse(text: &str) -> Result<Template, String> {
@@ -181,9 +220,20 @@ impl Template {
     }
 
     pub fn needs_response_headers(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| matches!(s, Segment::Field(Field::ResponseHeader(_))))
+        self.uses(|f| matches!(f, Field::ResponseHeader(_)))
+    }
+
+    /// Whether any placeholder is one `is` picks.
+    pub fn uses(&self, is: impl Fn(&Field) -> bool) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Field(f) if is(f)))
+    }
+
+    /// The dynamic metadata values the template prints.
+    pub fn metadata(&self) -> impl Iterator<Item = &MetadataPath> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Field(Field::Metadata(path)) => Some(path),
+            _ => None,
+        })
     }
 }
 
@@ -193,6 +243,9 @@ fn field_of(name: &str) -> Option<Field> {
     }
     if let Some(h) = name.strip_prefix("response.header.").filter(|h| !h.is_empty()) {
         return Some(Field::ResponseHeader(h.to_ascii_lowercase()));
+    }
+    if let Some(path) = name.strip_prefix("metadata.") {
+        return MetadataPath::parse(path).map(Field::Metadata);
     }
     Some(match name {
         "request.method" => Field::Method,
@@ -204,12 +257,13 @@ fn field_of(name: &str) -> Option<Field> {
         "operation" => Field::Operation,
         "operation_id" => Field::OperationId,
         "duration_ms" => Field::DurationMs,
+        "cluster" => Field::Cluster,
         _ => return None,
     })
 }
 
 const RULE_FIELDS: &[&str] = &["severity", "source", "when", "message", "metadata"];
-const WHEN_FIELDS: &[&str] = &[
+pub(crate) const WHEN_FIELDS: &[&str] = &[
     "status",
     "route_names",
     "request_headers",
@@ -292,7 +346,7 @@ fn parse_metadata(v: &Value, path: &str) -> Result<Vec<(String, Template)>, Conf
     Ok(out)
 }
 
-fn parse_when(f: &Fields<'_>) -> Result<Conditions, ConfigError> {
+pub(crate) fn parse_when(f: &Fields<'_>) -> Result<Conditions, ConfigError> {
     Ok(Conditions {
         statuses: match f.get("status") {
             None => Vec::new(),

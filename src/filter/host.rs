@@ -95,7 +95,10 @@ fn buffer_type(buffer: BufferKind) -> BufferType {
 
 impl Host for Envoy {
     fn property(&mut self, attribute: Attribute) -> Option<Vec<u8>> {
-        let path = attribute.path();
+        self.property_at(attribute.path())
+    }
+
+    fn property_at(&mut self, path: &[u8]) -> Option<Vec<u8>> {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;
         // SAFETY: the pointers are valid for the call; Envoy writes a buffer address and size.

@@ -28,6 +28,11 @@ impl<H: Host> Host for Counted<'_, H> {
         self.host.property(attribute)
     }
 
+    fn property_at(&mut self, path: &[u8]) -> Option<Vec<u8>> {
+        self.count();
+        self.host.property_at(path)
+    }
+
     fn header_map(&mut self, map: HeaderMapKind) -> HeaderMap {
         self.count();
         self.host.header_map(map)

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     Property(Attribute),
+    /// A property read at a path given at run time, shown with dots.
+    PropertyAt(String),
     HeaderMap(HeaderMapKind),
     SetHeader(HeaderMapKind, String),
     RemoveHeader(HeaderMapKind, String),
@@ -74,6 +76,8 @@ pub struct Stat {
 #[derive(Debug)]
 pub struct FakeHost {
     pub properties: HashMap<Attribute, Vec<u8>>,
+    /// Values of [`Host::property_at`] paths (segments joined with NUL).
+    pub paths: HashMap<Vec<u8>, Vec<u8>>,
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
     pub callout_response_headers: Vec<(String, String)>,
@@ -125,6 +129,7 @@ impl FakeHost {
     pub fn new() -> FakeHost {
         FakeHost {
             properties: HashMap::new(),
+            paths: HashMap::new(),
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             callout_response_headers: Vec::new(),
@@ -243,6 +248,12 @@ impl Host for FakeHost {
     fn property(&mut self, attribute: Attribute) -> Option<Vec<u8>> {
         self.record(Call::Property(attribute));
         self.properties.get(&attribute).cloned()
+    }
+
+    fn property_at(&mut self, path: &[u8]) -> Option<Vec<u8>> {
+        let shown = path.iter().map(|&b| if b == 0 { '.' } else { char::from(b) }).collect();
+        self.record(Call::PropertyAt(shown));
+        self.paths.get(path).cloned()
     }
 
     fn header_map(&mut self, map: HeaderMapKind) -> HeaderMap {

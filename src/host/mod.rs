@@ -53,6 +53,7 @@ pub enum Attribute {
     VirtualHostMetadataApi,
     NodeCluster,
     NodeId,
+    NodeRegion,
 }
 
 impl Attribute {
@@ -78,6 +79,7 @@ impl Attribute {
             Attribute::VirtualHostMetadataApi => b"xds\0virtual_host_metadata\0filter_metadata\0appinsights\0api",
             Attribute::NodeCluster => b"xds\0node\0cluster",
             Attribute::NodeId => b"xds\0node\0id",
+            Attribute::NodeRegion => b"xds\0node\0locality\0region",
         }
     }
 
@@ -154,6 +156,12 @@ pub trait Host {
     fn shared_data(&mut self, key: &str) -> Option<Vec<u8>>;
     /// Sets a shared value (best effort: a failure is not an error for telemetry).
     fn set_shared_data(&mut self, key: &str, value: &[u8]);
+
+    /// The value at an attribute path given at run time (segments joined with NUL), such
+    /// as a value of the dynamic metadata. Hosts that have none answer `None`.
+    fn property_at(&mut self, _path: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 
     /// An integer, timestamp or duration attribute (8 bytes, little-endian).
     fn property_u64(&mut self, attribute: Attribute) -> Option<u64> {

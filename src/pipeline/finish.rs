@@ -8,25 +8,78 @@
 //! rest read ([`Needs`]) and [`Pipeline::finish`] called.
 
 use super::sink::Sink;
-use super::{diagnostic_of, Begun, Notice, Pipeline};
+use super::{Begun, Notice, Pipeline};
 use crate::capture::BodyPrefix;
-use crate::config::{Config, Diagnostic, OperationNameFormat, TraceRule};
+use crate::config::{Config, Diagnostic, MetadataPath, OperationNameFormat, Template, TraceRule};
 use crate::delivery::Added;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
+use crate::metrics::usage::Usage;
 use crate::telemetry::failure::{self, Kind as FailureKind};
 use crate::telemetry::{dependency, exception, request, trace, ApiNames, Facts, Sender};
 use std::borrow::Cow;
 
 /// What the log-time callback must read from Envoy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
-    /// Status, duration, flags…: nothing can be emitted without them.
+    /// Status, duration, flags…: nothing can be emitted or measured without them.
     pub outcome: bool,
-    /// The backend call: the Request is written, and with it the Dependency.
+    /// Items are written: the outcome as they tell it (start time, client IP). Metrics
+    /// alone need only the duration.
+    pub items: bool,
+    /// The backend call: attempts, cluster, latency (the Dependency, or its metrics).
     pub backend: bool,
-    /// Response headers (a trace rule uses them).
+    /// The backend call as the Dependency item tells it (address, TLS, request as sent).
+    pub backend_item: bool,
+    /// The route name (items, or a metric rule that uses it).
+    pub route: bool,
+    /// Response headers (captured, or used by a trace or metric rule).
     pub response_headers: bool,
+    /// The dynamic metadata values the diagnostic's templates print.
+    pub metadata: bool,
+}
+
+/// What a diagnostic's metrics read at log time beyond the status and duration, decided
+/// once per configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricReads {
+    pub backend: bool,
+    pub route: bool,
+    pub response_headers: bool,
+}
+
+impl MetricReads {
+    pub fn of(d: &Diagnostic) -> MetricReads {
+        use crate::config::{DefaultDimension as Default_, DimensionValue, Field, MetricValue};
+        let rules = d.active_metric_rules();
+        let dims = rules
+            .iter()
+            .flat_map(|r| r.dimensions.iter())
+            .chain(d.active_token_metrics().into_iter().flat_map(|t| t.dimensions.iter()));
+        let (mut route, mut backend, mut response_headers) = (false, d.standard_metrics, false);
+        for dim in dims {
+            match &dim.value {
+                DimensionValue::Default(Default_::ApiId | Default_::OperationId) => route = true,
+                DimensionValue::Default(_) => {}
+                DimensionValue::Template(t) => {
+                    route |= t.uses(|f| matches!(f, Field::Route | Field::Api | Field::Operation));
+                    backend |= t.uses(|f| matches!(f, Field::Cluster));
+                    response_headers |= t.needs_response_headers();
+                }
+            }
+        }
+        for r in rules {
+            route |= !r.when.route_names.is_empty();
+            backend |= r.value == MetricValue::BackendDurationMs;
+            response_headers |=
+                !r.when.response_headers.is_empty() || matches!(r.value, MetricValue::ResponseHeader(_));
+        }
+        MetricReads {
+            backend,
+            route,
+            response_headers,
+        }
+    }
 }
 
 /// A finished exchange, as read from Envoy.
@@ -42,6 +95,10 @@ pub struct Finished<'a> {
     pub response_body: Option<&'a BodyPrefix>,
     /// Response headers as they reached the filter (for backend response capture).
     pub backend_response_headers: Option<&'a HeaderMap>,
+    /// Dynamic metadata values the templates print (those found).
+    pub metadata: &'a [(MetadataPath, Vec<u8>)],
+    /// Token counts the response reported (token metrics).
+    pub usage: Option<Usage>,
 }
 
 impl<'a> Finished<'a> {
@@ -58,6 +115,8 @@ impl<'a> Finished<'a> {
             request_body: None,
             response_body: None,
             backend_response_headers: None,
+            metadata: &[],
+            usage: None,
         }
     }
 }
@@ -87,15 +146,49 @@ pub fn request_headers_used(d: &Diagnostic) -> Vec<String> {
     names.extend(d.header_properties.iter().map(|(_, header)| header.clone()));
     for rule in &d.traces {
         names.extend(rule.when.request_headers.iter().map(|c| c.name.clone()));
-        let templates = std::iter::once(&rule.message).chain(rule.metadata.iter().map(|(_, t)| t));
-        names.extend(templates.flat_map(|t| t.request_headers()).map(str::to_string));
     }
+    for rule in d.active_metric_rules() {
+        names.extend(rule.when.request_headers.iter().map(|c| c.name.clone()));
+        if let crate::config::MetricValue::RequestHeader(h) = &rule.value {
+            names.push(h.clone());
+        }
+    }
+    names.extend(templates(d).flat_map(|t| t.request_headers()).map(str::to_string));
     names.sort();
     names.dedup();
     names
 }
 
+/// Every template of diagnostic `d`: trace messages and metadata, metric dimensions.
+fn templates(d: &Diagnostic) -> impl Iterator<Item = &Template> {
+    let traces = d
+        .traces
+        .iter()
+        .flat_map(|r| std::iter::once(&r.message).chain(r.metadata.iter().map(|(_, t)| t)));
+    let rules = d.active_metric_rules().iter().flat_map(|r| r.templates());
+    let tokens = d
+        .active_token_metrics()
+        .into_iter()
+        .flat_map(|t| crate::config::metric_templates(&t.dimensions));
+    traces.chain(rules).chain(tokens)
+}
+
+/// The dynamic metadata values diagnostic `d`'s templates print, sorted.
+pub fn metadata_used(d: &Diagnostic) -> Vec<MetadataPath> {
+    let mut paths: Vec<MetadataPath> = templates(d).flat_map(|t| t.metadata()).cloned().collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 impl Pipeline {
+    /// The dynamic metadata values the diagnostic of `begun` may print.
+    pub fn metadata_of(&self, begun: &Begun) -> &[MetadataPath] {
+        self.metadata_used
+            .get(super::diagnostic_index(begun.api))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// The request as an exchange in flight keeps it: only the headers its items may use
     /// (`None`: keep it as it is, it is small).
     pub fn keep_only_used(&self, begun: &Begun, frontend: &Frontend) -> Option<Frontend> {
@@ -112,7 +205,7 @@ impl Pipeline {
     /// operation that can produce no item (sampled out, errors not kept, no trace rule).
     pub fn may_emit(&self, begun: &Begun) -> bool {
         let d = self.diagnostic_of(begun.api);
-        begun.sampled || d.always_log_errors || active_traces(d).next().is_some()
+        begun.sampled || d.always_log_errors || active_traces(d).next().is_some() || d.counts_every_exchange()
     }
 
     /// Given the status and response flags, what else the log-time callback must read
@@ -131,10 +224,23 @@ impl Pipeline {
             .peekable();
         let any_trace = traces.peek().is_some();
         let trace_headers = traces.any(TraceRule::needs_response_headers);
+        let items = request || any_trace;
+        let index = super::diagnostic_index(begun.api);
+        let reads = match d.counts_every_exchange() {
+            true => self.metric_reads.get(index).copied().unwrap_or_default(),
+            false => MetricReads::default(),
+        };
+        let outcome = items || d.counts_every_exchange();
         Needs {
-            outcome: request || any_trace,
-            backend: request,
-            response_headers: (request && d.capture.needs_response_headers()) || trace_headers,
+            outcome,
+            items,
+            backend: request || reads.backend,
+            backend_item: request,
+            route: items || reads.route,
+            response_headers: (request && d.capture.needs_response_headers())
+                || trace_headers
+                || reads.response_headers,
+            metadata: outcome && self.metadata_used.get(index).is_some_and(|m| !m.is_empty()),
         }
     }
 
@@ -153,17 +259,27 @@ impl Pipeline {
         begun.sampled && d.logs_successful_requests() && d.capture.needs_response_headers()
     }
 
-    /// Writes the items a finished exchange produces into each selected logger's batch.
+    /// Writes the items a finished exchange produces into each selected logger's batch,
+    /// and adds it to the metrics.
     pub fn finish(&mut self, done: &Finished<'_>) -> Vec<Notice> {
-        let Pipeline { config, sinks, .. } = self;
-        let d = diagnostic_of(config, done.begun.api);
+        let Pipeline {
+            config, sinks, metrics, ..
+        } = self;
+        let d_index = super::diagnostic_index(done.begun.api);
+        let d = super::diagnostic_at(config, d_index);
         let keep = keeps_request(d, done.begun.sampled, !done.outcome.success());
         let traces: Vec<&TraceRule> = active_traces(d).collect();
-        if !keep && traces.is_empty() {
+        let counts = d.counts_every_exchange();
+        if !keep && traces.is_empty() && !counts {
             return Vec::new();
         }
         let api = api_names(config, done.begun);
-        let operation_name = operation_name(d, done, api);
+        let writes = keep || !traces.is_empty();
+        let operation_name = if writes {
+            operation_name(d, done, api)
+        } else {
+            Vec::new()
+        };
         let tracestate = done
             .begun
             .continued_w3c
@@ -184,6 +300,17 @@ impl Pipeline {
             if let Some(sink) = sinks.get_mut(i) {
                 write_items(sink, &items, &facts, now, &mut notices);
             }
+        }
+        if counts {
+            let measured = super::aggregates::Measured {
+                diagnostic: d,
+                d_index,
+                facts: &facts,
+                traces: &items.traces,
+                usage: done.usage,
+                now,
+            };
+            notices.extend(super::aggregates::measure(sinks, metrics, &measured));
         }
         notices
     }
@@ -222,6 +349,8 @@ fn facts<'a>(
         backend_response_headers: done.backend_response_headers.or(done.response_headers),
         tracestate,
         request_written,
+        metadata: done.metadata,
+        extracted: d.standard_metrics,
         lean: false,
     }
 }
@@ -338,7 +467,9 @@ mod tests {
 
     #[test]
     fn sampling_drops_whole_operations_but_always_logs_errors_counted_once() {
-        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0}}));
+        // Without standard metrics, which look at every exchange.
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "standard_metrics": false}}));
         let fe = frontend("/x", &[]);
         let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
         assert!(!begun.sampled);
@@ -364,8 +495,10 @@ mod tests {
             "kept errors represent themselves"
         );
 
-        let mut p =
-            pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false}}));
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+                                           "standard_metrics": false}}),
+        );
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
         assert!(!p.may_emit(&begun), "nothing to read for a dropped operation");
         assert!(run(&mut p, &fe, "", &outcome(500)).2.is_empty());
@@ -405,6 +538,7 @@ mod tests {
     fn trace_rules_ruled_out_by_status_need_nothing_more_read() {
         let p = pipeline(
             json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "always_log_errors": false,
+            "standard_metrics": false,
             "traces": [{"severity": "error", "when": {"status": ["5xx"]}, "message": "m"}]}}),
         );
         let (begun, _) = pipeline(json!({})).begin(&frontend("/x", &[]), &RouteInfo::default());

@@ -20,6 +20,7 @@
 //!    every worker; [`notices`]: rate-limited log lines; [`stats`]: the Envoy stats;
 //!    [`cluster_tls`]: which clusters speak TLS.
 
+pub mod aggregates;
 pub mod begin;
 pub mod callouts;
 pub mod cluster_tls;
@@ -49,6 +50,8 @@ use sink::Sink;
 pub struct Roles {
     pub role: String,
     pub instance: String,
+    /// The Envoy node's locality region (APIM's `Location` dimension), `Unknown` if none.
+    pub location: String,
 }
 
 pub struct Pipeline {
@@ -63,6 +66,11 @@ pub struct Pipeline {
     /// Operations sampling dropped and nothing else kept.
     sampled_out: u64,
     cluster_tls: ClusterTls,
+    metrics: aggregates::Metrics,
+    /// The dynamic metadata values each diagnostic's templates print, in diagnostic order.
+    metadata_used: Vec<Vec<crate::config::MetadataPath>>,
+    /// What each diagnostic's metric rules read at log time, in diagnostic order.
+    metric_reads: Vec<finish::MetricReads>,
 }
 
 impl Pipeline {
@@ -71,7 +79,24 @@ impl Pipeline {
         let diagnostics = || std::iter::once(&config.diagnostic).chain(config.apis.iter().map(|a| &a.diagnostic));
         let app_contexts = diagnostics().map(|d| app_context(&config, d)).collect();
         let headers_used = diagnostics().map(finish::request_headers_used).collect();
+        let mut catalog = crate::metrics::catalog::Catalog::default();
+        let per_diagnostic = diagnostics().map(|d| catalog.add_diagnostic(d)).collect();
+        let metrics = aggregates::Metrics {
+            catalog,
+            per_diagnostic,
+            gateway: crate::metrics::extract::Gateway {
+                location: roles.location.clone().into_bytes(),
+                id: roles.instance.clone().into_bytes(),
+            },
+            interval_ms: config.metrics.interval_ms,
+            ..Default::default()
+        };
+        let metadata_used = diagnostics().map(finish::metadata_used).collect();
+        let metric_reads = diagnostics().map(finish::MetricReads::of).collect();
         Pipeline {
+            metrics,
+            metadata_used,
+            metric_reads,
             config,
             sinks,
             ids: IdGenerator::from_seed(seed),
@@ -124,6 +149,19 @@ impl Pipeline {
     pub fn abandon(&mut self) -> u64 {
         self.sinks.iter_mut().map(|s| s.outbox.abandon()).sum()
     }
+}
+
+/// The diagnostic at `index` in diagnostic order (0: the all-APIs one, then each API's).
+fn diagnostic_at(config: &Config, index: usize) -> &Diagnostic {
+    index
+        .checked_sub(1)
+        .and_then(|i| config.apis.get(i))
+        .map_or(&config.diagnostic, |a| &a.diagnostic)
+}
+
+/// The index in diagnostic order of the diagnostic of `api`.
+fn diagnostic_index(api: Option<usize>) -> usize {
+    api.map_or(0, |i| i + 1)
 }
 
 /// The diagnostic that applies to an exchange of `api` (`None`: the all-APIs one).

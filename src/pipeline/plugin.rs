@@ -80,7 +80,9 @@ impl Plugin {
                 )
             })
             .collect();
-        let pipeline = Pipeline::new(config, &roles, host.random_seed());
+        let mut pipeline = Pipeline::new(config, &roles, host.random_seed());
+        // Metrics of unsampled exchanges use the tick's clock: start it now.
+        pipeline.flush_metrics(host.now_nanos(), false);
         self.stats = Publisher::define(host, &pipeline, self.context_id);
         self.shared = Some(Rc::new(Shared {
             pipeline: RefCell::new(pipeline),
@@ -110,6 +112,7 @@ impl Plugin {
             }
         } else {
             self.adopt_pauses(host);
+            self.flush_metrics(host, false);
             self.pump(host, false);
         }
         let Some(shared) = &self.shared else { return };
@@ -171,8 +174,23 @@ impl Plugin {
             .try_borrow()
             .map(|p| p.config().delivery.drain_timeout_ms)
             .unwrap_or(0);
+        // The open metric intervals go with the rest of the telemetry.
+        self.flush_metrics(host, true);
         self.draining_until = Some(host.now_nanos().saturating_add(timeout_ms * 1_000_000));
         self.drain_step(host)
+    }
+
+    /// Writes the metric aggregates of ended intervals (`all`: every open one) into the
+    /// loggers' batches.
+    fn flush_metrics(&self, host: &mut impl Host, all: bool) {
+        let Some(shared) = &self.shared else { return };
+        let now = host.now_nanos();
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        let notices = p.flush_metrics(now, all);
+        drop(p);
+        self.emit(&notices);
     }
 
     /// Pauses the service asked other workers for apply here too.
@@ -273,21 +291,37 @@ fn start_callout(p: &mut Pipeline, host: &mut impl Host, work: Work, now: u64) -
 /// Role and instance: the configuration's, else Envoy's node cluster and id
 /// (`--service-cluster`, `--service-node`), else `$HOSTNAME`, else defaults.
 fn resolve_roles(host: &mut impl Host, config: &Config) -> Roles {
-    let mut node = |attribute| {
-        host.property(attribute)
-            .and_then(|v| String::from_utf8(v).ok())
-            .filter(|s| !s.trim().is_empty())
-    };
     let role = config
         .cloud_role
         .clone()
-        .or_else(|| node(Attribute::NodeCluster))
+        .or_else(|| node(host, Attribute::NodeCluster))
         .unwrap_or_else(|| DEFAULT_ROLE.into());
-    let instance = config.cloud_role_instance.clone().or_else(|| node(Attribute::NodeId));
+    let instance = config
+        .cloud_role_instance
+        .clone()
+        .or_else(|| node(host, Attribute::NodeId));
     let instance = instance
         .or_else(|| host.environment("HOSTNAME").filter(|h| !h.is_empty()))
         .unwrap_or_else(|| role.clone());
-    Roles { role, instance }
+    let uses_location = std::iter::once(&config.diagnostic)
+        .chain(config.apis.iter().map(|a| &a.diagnostic))
+        .any(crate::metrics::extract::uses_location);
+    let location = uses_location
+        .then(|| node(host, Attribute::NodeRegion))
+        .flatten()
+        .unwrap_or_else(|| "Unknown".into());
+    Roles {
+        role,
+        instance,
+        location,
+    }
+}
+
+/// A text attribute of Envoy's node, if it has one.
+fn node(host: &mut impl Host, attribute: Attribute) -> Option<String> {
+    host.property(attribute)
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -427,7 +461,11 @@ mod tests {
             "nothing can go before the drain timeout: done at once"
         );
         assert_eq!(host.callouts.len(), 1, "no request while the service said to wait");
-        assert_eq!(host.stat("appinsights.a.items_dropped_shutdown"), Some(2));
+        assert_eq!(
+            host.stat("appinsights.a.items_dropped_shutdown"),
+            Some(4),
+            "the Request and Dependency, and the two standard metric aggregates the drain flushed"
+        );
         created_is_accepted_plus_dropped(&host);
     }
 
@@ -436,12 +474,13 @@ mod tests {
         let (mut plugin, mut host) = configured(json!({}));
         drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
         assert!(!plugin.done(&mut host));
-        answer(&mut plugin, &mut host, "200", ANSWER);
+        let all_four = br#"{"itemsReceived":4,"itemsAccepted":4,"errors":[]}"#;
+        answer(&mut plugin, &mut host, "200", all_four);
         assert!(host.done_called);
         assert_eq!(
             host.stat("appinsights.a.items_accepted"),
-            Some(2),
-            "without another tick"
+            Some(4),
+            "the Request, the Dependency and their metric aggregates (flushed by the drain), without another tick"
         );
         created_is_accepted_plus_dropped(&host);
     }

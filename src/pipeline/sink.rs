@@ -37,6 +37,10 @@ pub struct Sink {
     /// interval.
     pub drop_warning: LogLimiter,
     pub failure_warning: LogLimiter,
+    /// This logger's metric aggregates on this worker.
+    pub aggregator: crate::metrics::aggregate::Aggregator,
+    /// MetricData items written (one per series and interval).
+    pub metric_series_sent: u64,
 }
 
 impl Sink {
@@ -73,6 +77,11 @@ impl Sink {
             refreshed_for_auth: false,
             drop_warning: LogLimiter::default(),
             failure_warning: LogLimiter::default(),
+            aggregator: crate::metrics::aggregate::Aggregator::new(
+                config.metrics.interval_ms,
+                config.metrics.max_series,
+            ),
+            metric_series_sent: 0,
         }
     }
 

@@ -38,6 +38,23 @@ impl Pipeline {
             MetricKind::Counter,
             self.sampled_out,
         );
+        let missing = self.metrics_missing();
+        f(
+            StatName {
+                logger: None,
+                stat: "metric_values_missing",
+            },
+            MetricKind::Counter,
+            missing.values,
+        );
+        f(
+            StatName {
+                logger: None,
+                stat: "token_usage_missing",
+            },
+            MetricKind::Counter,
+            missing.usage,
+        );
         for s in &self.sinks {
             let st = s.outbox.stats;
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
@@ -59,10 +76,13 @@ impl Pipeline {
                 ("redirects", st.redirects),
                 ("token_refreshes", tokens.refreshes),
                 ("token_failures", tokens.failures),
+                ("metric_series_sent", s.metric_series_sent),
+                ("metric_values_overflowed", s.aggregator.overflowed),
             ];
             let gauges = [
                 ("buffered_items", s.outbox.buffered_items()),
                 ("buffered_bytes", s.outbox.buffered_bytes() as u64),
+                ("metric_series", s.aggregator.series_count() as u64),
             ];
             let logger = Some(s.id.as_str());
             for (stat, value) in counters {

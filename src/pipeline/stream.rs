@@ -20,10 +20,12 @@
 use super::plugin::Shared;
 use super::{Begun, Finished, Injection, Needs, Pipeline, RouteInfo};
 use crate::capture::BodyPrefix;
+use crate::config::MetadataPath;
 use crate::correlation::IdText;
 use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
 use crate::host::{Attribute, BufferKind, Counted, HeaderMapKind, Host};
+use crate::metrics::usage::UsageScanner;
 use std::rc::Rc;
 
 /// One HTTP exchange through the filter.
@@ -39,6 +41,8 @@ pub struct Stream {
     /// Body prefixes being captured (only when the diagnostic asks for them).
     request_body: Option<BodyPrefix>,
     response_body: Option<BodyPrefix>,
+    /// Token usage read from the response body as it streams by (token metrics only).
+    usage: Option<Box<UsageScanner>>,
     streamed: Streamed,
 }
 
@@ -73,6 +77,7 @@ impl Stream {
             backend_response_headers: None,
             request_body: None,
             response_body: None,
+            usage: None,
             streamed: Streamed::default(),
         }
     }
@@ -91,7 +96,9 @@ impl Stream {
             started.frontend = kept;
         }
         let (request_bytes, response_bytes) = p.body_capture(&started.begun);
+        let reads_usage = p.reads_token_usage(&started.begun);
         drop(p);
+        self.usage = reads_usage.then(Box::default);
         self.request_body = (request_bytes > 0).then(|| BodyPrefix::new(request_bytes));
         self.response_body = (response_bytes > 0).then(|| BodyPrefix::new(response_bytes));
         self.response_context = inject(host, &injection);
@@ -124,8 +131,13 @@ impl Stream {
                 .try_borrow()
                 .is_ok_and(|p| p.captures_backend_response_headers(&started.begun))
         });
-        if wants_backend_headers {
-            self.backend_response_headers = Some(host.header_map(HeaderMapKind::Response));
+        if wants_backend_headers || self.usage.is_some() {
+            let headers = host.header_map(HeaderMapKind::Response);
+            if !carries_usage(&headers) {
+                // Compressed, or not JSON or events: no usage can be read (counted at log time).
+                self.usage = None;
+            }
+            self.backend_response_headers = wants_backend_headers.then_some(headers);
         }
         // Legacy correlation tells the caller which application answered (as APIM does).
         if let Some(c) = self.response_context.take() {
@@ -139,6 +151,12 @@ impl Stream {
         let Some(shared) = self.shared.clone() else { return };
         let host = &mut Counted::new(host, &shared.host_calls);
         capture_chunk(host, &mut self.response_body, BufferKind::ResponseBody, body_size);
+        if let Some(scanner) = self.usage.as_mut().filter(|_| body_size > 0) {
+            // The whole chunk, once: the stream does not wait for the filter.
+            if let Some(chunk) = host.buffer(BufferKind::ResponseBody, body_size) {
+                scanner.push(&chunk);
+            }
+        }
     }
 
     pub fn on_response_trailers(&mut self) {
@@ -172,21 +190,30 @@ impl Stream {
             response_headers,
         } = read_status(&p, host, &started.begun, streamed);
         let needs = p.needs(&started.begun, code, flags);
-        p.settled(&started.begun, needs.backend);
+        p.settled(&started.begun, needs.backend_item);
         if !needs.outcome {
             return;
         }
-        if started.route_name.is_empty() {
+        if started.route_name.is_empty() && needs.route {
             started.route_name = host.property(Attribute::RouteName).unwrap_or_default();
         }
-        let now = host.now_nanos();
-        let outcome = read_outcome(host, &started, code, flags, streamed, now);
+        // Metrics alone take the time from the tick's clock (at most 100 ms old).
+        let now = match p.clock() {
+            clock if clock > 0 && !needs.items => clock,
+            _ => host.now_nanos(),
+        };
+        let outcome = read_outcome(host, &started, (code, flags), streamed, now, needs.items);
         let backend = if needs.backend {
-            read_backend(&mut p, host, clean, streamed, now)
+            read_backend(&mut p, host, clean, streamed, now, needs.backend_item)
         } else {
             None
         };
         let response_headers = read_response_headers(host, needs, response_headers);
+        let metadata = if needs.metadata {
+            read_metadata(host, p.metadata_of(&started.begun))
+        } else {
+            Vec::new()
+        };
         let done = Finished {
             route_name: &started.route_name,
             backend: backend.as_ref(),
@@ -194,6 +221,8 @@ impl Stream {
             request_body: self.request_body.as_ref(),
             response_body: self.response_body.as_ref(),
             backend_response_headers: self.backend_response_headers.as_ref(),
+            metadata: &metadata,
+            usage: self.usage.as_ref().and_then(|u| u.usage()),
             ..Finished::new(&started.begun, &started.frontend, &outcome)
         };
         for notice in p.finish(&done) {
@@ -295,6 +324,20 @@ fn read_status(p: &Pipeline, host: &mut impl Host, begun: &Begun, streamed: Opti
     }
 }
 
+/// Whether a response may carry a readable `usage` object: JSON or server-sent events,
+/// not compressed.
+fn carries_usage(headers: &HeaderMap) -> bool {
+    let has = |name: &[u8], what: &[u8]| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.windows(what.len()).any(|w| w.eq_ignore_ascii_case(what)))
+    };
+    let identity = headers
+        .get(b"content-encoding")
+        .is_none_or(|e| e.is_empty() || e.eq_ignore_ascii_case(b"identity"));
+    identity && (has(b"content-type", b"json") || has(b"content-type", b"event-stream"))
+}
+
 /// `:status` of a response header map.
 fn status_of(headers: &HeaderMap) -> Option<u32> {
     std::str::from_utf8(headers.get(b":status")?).ok()?.parse().ok()
@@ -321,16 +364,21 @@ fn capture_chunk(host: &mut impl Host, prefix: &mut Option<BodyPrefix>, kind: Bu
 }
 
 /// What Envoy knows once the exchange is over (status and flags already read). What the
-/// stream callbacks counted is used when they ran; Envoy is asked otherwise.
+/// stream callbacks counted is used when they ran; Envoy is asked otherwise. For metrics
+/// alone (`items` false) the duration is all that is read: the exchange ends `now`.
 fn read_outcome(
     host: &mut impl Host,
     started: &Started,
-    response_code: u32,
-    response_flags: u64,
+    (response_code, response_flags): (u32, u64),
     streamed: Option<&Streamed>,
     now: u64,
+    items: bool,
 ) -> Outcome {
-    let start = host.property_u64(Attribute::RequestTime).unwrap_or(0);
+    let start = if items {
+        host.property_u64(Attribute::RequestTime).unwrap_or(0)
+    } else {
+        0
+    };
     // The exchange ends now (the access-log callback runs when the stream completes).
     let duration = if start > 0 && now > start {
         now - start
@@ -358,12 +406,20 @@ fn read_outcome(
         // Only failures need to know who answered and why.
         outcome.code_details = host.property(Attribute::ResponseCodeDetails);
     }
-    if started.begun.log_client_ip {
+    if items && started.begun.log_client_ip {
         outcome.client_ip = host
             .property(Attribute::SourceAddress)
             .map(|a| ip_of_address(&a).to_vec());
     }
     outcome
+}
+
+/// The dynamic metadata values at `paths` (those Envoy has).
+fn read_metadata(host: &mut impl Host, paths: &[MetadataPath]) -> Vec<(MetadataPath, Vec<u8>)> {
+    paths
+        .iter()
+        .filter_map(|p| Some((p.clone(), host.property_at(&p.attribute_path())?)))
+        .collect()
 }
 
 /// The backend call, if one was attempted. On a clean exchange the timing comes from the
@@ -375,6 +431,7 @@ fn read_backend(
     clean: bool,
     streamed: Option<&Streamed>,
     now: u64,
+    item: bool,
 ) -> Option<Backend> {
     let attempts = host.property_u64(Attribute::UpstreamRequestAttemptCount).unwrap_or(0);
     if attempts == 0 {
@@ -386,6 +443,15 @@ fn read_backend(
         Some(s) => Some(now - s.forwarded_at),
         None => host.property_u64(Attribute::ResponseBackendLatency),
     };
+    if !item {
+        // Metrics need the call's target, outcome and latency only.
+        return Some(Backend {
+            attempts: attempts.min(u64::from(u32::MAX)) as u32,
+            cluster,
+            latency_nanos,
+            ..Backend::default()
+        });
+    }
     let tls = match p.cluster_tls.get(&cluster, now).filter(|_| clean) {
         Some(tls) => tls,
         None => {
@@ -466,8 +532,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unsampled_exchange_makes_three_calls() {
-        let (plugin, mut host) = configured(four_headers(0));
+    fn an_unsampled_exchange_makes_three_calls_without_standard_metrics() {
+        let mut diagnostic = four_headers(0);
+        diagnostic["standard_metrics"] = json!(false);
+        let (plugin, mut host) = configured(diagnostic);
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         // Propagation goes on when nothing is recorded; errors are always logged, so the
         // status is read.
@@ -477,6 +545,39 @@ mod tests {
         );
         assert_eq!(calls.log, [Property(Attribute::ResponseCode)]);
         assert_eq!(calls.total(), 3);
+    }
+
+    #[test]
+    fn an_unsampled_exchange_makes_seven_calls_for_its_standard_metrics() {
+        let (plugin, mut host) = configured(four_headers(0));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(
+            calls.request_headers,
+            [HeaderMap(Request), SetHeader(Request, "traceparent".into())]
+        );
+        #[rustfmt::skip]
+        let log = [
+            Property(Attribute::ResponseCode),           // request/resultCode, Request.Success
+            Property(Attribute::RequestDuration),        // requests/duration (the clock is the tick's)
+            Property(Attribute::UpstreamRequestAttemptCount), // was there a backend call?
+            Property(Attribute::ClusterName),            // dependency/target
+            Property(Attribute::ResponseBackendLatency), // dependencies/duration
+        ];
+        assert_eq!(calls.log, log);
+        assert_eq!(calls.total(), 7);
+    }
+
+    #[test]
+    fn a_sampled_exchange_reads_nothing_more_for_its_standard_metrics() {
+        let mut diagnostic = four_headers(100);
+        diagnostic["standard_metrics"] = json!(false);
+        let (plugin, mut host) = configured(diagnostic);
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let without = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let (plugin, mut host) = configured(four_headers(100));
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let with = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(with, without);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn pipeline(extra: Value) -> Pipeline {
         &Roles {
             role: "gw".into(),
             instance: "gw-1".into(),
+            location: "westeurope".into(),
         },
         [9; 32],
     )

@@ -16,6 +16,7 @@ use super::request::push_url_limited;
 use super::{limits, Facts, Sender};
 use crate::exchange::{Backend, Outcome};
 use crate::json::{push_bytes, push_key, push_u64};
+use crate::metrics::catalog::{Standard, PROCESSED_BY as MARK};
 use crate::timefmt::push_timespan;
 
 /// Longest `data` the schema accepts.
@@ -47,12 +48,17 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, backend: &Backe
 /// (the backend call ends about when the exchange ends).
 fn timing(facts: &Facts<'_>, backend: &Backend) -> (u64, u64) {
     let oc = facts.outcome;
-    let duration = backend
+    let duration = duration(oc, backend);
+    (oc.start_unix_nanos + (oc.duration_nanos - duration), duration)
+}
+
+/// How long the backend call took: its latency, within the exchange's duration.
+pub fn duration(oc: &Outcome, backend: &Backend) -> u64 {
+    backend
         .latency_nanos
         .filter(|&l| l > 0)
         .unwrap_or(oc.duration_nanos)
-        .min(oc.duration_nanos);
-    (oc.start_unix_nanos + (oc.duration_nanos - duration), duration)
+        .min(oc.duration_nanos)
 }
 
 /// What the upstream request says, else what the client sent.
@@ -96,6 +102,17 @@ fn write_call(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
 /// answered (even if Envoy then gave up, e.g. retries exhausted); the failure kind when it
 /// never did or no response came at all.
 fn write_result(out: &mut Vec<u8>, oc: &Outcome) {
+    let success = push_result_code(out, oc);
+    out.extend_from_slice(if success {
+        b"\",\"success\":true"
+    } else {
+        b"\",\"success\":false"
+    });
+}
+
+/// Appends the backend call's `resultCode` (unescaped: a number or a failure kind's name)
+/// and says whether the call succeeded. The standard metrics use it too.
+pub fn push_result_code(out: &mut Vec<u8>, oc: &Outcome) -> bool {
     let kind = failure::classify(oc);
     let failed_kind = kind.filter(|k| k.backend_failed);
     let answered = oc.via_upstream() == Some(true);
@@ -104,17 +121,15 @@ fn write_result(out: &mut Vec<u8>, oc: &Outcome) {
         (_, Some(k)) if oc.response_code == 0 => out.extend_from_slice(k.type_name.as_bytes()),
         _ => push_u64(out, u64::from(oc.response_code)),
     }
-    let success = failed_kind.is_none() && (1..400).contains(&oc.response_code);
-    out.extend_from_slice(if success {
-        b"\",\"success\":true"
-    } else {
-        b"\",\"success\":false"
-    });
+    failed_kind.is_none() && (1..400).contains(&oc.response_code)
 }
 
 /// `Backend Address`, `Attempts` when Envoy retried, custom properties and captured content.
 fn write_properties(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
     let mut p = Members::new(out, "properties");
+    if facts.extracted {
+        p.string(MARK, Standard::Dependencies.processed_by().as_bytes());
+    }
     if let Some(address) = backend.address.as_deref().filter(|a| !a.is_empty()) {
         p.string("Backend Address", address);
     }

@@ -12,6 +12,7 @@ use super::failure::{self, Kind as FailureKind};
 use super::{limits, Facts, Sender};
 use crate::exchange::flags;
 use crate::json::{push_key, push_str};
+use crate::metrics::catalog::{Standard, PROCESSED_BY as MARK};
 
 /// Longest exception message and stack the schema accepts.
 const MAX_MESSAGE: usize = 32_768;
@@ -42,6 +43,9 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, kind: &FailureK
     push_key(out, "problemId");
     push_str(out, &format!("{} at {where_}", kind.type_name), limits::NAME);
     let mut p = Members::new(out, "properties");
+    if facts.extracted {
+        p.string(MARK, Standard::Exceptions.processed_by().as_bytes());
+    }
     let fe = facts.frontend;
     if !fe.request_id().is_empty() {
         p.string("Request Id", fe.request_id());

@@ -18,7 +18,7 @@ pub mod request;
 pub mod trace;
 
 use crate::capture::BodyPrefix;
-use crate::config::Capture;
+use crate::config::{Capture, MetadataPath};
 use crate::correlation::IdText;
 use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
@@ -52,6 +52,8 @@ pub struct Sender {
     pub(crate) role_tags: Vec<u8>,
     /// The role as a JSON string, for the `Service Name` property.
     pub(crate) service_name: Vec<u8>,
+    /// The role instance as a JSON string (the `cloud/roleInstance` of standard metrics).
+    pub(crate) instance_name: Vec<u8>,
 }
 
 impl Sender {
@@ -72,10 +74,13 @@ impl Sender {
         push_str(&mut role_tags, SDK_VERSION, 64);
         let mut service_name = Vec::new();
         push_str(&mut service_name, role, limits::PROPERTY_VALUE);
+        let mut instance_name = Vec::new();
+        push_str(&mut instance_name, role_instance, limits::PROPERTY_VALUE);
         Sender {
             ikey_field,
             role_tags,
             service_name,
+            instance_name,
         }
     }
 }
@@ -138,6 +143,10 @@ pub struct Facts<'a> {
     pub tracestate: Option<&'a [u8]>,
     /// Whether the Request item is written (else Traces hang under the caller instead).
     pub request_written: bool,
+    /// Values of Envoy's dynamic metadata the diagnostic's templates print (those found).
+    pub metadata: &'a [(MetadataPath, Vec<u8>)],
+    /// `_MS.ProcessedByMetricExtractors` goes on every item: the standard metrics counted it.
+    pub extracted: bool,
     /// Write only what the item needs: no captured content, custom properties or
     /// `tracestate` (the retry for an item that came out over the 64 KB limit).
     pub lean: bool,

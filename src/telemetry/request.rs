@@ -12,6 +12,7 @@
 use super::envelope::{self, Head, Kind, Members};
 use super::{limits, Facts, Sender};
 use crate::json::{push_bytes, push_key, push_u64};
+use crate::metrics::catalog::{Standard, PROCESSED_BY as MARK};
 use crate::timefmt::push_timespan;
 
 /// Appends one Request envelope (one NDJSON line) to `out`.
@@ -80,6 +81,9 @@ pub(crate) fn push_url_limited(out: &mut Vec<u8>, scheme: &[u8], authority: &[u8
 fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     let fe = facts.frontend;
     let mut p = Members::new(out, "properties");
+    if facts.extracted {
+        p.string(MARK, Standard::Requests.processed_by().as_bytes());
+    }
     if !fe.request_id().is_empty() {
         p.string_limited("Request Id", fe.request_id(), 256);
     }
@@ -207,6 +211,8 @@ pub(crate) mod tests {
             backend_response_headers: None,
             tracestate: fe.headers().get(b"tracestate"),
             request_written: true,
+            metadata: &[],
+            extracted: false,
             lean: false,
         }
     }

@@ -4,16 +4,21 @@
 
 use super::envelope::{self, Head, Kind, Members};
 use super::{Facts, Sender};
-use crate::config::{Field, HeaderCondition, Segment, Template, TraceRule};
+use crate::config::{Conditions, Field, HeaderCondition, Segment, Template, TraceRule};
 use crate::headers::HeaderMap;
 use crate::json::{push_bytes, push_key, push_str};
+use crate::metrics::catalog::{Standard, PROCESSED_BY as MARK};
 
 /// Longest trace message and property value the schema accepts.
 const MAX_MESSAGE: usize = 32_768;
 
 /// Whether every condition of `rule` holds for this exchange.
 pub fn matches(rule: &TraceRule, facts: &Facts<'_>) -> bool {
-    let w = &rule.when;
+    holds(&rule.when, facts)
+}
+
+/// Whether every condition of `w` holds for this exchange (trace and metric rules).
+pub fn holds(w: &Conditions, facts: &Facts<'_>) -> bool {
     let oc = facts.outcome;
     (w.statuses.is_empty() || w.statuses.iter().any(|s| s.matches(oc.response_code)))
         && (w.route_names.is_empty() || w.route_names.iter().any(|r| r.as_bytes() == facts.route_name))
@@ -76,6 +81,12 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
             let ms = (oc.duration_nanos / 1_000) as f64 / 1_000.0;
             out.extend_from_slice(ms.to_string().as_bytes());
         }
+        Field::Cluster => out.extend_from_slice(facts.backend.map(|b| b.cluster.as_slice()).unwrap_or_default()),
+        Field::Metadata(path) => {
+            if let Some((_, value)) = facts.metadata.iter().find(|(p, _)| p == path) {
+                out.extend_from_slice(value);
+            }
+        }
     }
 }
 
@@ -105,6 +116,9 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, rule: &TraceRul
     push_key(out, "severityLevel");
     push_str(out, rule.severity.level_name(), 16);
     let mut p = Members::new(out, "properties");
+    if facts.extracted {
+        p.string(MARK, Standard::Traces.processed_by().as_bytes());
+    }
     if let Some(source) = &rule.source {
         p.string("Source", source.as_bytes());
     }

@@ -155,6 +155,7 @@ fn check_correlation(c: &CorrelationCase, f: &mut Findings) {
     let roles = Roles {
         role: "gw".into(),
         instance: "gw-1".into(),
+        location: "Unknown".into(),
     };
     let first = |name: &str| c.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_slice());
     let incoming = Incoming {

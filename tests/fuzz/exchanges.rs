@@ -616,13 +616,17 @@ fn check_exchanges(c: &ExchangeCase, f: &mut Findings) {
             plugin.tick(&mut envoy);
         }
     }
-    // Everything goes out and is answered "all accepted".
+    // Everything goes out and is answered "all accepted". A tick may close a metric
+    // interval and write its aggregates, which the next tick sends: done after two quiet
+    // ticks.
     let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut quiet = 0;
     for _ in 0..100 {
         envoy.fake.now += 61_000_000_000;
         plugin.tick(&mut envoy);
         let sent = std::mem::take(&mut envoy.fake.callouts);
-        if sent.is_empty() {
+        quiet = if sent.is_empty() { quiet + 1 } else { 0 };
+        if quiet == 2 {
             break;
         }
         for s in sent {

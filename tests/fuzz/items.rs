@@ -27,6 +27,10 @@ enum Kind {
     Measurements,
     Severity,
     Exceptions,
+    /// A finite number.
+    Number,
+    /// MetricData's `metrics`: exactly one data point.
+    DataPoints,
 }
 
 /// (name, kind, required)
@@ -54,6 +58,25 @@ const REQUEST: Fields = &[
     ("url", Kind::Str(2048), false),
     ("properties", Kind::Properties, false),
     ("measurements", Kind::Measurements, false),
+];
+
+/// `MetricData`.
+const METRIC: Fields = &[
+    ("ver", Kind::Int, true),
+    ("metrics", Kind::DataPoints, true),
+    ("properties", Kind::Properties, false),
+];
+
+/// One data point of `MetricData`.
+const DATA_POINT: Fields = &[
+    ("name", Kind::Str(1024), true),
+    ("ns", Kind::Str(256), false),
+    ("kind", Kind::Str(16), false),
+    ("value", Kind::Number, true),
+    ("count", Kind::Int, false),
+    ("min", Kind::Number, false),
+    ("max", Kind::Number, false),
+    ("stdDev", Kind::Number, false),
 ];
 
 /// `RemoteDependencyData`.
@@ -208,6 +231,7 @@ fn check_kind(v: &Value, kind: Kind, required: bool, p: &str, problems: &mut Vec
                 "RemoteDependencyData" => DEPENDENCY,
                 "ExceptionData" => EXCEPTION,
                 "MessageData" => MESSAGE,
+                "MetricData" => METRIC,
                 _ => return problems.push(format!("{p}.baseType: {base:?} is not a type the filter sends")),
             };
             check_fields(&v["baseData"], table, &format!("{p}.baseData"), problems);
@@ -222,6 +246,14 @@ fn check_kind(v: &Value, kind: Kind, required: bool, p: &str, problems: &mut Vec
             m.iter()
                 .all(|(k, v)| (1..=150).contains(&k.chars().count()) && v.as_f64().is_some_and(f64::is_finite))
         }),
+        Kind::Number => v.as_f64().is_some_and(f64::is_finite),
+        Kind::DataPoints => {
+            let list = v.as_array().map(Vec::as_slice).unwrap_or_default();
+            for (i, point) in list.iter().enumerate() {
+                check_fields(point, DATA_POINT, &format!("{p}[{i}]"), problems);
+            }
+            list.len() == 1
+        }
         Kind::Exceptions => {
             let list = v.as_array().map(Vec::as_slice).unwrap_or_default();
             for (i, e) in list.iter().enumerate() {
@@ -252,6 +284,11 @@ pub fn check_item(f: &mut Findings, line: &[u8], protocol: Protocol) {
         problems.is_empty(),
         || format!("{problems:?} in {}", cut(&v.to_string(), 2000)),
     );
+    if v["data"]["baseType"] == "MetricData" {
+        // Aggregates belong to no operation.
+        f.note("metrics");
+        return;
+    }
     let op = v["tags"]["ai.operation.id"].as_str().unwrap_or_default().as_bytes();
     let valid = match protocol {
         Protocol::W3C | Protocol::None => is_lower_hex(op, 32),

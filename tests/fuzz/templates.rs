@@ -28,6 +28,8 @@ fn print(t: &Template) -> String {
                     Field::Operation => "operation".to_string(),
                     Field::OperationId => "operation_id".to_string(),
                     Field::DurationMs => "duration_ms".to_string(),
+                    Field::Cluster => "cluster".to_string(),
+                    Field::Metadata(path) => path.placeholder(),
                 };
                 out.push('{');
                 out.push_str(&name);

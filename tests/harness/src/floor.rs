@@ -78,6 +78,18 @@ mod tests {
         assert_eq!(floor["calls_per_request"], 11);
         let floor = floor_config(&four_headers(0)).unwrap();
         assert_eq!(floor["request_headers"], "request_map set_request_header:traceparent");
+        assert_eq!(
+            floor["log"],
+            "property:response.code property:request.duration property:upstream.request_attempt_count \
+             property:xds.cluster_name property:response.backend_latency"
+        );
+        assert_eq!(
+            floor["calls_per_request"], 7,
+            "the standard metrics of an unsampled exchange"
+        );
+        let mut config = four_headers(0);
+        config["diagnostic"]["standard_metrics"] = json!(false);
+        let floor = floor_config(&config).unwrap();
         assert_eq!(floor["log"], "property:response.code");
         assert_eq!(floor["calls_per_request"], 3);
     }

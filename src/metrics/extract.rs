@@ -1,0 +1,161 @@
+//! What one finished exchange adds to the metrics, sampled or not: the standard metrics
+//! (its request, its backend call, its exception, its traces), each active `emit_metrics`
+//! rule whose conditions hold, and the token metrics of a response that reported usage.
+//! Values go to a callback (metric index, dimension values, value), which records them
+//! for each logger.
+
+use super::catalog::{DiagnosticMetrics, Standard};
+use super::usage::Usage;
+use crate::config::{DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, TraceRule};
+use crate::telemetry::{dependency, failure, trace, Facts};
+
+/// Where the default dimensions `Location` and `Gateway ID` come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gateway {
+    /// The Envoy node's locality region (`Unknown` when it has none).
+    pub location: Vec<u8>,
+    /// `ai.cloud.roleInstance`.
+    pub id: Vec<u8>,
+}
+
+/// What the callback receives: metric index, dimension values, value.
+pub type Record<'r> = dyn FnMut(usize, &[&[u8]], f64) + 'r;
+
+/// The standard metrics of one exchange: its request, its backend call (if one was
+/// made), its exception (if it failed) and the traces its rules wrote.
+pub fn standard(facts: &Facts<'_>, traces: &[&TraceRule], record: &mut Record<'_>) {
+    let oc = facts.outcome;
+    let code = oc.response_code.to_string();
+    let success = truth(oc.success());
+    let ms = |nanos: u64| nanos as f64 / 1e6;
+    record(
+        Standard::Requests.index(),
+        &[code.as_bytes(), success, b"False"],
+        ms(oc.duration_nanos),
+    );
+    if let Some(backend) = facts.backend {
+        let mut result = Vec::new();
+        let ok = dependency::push_result_code(&mut result, oc);
+        let values: [&[u8]; 4] = [b"HTTP", truth(ok), &backend.cluster, &result];
+        record(
+            Standard::Dependencies.index(),
+            &values,
+            ms(dependency::duration(oc, backend)),
+        );
+    }
+    if failure::classify(oc).is_some() {
+        record(Standard::Exceptions.index(), &[], 1.0);
+    }
+    for rule in traces {
+        record(Standard::Traces.index(), &[rule.severity.level_name().as_bytes()], 1.0);
+    }
+}
+
+/// The custom metrics of one exchange: rules whose conditions hold and that have a value
+/// for it (a header that is absent or not a number has none: counted in `missing`), and
+/// the token metrics.
+pub fn custom(
+    d: &Diagnostic,
+    ids: &DiagnosticMetrics,
+    facts: &Facts<'_>,
+    gateway: &Gateway,
+    usage: Option<Usage>,
+    missing: &mut Missing,
+    record: &mut Record<'_>,
+) {
+    for (rule, &id) in d.active_metric_rules().iter().zip(&ids.rules) {
+        if !trace::holds(&rule.when, facts) {
+            continue;
+        }
+        let Some(value) = value_of(rule, facts) else {
+            missing.values += 1;
+            continue;
+        };
+        with_dimensions(&rule.dimensions, facts, gateway, |values| record(id, values, value));
+    }
+    if let (Some(tokens), Some(t)) = (ids.tokens, d.active_token_metrics()) {
+        let Some(u) = usage else {
+            missing.usage += 1;
+            return;
+        };
+        with_dimensions(&t.dimensions, facts, gateway, |values| {
+            for (id, n) in tokens.into_iter().zip([u.total, u.prompt, u.completion]) {
+                record(id, values, n as f64);
+            }
+        });
+    }
+}
+
+/// Exchanges the custom metrics had no value for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// A rule's value header was absent or not a number, or no backend call was made.
+    pub values: u64,
+    /// Token metrics apply but the response reported no usage (or could not be read).
+    pub usage: u64,
+}
+
+fn value_of(rule: &MetricRule, facts: &Facts<'_>) -> Option<f64> {
+    let oc = facts.outcome;
+    let number = |v: Option<&[u8]>| {
+        std::str::from_utf8(v?)
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+    };
+    match &rule.value {
+        MetricValue::Constant(n) => Some(*n),
+        MetricValue::RequestDurationMs => Some(oc.duration_nanos as f64 / 1e6),
+        MetricValue::BackendDurationMs => facts.backend.map(|b| dependency::duration(oc, b) as f64 / 1e6),
+        MetricValue::RequestSize => Some(oc.request_body_bytes as f64),
+        MetricValue::ResponseSize => Some(oc.response_body_bytes as f64),
+        MetricValue::RequestHeader(h) => number(facts.frontend.headers().get(h.as_bytes())),
+        MetricValue::ResponseHeader(h) => number(facts.response_headers.and_then(|m| m.get(h.as_bytes()))),
+    }
+}
+
+/// Calls `f` with the dimension values of this exchange (templates rendered, header
+/// values masked as everywhere else).
+fn with_dimensions(dims: &[Dimension], facts: &Facts<'_>, gateway: &Gateway, f: impl FnOnce(&[&[u8]])) {
+    let rendered: Vec<Vec<u8>> = dims
+        .iter()
+        .map(|d| match &d.value {
+            DimensionValue::Template(t) => trace::render(t, facts),
+            DimensionValue::Default(default) => default_value(*default, facts, gateway).to_vec(),
+        })
+        .collect();
+    let values: Vec<&[u8]> = rendered.iter().map(Vec::as_slice).collect();
+    f(&values);
+}
+
+fn default_value<'a>(d: DefaultDimension, facts: &Facts<'a>, gateway: &'a Gateway) -> &'a [u8] {
+    match d {
+        DefaultDimension::ApiId => facts.api.map_or(facts.route_name, |a| a.api.as_bytes()),
+        DefaultDimension::OperationId => facts
+            .api
+            .and_then(|a| a.operation)
+            .map_or(facts.route_name, str::as_bytes),
+        DefaultDimension::Location => &gateway.location,
+        DefaultDimension::GatewayId => &gateway.id,
+    }
+}
+
+/// Whether a diagnostic's custom metrics use the `Location` default dimension.
+pub fn uses_location(d: &Diagnostic) -> bool {
+    let rules = d.active_metric_rules().iter().map(|r| r.dimensions.as_slice());
+    let tokens = d.active_token_metrics().map(|t| t.dimensions.as_slice());
+    rules
+        .chain(tokens)
+        .flatten()
+        .any(|dim| dim.value == DimensionValue::Default(DefaultDimension::Location))
+}
+
+fn truth(b: bool) -> &'static [u8] {
+    if b {
+        b"True"
+    } else {
+        b"False"
+    }
+}
