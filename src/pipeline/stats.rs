@@ -30,31 +30,15 @@ impl Pipeline {
     /// Calls `f` with each stat, its kind and its current value, in an order fixed for a
     /// configuration (the tick reads the values without building names).
     pub fn visit_metrics(&self, mut f: impl FnMut(StatName<'_>, MetricKind, u64)) {
-        f(
-            StatName {
-                logger: None,
-                stat: "operations_sampled_out",
-            },
-            MetricKind::Counter,
-            self.sampled_out,
-        );
         let missing = self.metrics_missing();
-        f(
-            StatName {
-                logger: None,
-                stat: "metric_values_missing",
-            },
-            MetricKind::Counter,
-            missing.values,
-        );
-        f(
-            StatName {
-                logger: None,
-                stat: "token_usage_missing",
-            },
-            MetricKind::Counter,
-            missing.usage,
-        );
+        let plugin = [
+            ("operations_sampled_out", self.sampled_out),
+            ("metric_values_missing", missing.values),
+            ("token_usage_missing", missing.usage),
+        ];
+        for (stat, value) in plugin {
+            f(StatName { logger: None, stat }, MetricKind::Counter, value);
+        }
         for s in &self.sinks {
             let st = s.outbox.stats;
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();

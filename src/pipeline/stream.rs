@@ -172,7 +172,7 @@ impl Stream {
         };
         // No request headers callback happened when an earlier filter answered locally:
         // read the request from the access-log view instead.
-        let (mut started, streamed) = match self.started.take() {
+        let (started, streamed) = match self.started.take() {
             Some(s) => (s, Some(&self.streamed)),
             None => {
                 let headers = host.header_map(HeaderMapKind::Request);
@@ -194,6 +194,27 @@ impl Stream {
         if !needs.outcome {
             return;
         }
+        let status = Status {
+            code,
+            flags,
+            clean,
+            response_headers,
+        };
+        let ran = streamed.is_some();
+        self.finish(&mut p, host, started, (status, ran), needs);
+    }
+
+    /// Reads what `needs` says and hands the finished exchange to the pipeline.
+    /// (`ran`: whether the stream callbacks ran, so what they counted holds.)
+    fn finish(
+        &self,
+        p: &mut Pipeline,
+        host: &mut impl Host,
+        mut started: Started,
+        (status, ran): (Status, bool),
+        needs: Needs,
+    ) {
+        let streamed = ran.then_some(&self.streamed);
         if started.route_name.is_empty() && needs.route {
             started.route_name = host.property(Attribute::RouteName).unwrap_or_default();
         }
@@ -202,13 +223,13 @@ impl Stream {
             clock if clock > 0 && !needs.items => clock,
             _ => host.now_nanos(),
         };
-        let outcome = read_outcome(host, &started, (code, flags), streamed, now, needs.items);
+        let outcome = read_outcome(host, &started, (status.code, status.flags), streamed, now, needs.items);
         let backend = if needs.backend {
-            read_backend(&mut p, host, clean, streamed, now, needs.backend_item)
+            read_backend(p, host, status.clean, streamed, now, needs.backend_item)
         } else {
             None
         };
-        let response_headers = read_response_headers(host, needs, response_headers);
+        let response_headers = read_response_headers(host, needs, status.response_headers);
         let metadata = if needs.metadata {
             read_metadata(host, p.metadata_of(&started.begun))
         } else {
