@@ -1,6 +1,6 @@
 //! Seeded, bounded fuzzing of everything the filter reads from outside (issue 11): the
 //! plugin configuration, connection strings, the caller's correlation headers, trace rules
-//! rendered over whole exchanges, and the ingestion service's answers.
+//! rendered over whole exchanges, the ingestion service's answers, and LLM response bodies.
 //!
 //! No fuzzing crate: a SplitMix64 generator drives structure-aware mutators that start from
 //! valid inputs (the README's example configuration, real connection strings, valid
@@ -44,7 +44,10 @@
 //!   no secret the default masking covers reaches it;
 //! - [`outbox`] and [`plugin`]: random answers ([`answers`]: statuses, `Retry-After`,
 //!   TrackResponse bodies, tokens) to an `Outbox` and to the root context: the accounting
-//!   of every item and the memory budget hold at every step.
+//!   of every item and the memory budget hold at every step;
+//! - [`usage`]: the token counts of LLM responses (Chat Completions and Responses API
+//!   bodies, JSON and server-sent events, with decoys in their text) mutated and cut into
+//!   chunks anywhere: the chunks give what one push gives, memory stays bounded.
 //!
 //! A property broken on main as of 3f2f3f8 has a test of its own, documented with the
 //! cause, so that the other properties keep guarding CI until it is fixed:
@@ -72,3 +75,4 @@ mod outbox;
 mod plugin;
 mod runner;
 mod templates;
+mod usage;
