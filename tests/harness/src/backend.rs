@@ -9,6 +9,9 @@
 //! | `/bytes/{n}` | `n` bytes (at most 64 MiB) of the pattern `abc…xyzabc…` |
 //! | `/sse?events=N&interval_ms=M` | `text/event-stream`, N events `data: event i\n\n` (i from 0), M ms apart, chunked |
 //! | `/echo` | JSON: method, path, headers (lower-case names), body length |
+//! | `/openai/json?prompt=N&completion=M` | an OpenAI Chat Completions answer with that `usage` (`&api=responses`: the Responses API's) |
+//! | `/openai/sse?events=K&interval_ms=T&prompt=N&completion=M` | its stream: K chunks with `"usage":null`, T ms apart, then the usage (`&api=responses`: in `response.completed`) |
+//! | `/openai/none` | a Chat Completions answer without `usage` |
 //! | anything else | 200 `{"ok":true,"path":...}` |
 //!
 //! Every request is logged (method, path, headers, body length — not the body, so
@@ -31,11 +34,13 @@ use serde_json::{json, Map, Value};
 
 use crate::http::{self, find_header, Reply, Request, Response, Server};
 
+mod openai;
+
 /// Longest `/delay/{ms}`.
 const MAX_DELAY_MS: u64 = 600_000;
 /// Largest `/bytes/{n}`.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
-/// Largest `/sse` event count.
+/// Largest `/sse` and `/openai/sse` event count.
 const MAX_EVENTS: usize = 100_000;
 /// How many of the latest requests the log keeps.
 pub const MAX_LOGGED_REQUESTS: usize = 100_000;
@@ -139,6 +144,9 @@ pub fn route(req: &Request) -> Reply {
         ("bytes", Some(n)) => bytes(n).into(),
         ("sse", None) => sse(req),
         ("echo", None) => echo(req).into(),
+        ("openai", Some("json")) => openai::whole(req),
+        ("openai", Some("sse")) => openai::stream(req),
+        ("openai", Some("none")) => openai::none(),
         _ => Response::json(200, &json!({"ok": true, "path": req.path})).into(),
     }
 }

@@ -8,7 +8,8 @@
 //!   `/v2.1/track`) that validates, stores and records what the filter sends, with
 //!   fault injection and an HTTP control API;
 //! - [`imds`]: a double of Azure's instance metadata endpoint (managed identity tokens);
-//! - [`backend`]: a sample upstream service with status/delay/bytes/SSE/echo routes;
+//! - [`backend`]: a sample upstream service with status/delay/bytes/SSE/echo routes, and
+//!   OpenAI-compatible answers with known token usage;
 //! - [`cli`]: the small argument parser shared by the two programs;
 //! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
 //! - [`envoy`]: runs the real Envoy binary for the integration tests;

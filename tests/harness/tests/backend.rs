@@ -141,3 +141,38 @@ fn sse_through_the_client_collects_all_events() {
         "data: event 0\n\ndata: event 1\n\ndata: event 2\n\ndata: event 3\n\n"
     );
 }
+
+#[test]
+fn openai_routes_over_http_carry_the_usage_asked_for() {
+    use envoy_appinsights::metrics::usage::{Usage, UsageScanner};
+    let b = start();
+    for (path, prompt, completion) in [
+        ("/openai/json?prompt=3&completion=4", 3, 4),
+        ("/openai/json?api=responses&prompt=5&completion=6", 5, 6),
+        ("/openai/sse?events=3&interval_ms=5&prompt=7&completion=8", 7, 8),
+        (
+            "/openai/sse?api=responses&events=3&interval_ms=5&prompt=9&completion=10",
+            9,
+            10,
+        ),
+    ] {
+        let resp = http::request(b.addr(), "POST", path, &[], b"{}").unwrap();
+        assert_eq!(resp.status, 200, "{path}");
+        let mut scanner = UsageScanner::new();
+        scanner.push(&resp.body);
+        let total = prompt + completion;
+        assert_eq!(
+            scanner.usage(),
+            Some(Usage {
+                prompt,
+                completion,
+                total
+            }),
+            "{path}"
+        );
+    }
+    let resp = http::get(b.addr(), "/openai/none").unwrap();
+    let mut scanner = UsageScanner::new();
+    scanner.push(&resp.body);
+    assert_eq!(scanner.usage(), None);
+}
