@@ -17,7 +17,9 @@
 //! `response.completed` event), so a `usage` key counts at any depth, and the last complete
 //! one wins. Only a real key counts: text that reads `"usage": {` inside a JSON string does
 //! not. JSON strings hold no raw newline, so a newline ends a string: a malformed event
-//! cannot leave the next one read inside out.
+//! cannot leave the next one read inside out. Two choices of the cheap way: a key spelled
+//! with escapes (`"usag\u0065"`) is not recognized (no serializer writes one), and a
+//! `usage` key inside a usage object is part of that object, not one of its own.
 
 use serde::Deserialize;
 
@@ -179,10 +181,8 @@ impl UsageScanner {
 
     /// The `{` of a usage object: copy from here.
     fn start(&mut self) -> Phase {
-        // No reservation: the buffer doubles as it fills (a real usage object takes 512
-        // bytes), and stops at MAX_OBJECT_BYTES, a power of two.
         self.object.clear();
-        self.object.push(b'{');
+        self.push_byte(b'{');
         Phase::Capture { depth: 1 }
     }
 
@@ -196,7 +196,7 @@ impl UsageScanner {
             self.object.clear();
             return if depth == 0 { Phase::Scan } else { Phase::Skip { depth } };
         }
-        self.object.push(b);
+        self.push_byte(b);
         if depth > 0 {
             return Phase::Capture { depth };
         }
@@ -205,6 +205,20 @@ impl UsageScanner {
         }
         self.object.clear();
         Phase::Scan
+    }
+}
+
+impl UsageScanner {
+    /// Copies one byte of the object (below the limit). The buffer grows by doubling from
+    /// 64 bytes up to exactly MAX_OBJECT_BYTES, whatever `Vec`'s own growth policy: a real
+    /// usage object costs 512 bytes, and the bound does not rest on the allocator.
+    fn push_byte(&mut self, b: u8) {
+        let (len, capacity) = (self.object.len(), self.object.capacity());
+        if len == capacity {
+            let want = capacity.saturating_mul(2).clamp(64, Self::MAX_OBJECT_BYTES);
+            self.object.reserve_exact(want.saturating_sub(len));
+        }
+        self.object.push(b);
     }
 }
 
@@ -572,6 +586,23 @@ mod tests {
         s.push(br#","x":{"usage":{"prompt_tokens":1,"completion_tokens":2}}}"#);
         assert_eq!(s.usage(), usage(1, 2, 3));
         assert!(s.retained_bytes() <= max);
+    }
+
+    #[test]
+    fn a_real_usage_object_costs_at_most_512_bytes() {
+        for body in [CHAT_JSON, CHAT_SSE, RESPONSES_JSON, RESPONSES_SSE] {
+            let mut s = UsageScanner::new();
+            s.push(body.as_bytes());
+            assert!(s.usage().is_some());
+            assert!(s.retained_bytes() <= 512, "{} bytes", s.retained_bytes());
+        }
+        let mut s = UsageScanner::new();
+        s.push(b"no usage here");
+        assert_eq!(
+            s.retained_bytes(),
+            0,
+            "nothing is allocated before a usage object starts"
+        );
     }
 
     #[test]
