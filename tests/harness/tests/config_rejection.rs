@@ -143,3 +143,18 @@ fn an_instrumentation_key_that_is_not_a_guid_is_refused_without_echoing_it() {
     );
     assert!(!line.contains("my-key"), "{line}");
 }
+
+#[test]
+fn a_metric_rule_with_eleven_dimensions_is_refused_naming_the_rule() {
+    let dimensions: Vec<Value> = (0..11)
+        .map(|i| json!({"name": format!("d{i}"), "value": "{request.method}"}))
+        .collect();
+    let config = json!({"loggers": {"main": {"connection_string": CS}},
+                        "diagnostic": {"metrics": true, "emit_metrics": [
+                            {"name": "fine", "dimensions": [{"name": "API ID"}]},
+                            {"name": "too wide", "dimensions": dimensions}]}});
+    assert_refused(
+        &config.to_string(),
+        "diagnostic.emit_metrics[1]: has 11 dimensions; a metric has 1 to 10 (Azure Monitor's limit)",
+    );
+}
