@@ -181,3 +181,237 @@ fn standard_metrics_stay_exact_at_ten_percent_sampling() {
     assert_eq!(props["_MS.AggregationIntervalMs"], "1000");
     assert_eq!(props["operation/synthetic"], "False");
 }
+
+/// A filter before ours that stores the caller's `x-consumer` in the dynamic metadata,
+/// as `jwt_authn` stores a token's claims.
+const CONSUMER_TO_METADATA: &str = r#"{name: envoy.filters.http.header_to_metadata, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config, request_rules: [{header: x-consumer, on_header_present: {metadata_namespace: consumers, key: id, type: STRING}, remove: false}]}}"#;
+
+fn orders_rule() -> Value {
+    json!([{"name": "Order amount", "namespace": "shop", "value": "request.header.x-amount",
+            "dimensions": [{"name": "API ID"},
+                           {"name": "Consumer", "value": "{metadata.consumers/id}"},
+                           {"name": "Status", "value": "{response.status}"}]}])
+}
+
+#[test]
+fn a_custom_metric_with_three_dimensions_aggregates_exactly_across_two_workers() {
+    let s = start_with(
+        json!({"diagnostic": {"sampling_percentage": 0, "metrics": true, "emit_metrics": orders_rule()},
+               "metrics": {"interval_ms": 1000}}),
+        &["--concurrency", "2"],
+        |s| s.filters_before = vec![CONSUMER_TO_METADATA.into()],
+    );
+    // 600 requests: 3 consumers, 2 statuses, amounts 0..=99 (known per series).
+    let mut expected: BTreeMap<Vec<String>, (u64, f64, f64, f64)> = BTreeMap::new();
+    let mut requests = Vec::new();
+    for i in 0..600u32 {
+        let consumer = ["alice", "bob", "carol"][(i % 3) as usize];
+        let status = if i % 5 == 0 { "503" } else { "200" };
+        let amount = f64::from((i * 37) % 100);
+        let e = expected
+            .entry(vec!["backend".to_string(), consumer.to_string(), status.to_string()])
+            .or_insert((0, 0.0, f64::MAX, f64::MIN));
+        *e = (e.0 + 1, e.1 + amount, e.2.min(amount), e.3.max(amount));
+        requests.push((
+            format!("/status/{status}?i={i}"),
+            vec![
+                ("x-consumer".to_string(), consumer.to_string()),
+                ("x-amount".to_string(), amount.to_string()),
+            ],
+        ));
+    }
+    send_all(s.envoy.listener, requests, 6);
+    s.ingest.wait_until(Duration::from_secs(30), |items| {
+        total_count(items, "Order amount") >= 600
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let items = s.ingest.items();
+    let got = aggregates(&items, "Order amount", &["API ID", "Consumer", "Status"]);
+    assert_eq!(got, expected, "count, sum, min and max of each series");
+    let m = metric_items(&items, "Order amount")[0];
+    assert_eq!(m["data"]["baseData"]["metrics"][0]["ns"], "shop");
+    assert_eq!(m["data"]["baseData"]["properties"]["_MS.AggregationIntervalMs"], "1000");
+    // Both workers served requests (and so reported their own aggregates).
+    let stats = s
+        .envoy
+        .admin_get("/stats?filter=downstream_cx_total")
+        .unwrap_or_default();
+    let workers: Vec<i64> = (0..2)
+        .map(|w| {
+            stats
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .filter(|(k, _)| k.starts_with("listener.") && k.ends_with(&format!("worker_{w}.downstream_cx_total")))
+                .filter_map(|(_, v)| v.trim().parse::<i64>().ok())
+                .sum()
+        })
+        .collect();
+    assert!(workers.iter().all(|&n| n > 0), "connections per worker: {workers:?}");
+}
+
+#[test]
+fn with_metrics_false_the_rules_emit_nothing() {
+    let s = start_with(
+        json!({"diagnostic": {"metrics": false, "emit_metrics": orders_rule()}, "metrics": {"interval_ms": 500}}),
+        &[],
+        |s| s.filters_before = vec![CONSUMER_TO_METADATA.into()],
+    );
+    for i in 0..20 {
+        http::request(
+            s.envoy.listener,
+            "GET",
+            &format!("/status/200?{i}"),
+            &[("x-amount", "5"), ("x-consumer", "a")],
+            b"",
+        )
+        .unwrap();
+    }
+    s.ingest.wait_until(Duration::from_secs(20), |items| {
+        total_count(items, "Server response time") >= 20
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let items = s.ingest.items();
+    assert!(metric_items(&items, "Order amount").is_empty(), "no custom metric");
+    assert_eq!(
+        total_count(&items, "Server response time"),
+        20,
+        "the standard metrics are still there"
+    );
+}
+
+#[test]
+fn series_beyond_max_series_fold_into_one_overflow_series_and_are_counted() {
+    let rule = json!([{"name": "Calls", "dimensions": [{"name": "Tenant", "value": "{request.header.x-tenant}"}]}]);
+    let s = start(
+        json!({"diagnostic": {"sampling_percentage": 0, "metrics": true, "emit_metrics": rule},
+               "metrics": {"interval_ms": 60000, "max_series": 3}}),
+        &[],
+    );
+    for i in 0..10 {
+        let tenant = format!("tenant-{i}");
+        http::request(s.envoy.listener, "GET", "/status/200", &[("x-tenant", &tenant)], b"").unwrap();
+    }
+    // The interval is a minute long; the stats say at once what was folded.
+    let overflowed = || {
+        envoy_stats(&s.envoy, "appinsights.main.metric_values_overflowed")
+            .values()
+            .sum::<i64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while overflowed() < 7 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(overflowed(), 7, "10 tenants, 3 series: 7 values folded");
+    assert!(s.envoy.log().contains("DIMENSION-CAPPED"), "said in the log, once");
+    assert_eq!(
+        s.envoy
+            .log()
+            .matches("more series this interval than metrics.max_series")
+            .count(),
+        1
+    );
+}
+
+/// Reads the response of `path` until `marker` shows; returns how long that took and the
+/// whole response.
+fn stream_until(gw: SocketAddr, path: &str, marker: &str) -> (Duration, String) {
+    let started = Instant::now();
+    let mut c = std::net::TcpStream::connect(gw).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(marker) {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before {marker:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let first = started.elapsed();
+    c.read_to_end(&mut got).unwrap();
+    (first, String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn token_metrics_come_from_json_and_streaming_responses_exactly() {
+    let s = start(
+        json!({"diagnostic": {"sampling_percentage": 0, "metrics": true,
+                              "token_metrics": {"namespace": "llm", "dimensions": [{"name": "API ID"},
+                                                {"name": "Consumer", "value": "{request.header.x-consumer}"}]}},
+               "metrics": {"interval_ms": 1000}}),
+        &[],
+    );
+    let gw = s.envoy.listener;
+    let mut expected = BTreeMap::new();
+    let mut add = |consumer: &str, prompt: u64, completion: u64| {
+        let e = expected.entry(consumer.to_string()).or_insert((0u64, 0u64, 0u64));
+        *e = (e.0 + prompt + completion, e.1 + prompt, e.2 + completion);
+    };
+    for (i, consumer) in ["alice", "bob", "alice"].iter().enumerate() {
+        let (p, c) = (10 + i as u64, 100 + i as u64);
+        let path = format!("/openai/json?prompt={p}&completion={c}");
+        http::request(gw, "POST", &path, &[("x-consumer", consumer)], b"{}").unwrap();
+        add(consumer, p, c);
+    }
+    http::request(
+        gw,
+        "POST",
+        "/openai/json?prompt=7&completion=9&api=responses",
+        &[("x-consumer", "bob")],
+        b"{}",
+    )
+    .unwrap();
+    add("bob", 7, 9);
+    // A stream of 6 chunks 300 ms apart, usage in its final event: the first chunk is not
+    // held back.
+    let (first, body) = stream_until(
+        gw,
+        "/openai/sse?events=6&interval_ms=300&prompt=21&completion=34",
+        "data: ",
+    );
+    assert!(first < Duration::from_millis(250), "first event after {first:?}");
+    assert!(body.contains("[DONE]"));
+    add("<empty>", 21, 34);
+    let (_, body) = stream_until(
+        gw,
+        "/openai/sse?events=3&interval_ms=10&prompt=5&completion=6&api=responses",
+        "data: ",
+    );
+    assert!(body.contains("response.completed"));
+    add("<empty>", 5, 6);
+    // No usage: nothing emitted, counted.
+    http::request(gw, "POST", "/openai/none", &[("x-consumer", "carol")], b"{}").unwrap();
+    s.ingest
+        .wait_until(Duration::from_secs(20), |items| total_count(items, "Total Tokens") >= 6);
+    std::thread::sleep(Duration::from_millis(1200));
+    let items = s.ingest.items();
+    let sums = |name: &str| -> BTreeMap<String, u64> {
+        aggregates(&items, name, &["Consumer"])
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    if k[0].is_empty() {
+                        "<empty>".to_string()
+                    } else {
+                        k[0].clone()
+                    },
+                    v.1 as u64,
+                )
+            })
+            .collect()
+    };
+    let (total, prompt, completion) = (sums("Total Tokens"), sums("Prompt Tokens"), sums("Completion Tokens"));
+    for (consumer, (t, p, c)) in &expected {
+        assert_eq!(
+            (total[consumer], prompt[consumer], completion[consumer]),
+            (*t, *p, *c),
+            "{consumer}"
+        );
+    }
+    assert_eq!(total.len(), expected.len(), "{total:?}");
+    assert_eq!(
+        metric_items(&items, "Total Tokens")[0]["data"]["baseData"]["metrics"][0]["ns"],
+        "llm"
+    );
+    let missing = envoy_stats(&s.envoy, "appinsights.token_usage_missing");
+    assert_eq!(missing.values().sum::<i64>(), 1, "{missing:?}");
+}
