@@ -101,6 +101,9 @@ pub struct ReceivedRequest {
 #[derive(Default)]
 struct Recorded {
     items: Vec<Value>,
+    /// MetricData items (aggregates), kept apart: they arrive whenever an interval ends,
+    /// so tests that count an exchange's items would see them at random.
+    metrics: Vec<Value>,
     stats: IngestStats,
     requests: Vec<ReceivedRequest>,
     fault: Fault,
@@ -171,9 +174,31 @@ impl IngestServer {
         format!("InstrumentationKey={ikey};IngestionEndpoint={}/", self.url())
     }
 
-    /// Accepted items, in arrival order.
+    /// Accepted items, in arrival order, metric aggregates apart ([`IngestServer::metrics`]).
     pub fn items(&self) -> Vec<Value> {
         self.shared.lock().items.clone()
+    }
+
+    /// Accepted MetricData items, in arrival order.
+    pub fn metrics(&self) -> Vec<Value> {
+        self.shared.lock().metrics.clone()
+    }
+
+    /// Waits until `done(metrics)` holds for the stored MetricData items (or the timeout).
+    pub fn wait_for_metrics(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut rec = self.shared.lock();
+        while !done(&rec.metrics) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            rec = match self.shared.items_changed.wait_timeout(rec, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        rec.metrics.clone()
     }
 
     /// Waits until at least `n` items are stored or `timeout` passes; returns what is stored.
@@ -249,6 +274,7 @@ impl IngestServer {
 fn clear(shared: &Shared) {
     let mut rec = shared.lock();
     rec.items.clear();
+    rec.metrics.clear();
     rec.requests.clear();
     rec.stats = IngestStats::default();
 }
@@ -298,11 +324,16 @@ fn record(shared: &Shared, request: ReceivedRequest, outcome: &Outcome, store: b
     if store {
         let accepted: Vec<Value> = outcome.accepted().cloned().collect();
         append_to_store(rec.store.as_mut(), &accepted);
-        rec.items.extend(accepted);
+        let (metrics, items): (Vec<Value>, Vec<Value>) = accepted
+            .into_iter()
+            .partition(|i| i["data"]["baseType"] == "MetricData");
+        rec.items.extend(items);
+        rec.metrics.extend(metrics);
         shared.items_changed.notify_all();
     }
     if let Some(keep) = shared.keep {
         trim_front(&mut rec.items, keep);
+        trim_front(&mut rec.metrics, keep);
         trim_front(&mut rec.requests, keep);
     }
     trim_front(&mut rec.stats.rejections, MAX_REJECTIONS_KEPT);

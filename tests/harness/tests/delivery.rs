@@ -205,16 +205,19 @@ fn any_2xx_answer_means_the_items_were_stored() {
     settled(&s.ingest, 6);
     std::thread::sleep(Duration::from_millis(300)); // the stats' tick
     let st = envoy_stats(&s.envoy, "appinsights.");
-    assert_eq!(st["appinsights.main.items_created"], 6);
-    assert_eq!(st["appinsights.main.items_accepted"], 6, "{st:?}");
+    // Besides the 6 items of the exchanges, the aggregates of a metric interval that ended.
+    assert_eq!(exchange_items(&st, "items_created"), 6);
+    assert_eq!(exchange_items(&st, "items_accepted"), 6, "{st:?}");
     assert_eq!(st["appinsights.main.items_dropped_rejected"], 0);
     assert_eq!(st["appinsights.main.buffered_items"], 0);
 }
 
 #[test]
 fn a_slow_endpoint_beyond_the_callout_timeout_is_retried() {
+    // One batch and only it: no metric interval may end and send its own batch meanwhile.
     let s = start(
-        json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200}}),
+        json!({"delivery": {"flush_interval_ms": 100, "timeout_ms": 500, "retry_initial_ms": 200},
+               "diagnostic": {"standard_metrics": false}}),
         &[],
     );
     s.ingest
@@ -330,10 +333,13 @@ fn envoy_stats_match_what_the_endpoint_saw_and_reach_prometheus() {
     std::thread::sleep(Duration::from_millis(300));
     let st = envoy_stats(&s.envoy, "appinsights.");
     let seen = s.ingest.stats();
-    assert_eq!(st["appinsights.main.items_created"], 20);
+    assert_eq!(exchange_items(&st, "items_created"), 20);
     assert_eq!(st["appinsights.main.items_sent"], seen.items_received as i64);
     assert_eq!(st["appinsights.main.items_accepted"], seen.items_accepted as i64);
-    assert_eq!(st["appinsights.main.items_accepted"], items.len() as i64);
+    assert_eq!(
+        st["appinsights.main.items_accepted"],
+        (items.len() + s.ingest.metrics().len()) as i64
+    );
     assert_eq!(st["appinsights.main.batches_sent"], seen.requests as i64);
     assert!(st["appinsights.main.bytes_sent"] > 0);
     assert_eq!(st["appinsights.main.buffered_items"], 0);
@@ -432,6 +438,21 @@ fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
         g.envoy.log()
     );
     assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
+    // The open metric interval goes with the drain: the old configuration's 3 requests
+    // and 3 backend calls, counted once (an interval that ended before is sent too).
+    let count = |metrics: &[Value], name: &str| -> u64 {
+        metrics
+            .iter()
+            .filter(|m| m["data"]["baseData"]["metrics"][0]["name"] == name)
+            .map(|m| m["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
+            .sum()
+    };
+    let metrics = g.ingest.wait_for_metrics(Duration::from_secs(5), |m| {
+        count(m, "Server response time") >= 3 && count(m, "Dependency duration") >= 3
+    });
+    assert_eq!(count(&metrics, "Server response time"), 3);
+    assert_eq!(count(&metrics, "Dependency duration"), 3);
+    assert!(metrics.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
 }
 
 #[test]
@@ -531,6 +552,13 @@ impl Replaceable {
     }
 }
 
+/// A counter of logger `main` without the metric aggregates (MetricData items are written
+/// whenever a metric interval ends, one per series: `metric_series_sent`), so a test
+/// counts the items of its exchanges exactly, whenever the minute turns.
+fn exchange_items(st: &std::collections::BTreeMap<String, i64>, stat: &str) -> i64 {
+    st[&format!("appinsights.main.{stat}")] - st["appinsights.main.metric_series_sent"]
+}
+
 /// The logger's stats once nothing is buffered any more (or `timeout` passed).
 fn stats_once_nothing_is_buffered(envoy: &Envoy, timeout: Duration) -> std::collections::BTreeMap<String, i64> {
     let deadline = Instant::now() + timeout;
@@ -589,8 +617,10 @@ fn a_drain_respects_retry_after_and_counts_what_it_could_not_deliver() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let st = envoy_stats(&g.envoy, "appinsights.main.");
-    assert_eq!(st["appinsights.main.items_created"], 20);
-    assert_eq!(st["appinsights.main.items_dropped_shutdown"], 20, "{st:?}");
+    // 10 Requests and 10 Dependencies, and the metric aggregates the drain flushed.
+    let created = st["appinsights.main.items_created"];
+    assert_eq!(created - st["appinsights.main.metric_series_sent"], 20, "{st:?}");
+    assert_eq!(st["appinsights.main.items_dropped_shutdown"], created, "{st:?}");
     assert_every_item_accounted(&st);
 }
 
@@ -722,7 +752,7 @@ fn a_retry_after_holds_for_every_worker_of_the_gateway() {
         1,
         "nobody else asked while the service said to wait: {st:?}"
     );
-    assert_eq!(st["appinsights.main.items_created"], 40 + 2 + 80);
+    assert_eq!(exchange_items(&st, "items_created"), 40 + 2 + 80);
     assert_eq!(st["appinsights.main.throttled"], 1);
 }
 
@@ -802,7 +832,7 @@ fn a_redirect_is_followed_and_kept_for_the_next_batches() {
     );
     let st = envoy_stats(&s.envoy, "appinsights.main.");
     assert_every_item_accounted(&st);
-    assert_eq!(st["appinsights.main.items_accepted"], 6);
+    assert_eq!(exchange_items(&st, "items_accepted"), 6);
     assert_eq!(st["appinsights.main.redirects"], 1);
     assert!(
         s.envoy.log().contains("ingestion redirected to http://"),

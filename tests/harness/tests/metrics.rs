@@ -102,12 +102,12 @@ fn standard_metrics_stay_exact_at_ten_percent_sampling() {
         .map(|i| (format!("{}?n={i}", mix[i % 10]), Vec::new()))
         .collect();
     send_all(s.envoy.listener, requests, 4);
-    s.ingest.wait_until(Duration::from_secs(30), |items| {
+    s.ingest.wait_for_metrics(Duration::from_secs(30), |items| {
         total_count(items, "Server response time") >= 2000
     });
     // Anything late would show as a count above 2,000.
     std::thread::sleep(Duration::from_millis(1500));
-    let items = s.ingest.items();
+    let items = [s.ingest.items(), s.ingest.metrics()].concat();
     let by_code = aggregates(
         &items,
         "Server response time",
@@ -221,11 +221,11 @@ fn a_custom_metric_with_three_dimensions_aggregates_exactly_across_two_workers()
         ));
     }
     send_all(s.envoy.listener, requests, 6);
-    s.ingest.wait_until(Duration::from_secs(30), |items| {
+    s.ingest.wait_for_metrics(Duration::from_secs(30), |items| {
         total_count(items, "Order amount") >= 600
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let items = s.ingest.items();
+    let items = [s.ingest.items(), s.ingest.metrics()].concat();
     let got = aggregates(&items, "Order amount", &["API ID", "Consumer", "Status"]);
     assert_eq!(got, expected, "count, sum, min and max of each series");
     let m = metric_items(&items, "Order amount")[0];
@@ -266,11 +266,11 @@ fn with_metrics_false_the_rules_emit_nothing() {
         )
         .unwrap();
     }
-    s.ingest.wait_until(Duration::from_secs(20), |items| {
+    s.ingest.wait_for_metrics(Duration::from_secs(20), |items| {
         total_count(items, "Server response time") >= 20
     });
     std::thread::sleep(Duration::from_millis(1000));
-    let items = s.ingest.items();
+    let items = [s.ingest.items(), s.ingest.metrics()].concat();
     assert!(metric_items(&items, "Order amount").is_empty(), "no custom metric");
     assert_eq!(
         total_count(&items, "Server response time"),
@@ -383,7 +383,7 @@ fn token_metrics_come_from_json_and_streaming_responses_exactly() {
     s.ingest
         .wait_until(Duration::from_secs(20), |items| total_count(items, "Total Tokens") >= 6);
     std::thread::sleep(Duration::from_millis(1200));
-    let items = s.ingest.items();
+    let items = [s.ingest.items(), s.ingest.metrics()].concat();
     let sums = |name: &str| -> BTreeMap<String, u64> {
         aggregates(&items, name, &["Consumer"])
             .into_iter()
