@@ -42,11 +42,21 @@ BODIES = {"request": {"headers": ["user-agent", "content-type"], "body_bytes": 1
           "response": {"headers": ["content-type", "content-length"], "body_bytes": 1024}}
 
 
-def filter_config(percentage, frontend, delivery=None):
-    config = {"diagnostic": {"sampling_percentage": percentage, "frontend": frontend}}
+def filter_config(percentage, frontend, delivery=None, diagnostic=None):
+    config = {"diagnostic": {"sampling_percentage": percentage, "frontend": frontend, **(diagnostic or {})}}
     if delivery:
         config["delivery"] = delivery
     return config
+
+
+# Standard metrics are on by default; these variants show what they cost.
+NO_STANDARD = {"standard_metrics": False}
+# Two custom metric rules (APIM's emit-metric), on every exchange.
+TWO_RULES = {"metrics": True, "emit_metrics": [
+    {"name": "Requests by client", "value": "request.duration_ms",
+     "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
+    {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
+     "dimensions": [{"name": "Status", "value": "{response.status}"}]}]}
 
 
 FILTER_WASM = "dist/envoy_appinsights.wasm"
@@ -74,6 +84,14 @@ VARIANTS = [
     ("ai100", "appinsights 100%, 4 headers", "appinsights", FILTER_WASM, filter_config(100, FOUR_HEADERS)),
     ("ai10", "appinsights 10%, 4 headers", "appinsights", FILTER_WASM, filter_config(10, FOUR_HEADERS)),
     ("ai0", "appinsights 0%, 4 headers", "appinsights", FILTER_WASM, filter_config(0, FOUR_HEADERS)),
+    ("ai100nostd", "appinsights 100%, 4 headers, standard metrics off", "appinsights", FILTER_WASM,
+     filter_config(100, FOUR_HEADERS, diagnostic=NO_STANDARD)),
+    ("ai0nostd", "appinsights 0%, 4 headers, standard metrics off", "appinsights", FILTER_WASM,
+     filter_config(0, FOUR_HEADERS, diagnostic=NO_STANDARD)),
+    ("ai100rules", "appinsights 100%, 4 headers, 2 custom metric rules", "appinsights", FILTER_WASM,
+     filter_config(100, FOUR_HEADERS, diagnostic=TWO_RULES)),
+    ("ai0rules", "appinsights 0%, 4 headers, 2 custom metric rules", "appinsights", FILTER_WASM,
+     filter_config(0, FOUR_HEADERS, diagnostic=TWO_RULES)),
     ("ai100bodies", "appinsights 100%, 4 headers + 1 KB bodies both ways", "appinsights", FILTER_WASM,
      filter_config(100, BODIES)),
     ("ai100plain", "appinsights 100%, 4 headers, gzip off", "appinsights", FILTER_WASM,

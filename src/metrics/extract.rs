@@ -7,7 +7,8 @@
 use super::catalog::{DiagnosticMetrics, Standard};
 use super::usage::Usage;
 use crate::config::{DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, TraceRule};
-use crate::telemetry::{dependency, failure, trace, Facts};
+use crate::telemetry::dependency::{self, ResultCode};
+use crate::telemetry::{failure, trace, Facts};
 
 /// Where the default dimensions `Location` and `Gateway ID` come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,18 +26,21 @@ pub type Record<'r> = dyn FnMut(usize, &[&[u8]], f64) + 'r;
 /// made), its exception (if it failed) and the traces its rules wrote.
 pub fn standard(facts: &Facts<'_>, traces: &[&TraceRule], record: &mut Record<'_>) {
     let oc = facts.outcome;
-    let code = oc.response_code.to_string();
+    let mut digits = Digits::default();
     let success = truth(oc.success());
     let ms = |nanos: u64| nanos as f64 / 1e6;
     record(
         Standard::Requests.index(),
-        &[code.as_bytes(), success, b"False"],
+        &[digits.of(oc.response_code), success, b"False"],
         ms(oc.duration_nanos),
     );
     if let Some(backend) = facts.backend {
-        let mut result = Vec::new();
-        let ok = dependency::push_result_code(&mut result, oc);
-        let values: [&[u8]; 4] = [b"HTTP", truth(ok), &backend.cluster, &result];
+        let (code, ok) = dependency::result_code(oc);
+        let result = match code {
+            ResultCode::Status(status) => digits.of(status),
+            ResultCode::Failure(name) => name.as_bytes(),
+        };
+        let values: [&[u8]; 4] = [b"HTTP", truth(ok), &backend.cluster, result];
         record(
             Standard::Dependencies.index(),
             &values,
@@ -150,6 +154,28 @@ pub fn uses_location(d: &Diagnostic) -> bool {
         .chain(tokens)
         .flatten()
         .any(|dim| dim.value == DimensionValue::Default(DefaultDimension::Location))
+}
+
+/// A status code's decimal digits, without allocating.
+#[derive(Default)]
+struct Digits([u8; 10]);
+
+impl Digits {
+    fn of(&mut self, n: u32) -> &[u8] {
+        let mut i = self.0.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            if let Some(d) = self.0.get_mut(i) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || i == 0 {
+                break;
+            }
+        }
+        self.0.get(i..).unwrap_or_default()
+    }
 }
 
 fn truth(b: bool) -> &'static [u8] {

@@ -113,15 +113,34 @@ fn write_result(out: &mut Vec<u8>, oc: &Outcome) {
 /// Appends the backend call's `resultCode` (unescaped: a number or a failure kind's name)
 /// and says whether the call succeeded. The standard metrics use it too.
 pub fn push_result_code(out: &mut Vec<u8>, oc: &Outcome) -> bool {
+    let (code, success) = result_code(oc);
+    match code {
+        ResultCode::Status(status) => push_u64(out, u64::from(status)),
+        ResultCode::Failure(name) => out.extend_from_slice(name.as_bytes()),
+    }
+    success
+}
+
+/// A backend call's `resultCode`: its status, or the kind of failure when it gave none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultCode {
+    Status(u32),
+    Failure(&'static str),
+}
+
+/// The backend call's `resultCode`, and whether it succeeded: the backend's own status
+/// when it answered (even if Envoy then gave up, e.g. retries exhausted); the failure kind
+/// when it never did or no response came at all.
+pub fn result_code(oc: &Outcome) -> (ResultCode, bool) {
     let kind = failure::classify(oc);
     let failed_kind = kind.filter(|k| k.backend_failed);
     let answered = oc.via_upstream() == Some(true);
-    match (failed_kind, kind) {
-        (Some(k), _) if !answered => out.extend_from_slice(k.type_name.as_bytes()),
-        (_, Some(k)) if oc.response_code == 0 => out.extend_from_slice(k.type_name.as_bytes()),
-        _ => push_u64(out, u64::from(oc.response_code)),
-    }
-    failed_kind.is_none() && (1..400).contains(&oc.response_code)
+    let code = match (failed_kind, kind) {
+        (Some(k), _) if !answered => ResultCode::Failure(k.type_name),
+        (_, Some(k)) if oc.response_code == 0 => ResultCode::Failure(k.type_name),
+        _ => ResultCode::Status(oc.response_code),
+    };
+    (code, failed_kind.is_none() && (1..400).contains(&oc.response_code))
 }
 
 /// `Backend Address`, `Attempts` when Envoy retried, custom properties and captured content.

@@ -85,7 +85,8 @@ fn every_base_type_is_accepted_on_both_paths() {
         let resp = http::post(ing.addr(), path, "application/x-json-stream", &ndjson(&items)).unwrap();
         assert_eq!(resp.status, 200, "{path}: {}", resp.text());
     }
-    assert_eq!(ing.items().len(), 14);
+    assert_eq!(ing.items().len(), 12);
+    assert_eq!(ing.metrics().len(), 2, "MetricData is kept apart");
     let paths: Vec<String> = ing.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v2/track", "/v2.1/track"]);
 }
@@ -93,7 +94,7 @@ fn every_base_type_is_accepted_on_both_paths() {
 #[test]
 fn a_json_array_body_is_accepted() {
     let ing = start();
-    let items = three(["EventData", "MetricData", "ExceptionData"]);
+    let items = three(["EventData", "MessageData", "ExceptionData"]);
     let body = serde_json::to_vec(&items).unwrap();
     let resp = http::post(ing.addr(), TRACK, "application/json", &body).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
