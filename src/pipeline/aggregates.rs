@@ -304,6 +304,39 @@ mod tests {
     }
 
     #[test]
+    fn apim_default_dimensions_take_the_gateways_values() {
+        let rule = json!([{"name": "Calls", "dimensions": [{"name": "API ID"}, {"name": "Operation ID"},
+                                                          {"name": "Location"}, {"name": "Gateway ID"}]}]);
+        let mut p = pipeline(
+            json!({"diagnostic": {"loggers": ["a"], "standard_metrics": false, "metrics": true,
+                                                    "emit_metrics": rule},
+                                    "apis": [{"name": "orders", "match": {"path_prefixes": ["/orders"]},
+                                              "operations": [{"name": "get-order", "method": "GET", "path": "/orders/{id}"}]}]}),
+        );
+        run(&mut p, &frontend("/orders/7", &[]), "orders-route", &outcome(200));
+        run(&mut p, &frontend("/other", &[]), "other-route", &outcome(200));
+        let items = flushed(&mut p);
+        let dims: Vec<Vec<&str>> = items
+            .iter()
+            .map(|i| {
+                let props = &i["data"]["baseData"]["properties"];
+                ["API ID", "Operation ID", "Location", "Gateway ID"]
+                    .iter()
+                    .map(|d| props[*d].as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert!(
+            dims.contains(&vec!["orders", "get-order", "westeurope", "gw-1"]),
+            "{dims:?}"
+        );
+        assert!(
+            dims.contains(&vec!["other-route", "other-route", "westeurope", "gw-1"]),
+            "{dims:?}"
+        );
+    }
+
+    #[test]
     fn an_interval_is_written_when_it_ends_and_only_then() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"]}, "metrics": {"interval_ms": 1000}}));
         let oc = outcome(200);

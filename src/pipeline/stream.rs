@@ -2,7 +2,9 @@
 //! sampled and unsampled operations. Each call leaves the VM and comes back (about a
 //! microsecond, the first in a callback about two), so the plan decides first and reads
 //! only what the items it will write need: at 100% sampling with captured headers, 11
-//! calls per request; for an operation sampled out, 3.
+//! calls per request; for an operation sampled out, 7 with the standard metrics (on by
+//! default: its duration, whether and where the backend was called, the backend latency),
+//! 3 without.
 //!
 //! - request headers: the header map (one call for all of them), the route name or
 //!   metadata only if API matching needs them, then [`Pipeline::begin`]; the backend's
@@ -11,9 +13,13 @@
 //! - body chunks: the missing bytes of a captured body prefix, nothing otherwise.
 //! - response headers: the map only when backend response headers are captured; under
 //!   Legacy correlation, the `Request-Context` returned to the client.
-//! - log: nothing for an operation that can produce no item; else the status (from the
-//!   response headers when they are wanted anyway) and flags (not for a clean success),
-//!   then [`Pipeline::needs`] says what else to read before [`Pipeline::finish`].
+//! - log: nothing for an operation that can produce no item and is not measured; else the
+//!   status (from the response headers when they are wanted anyway) and flags (not for a
+//!   clean success), then [`Pipeline::needs`] says what else to read before
+//!   [`Pipeline::finish`]: everything the items need, or for metrics alone the duration
+//!   and the backend call's cluster and latency (the clock is the tick's).
+//! - response body chunks are also read whole where token metrics apply (JSON or event
+//!   streams, not compressed), for the `usage` object.
 //!
 //! The stream never pauses: every callback lets the exchange go on.
 
@@ -586,6 +592,111 @@ mod tests {
         ];
         assert_eq!(calls.log, log);
         assert_eq!(calls.total(), 7);
+    }
+
+    #[test]
+    fn two_custom_metric_rules_read_the_route_name_only() {
+        let rules = |sampling| {
+            let mut d = four_headers(sampling);
+            d["metrics"] = json!(true);
+            d["emit_metrics"] = json!([
+                {"name": "Requests by client", "value": "request.duration_ms",
+                 "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
+                {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
+                 "dimensions": [{"name": "Status", "value": "{response.status}"}]}]);
+            d
+        };
+        let (plugin, mut host) = configured(rules(0));
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(calls.log.first(), Some(&Property(Attribute::ResponseCode)));
+        assert_eq!(
+            calls.log.get(1),
+            Some(&Property(Attribute::RouteName)),
+            "API ID falls back to it"
+        );
+        assert_eq!(calls.total(), 8);
+        let (plugin, mut host) = configured(rules(100));
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES).total(), 11);
+    }
+
+    /// Runs one exchange whose response (headers `content`) streams `chunks`; returns the
+    /// calls of the response body callbacks, the MetricData items sent afterwards and the
+    /// `token_usage_missing` stat.
+    fn token_exchange(content: &[(&str, &str)], chunks: &[&[u8]]) -> (Vec<Call>, Vec<Value>, Option<i64>) {
+        let config = json!({"loggers": {"a": {"connection_string": LOGGER}}, "delivery": {"gzip": false},
+                            "diagnostic": {"sampling_percentage": 0, "standard_metrics": false, "metrics": true,
+                                           "token_metrics": {"dimensions": [{"name": "API ID"}]}}});
+        let mut host = FakeHost::benchmark_exchange();
+        host.response_headers.retain(|(k, _)| k != "content-type");
+        host.response_headers
+            .extend(content.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        let mut stream = plugin.stream();
+        stream.on_request_headers(&mut host, true);
+        stream.on_response_headers(&mut host, false);
+        host.take_calls();
+        for (i, chunk) in chunks.iter().enumerate() {
+            host.buffers.insert(BufferKind::ResponseBody, chunk.to_vec());
+            stream.on_response_body(&mut host, chunk.len(), i + 1 == chunks.len());
+        }
+        let body_calls = host.take_calls();
+        stream.on_log(&mut host);
+        host.now += 61_000_000_000;
+        plugin.tick(&mut host); // the interval ended: its aggregates are written
+        host.now += 2_000_000_000;
+        plugin.tick(&mut host); // and sent
+        let items = host
+            .callouts
+            .iter()
+            .flat_map(|c| c.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
+            .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+            .collect();
+        (body_calls, items, host.stat("appinsights.token_usage_missing"))
+    }
+
+    #[test]
+    fn token_usage_is_read_from_each_response_chunk_as_it_passes() {
+        let body = br#"{"choices":[{"text":"\"usage\": {\"total_tokens\": 1}"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let (first, rest) = body.split_at(60);
+        let (calls, items, missing) = token_exchange(&[("content-type", "application/json")], &[first, rest]);
+        assert_eq!(missing, Some(0));
+        assert_eq!(
+            calls,
+            [
+                Call::Buffer(BufferKind::ResponseBody, 60),
+                Call::Buffer(BufferKind::ResponseBody, rest.len())
+            ]
+        );
+        let value = |name: &str| {
+            items
+                .iter()
+                .find(|i| i["data"]["baseData"]["metrics"][0]["name"] == name)
+                .map(|i| i["data"]["baseData"]["metrics"][0]["value"].clone())
+        };
+        assert_eq!(value("Total Tokens"), Some(json!(7)));
+        assert_eq!(value("Prompt Tokens"), Some(json!(3)));
+        assert_eq!(value("Completion Tokens"), Some(json!(4)));
+        assert_eq!(items[0]["data"]["baseData"]["metrics"][0]["ns"], "API Management");
+    }
+
+    #[test]
+    fn bodies_that_cannot_carry_usage_are_not_read_and_count_as_missing() {
+        let usage = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        for headers in [
+            &[("content-type", "application/octet-stream")][..],
+            &[("content-type", "application/json"), ("content-encoding", "gzip")][..],
+        ] {
+            let (calls, items, missing) = token_exchange(headers, &[usage]);
+            assert_eq!(calls, [], "{headers:?}");
+            assert!(items.is_empty(), "{headers:?}");
+            assert_eq!(missing, Some(1), "{headers:?}");
+        }
+        let (calls, items, missing) = token_exchange(&[("content-type", "text/event-stream")], &[b"data: {}\n\n"]);
+        assert_eq!(calls.len(), 1);
+        assert!(items.is_empty(), "no usage, nothing emitted");
+        assert_eq!(missing, Some(1));
     }
 
     #[test]

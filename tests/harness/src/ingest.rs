@@ -326,7 +326,7 @@ fn record(shared: &Shared, request: ReceivedRequest, outcome: &Outcome, store: b
         append_to_store(rec.store.as_mut(), &accepted);
         let (metrics, items): (Vec<Value>, Vec<Value>) = accepted
             .into_iter()
-            .partition(|i| i["data"]["baseType"] == "MetricData");
+            .partition(|i| i.pointer("/data/baseType").and_then(Value::as_str) == Some("MetricData"));
         rec.items.extend(items);
         rec.metrics.extend(metrics);
         shared.items_changed.notify_all();

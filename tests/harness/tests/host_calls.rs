@@ -83,11 +83,46 @@ fn a_sampled_request_with_captured_headers_costs_eleven_host_calls() {
 }
 
 #[test]
-fn an_unsampled_request_costs_three_host_calls() {
+fn an_unsampled_request_costs_seven_host_calls_with_standard_metrics_and_three_without() {
     // The request headers, the backend's traceparent (propagation goes on when nothing is
-    // recorded), and the status at log time (errors are always logged).
+    // recorded), and the status at log time (errors are always logged). The standard
+    // metrics count every exchange: its duration, whether and where the backend was
+    // called, the backend latency.
     let n = 40;
     let (calls, _) = calls_for(four_headers(0), n, 0);
-    assert_eq!(planned(four_headers(0)), 3, "the core's read plan (pipeline::stream)");
+    assert_eq!(planned(four_headers(0)), 7, "the core's read plan (pipeline::stream)");
+    assert_eq!(calls, n as i64 * 7, "{calls} host calls for {n} requests");
+    let mut without = four_headers(0);
+    without["standard_metrics"] = json!(false);
+    let (calls, _) = calls_for(without.clone(), n, 0);
+    assert_eq!(planned(without), 3, "the core's read plan (pipeline::stream)");
     assert_eq!(calls, n as i64 * 3, "{calls} host calls for {n} requests");
+}
+
+/// Two emit-metric rules, as the benchmark's variant has them.
+fn two_rules(sampling: u32) -> Value {
+    let mut d = four_headers(sampling);
+    d["metrics"] = json!(true);
+    d["emit_metrics"] = json!([
+        {"name": "Requests by client", "value": "request.duration_ms",
+         "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
+        {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
+         "dimensions": [{"name": "Status", "value": "{response.status}"}]}]);
+    d
+}
+
+#[test]
+fn two_custom_metric_rules_cost_one_more_call_unsampled_and_none_sampled() {
+    // Unsampled: the route name (the API ID dimension falls back to it); the header and
+    // the sizes are at hand already. Sampled: the items read all of it anyway.
+    let n = 40;
+    let (calls, _) = calls_for(two_rules(0), n, 0);
+    assert_eq!(planned(two_rules(0)), 8, "the core's read plan (pipeline::stream)");
+    assert_eq!(calls, n as i64 * 8, "{calls} host calls for {n} requests");
+    let (calls, _) = calls_for(two_rules(100), n, 2);
+    assert_eq!(planned(two_rules(100)), 11, "the core's read plan (pipeline::stream)");
+    assert!(
+        (n as i64 * 11..=n as i64 * 11 + 1).contains(&calls),
+        "{calls} host calls for {n} requests (+1 for the TLS cache)"
+    );
 }
