@@ -263,6 +263,20 @@ fn parse(object: &[u8]) -> Option<Usage> {
     })
 }
 
+/// Whether a response may carry a readable `usage` object: JSON or server-sent events,
+/// not compressed.
+pub fn may_carry_usage(headers: &crate::headers::HeaderMap) -> bool {
+    let has = |name: &[u8], what: &[u8]| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.windows(what.len()).any(|w| w.eq_ignore_ascii_case(what)))
+    };
+    let identity = headers
+        .get(b"content-encoding")
+        .is_none_or(|e| e.is_empty() || e.eq_ignore_ascii_case(b"identity"));
+    identity && (has(b"content-type", b"json") || has(b"content-type", b"event-stream"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,7 +139,7 @@ impl Stream {
         });
         if wants_backend_headers || self.usage.is_some() {
             let headers = host.header_map(HeaderMapKind::Response);
-            if !carries_usage(&headers) {
+            if !crate::metrics::usage::may_carry_usage(&headers) {
                 // Compressed, or not JSON or events: no usage can be read (counted at log time).
                 self.usage = None;
             }
@@ -349,20 +349,6 @@ fn read_status(p: &Pipeline, host: &mut impl Host, begun: &Begun, streamed: Opti
         clean,
         response_headers,
     }
-}
-
-/// Whether a response may carry a readable `usage` object: JSON or server-sent events,
-/// not compressed.
-fn carries_usage(headers: &HeaderMap) -> bool {
-    let has = |name: &[u8], what: &[u8]| {
-        headers
-            .get(name)
-            .is_some_and(|v| v.windows(what.len()).any(|w| w.eq_ignore_ascii_case(what)))
-    };
-    let identity = headers
-        .get(b"content-encoding")
-        .is_none_or(|e| e.is_empty() || e.eq_ignore_ascii_case(b"identity"));
-    identity && (has(b"content-type", b"json") || has(b"content-type", b"event-stream"))
 }
 
 /// `:status` of a response header map.
