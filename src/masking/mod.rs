@@ -178,6 +178,11 @@ impl Masking {
     /// still has the parameters of any URL in it masked (`Referer`, `Location`, `Link`).
     pub fn header_value<'a>(&self, name: &[u8], value: &'a [u8]) -> Option<Cow<'a, [u8]>> {
         match self.header(name) {
+            // The request's `:path`, whatever it starts with, and a path with a query (a
+            // relative `Location`) are URLs too.
+            Mode::None if is_path(name, value) => {
+                Some(Cow::Owned(self.urls_in_text(&self.path_and_query(value)).into_owned()))
+            }
             Mode::None => Some(self.urls_in_text(value)),
             Mode::Mask => Some(Cow::Borrowed(MASK.as_bytes())),
             Mode::Hide => None,
@@ -297,6 +302,13 @@ impl Masking {
         }
         json::mask_fields(body, &|key: &[u8]| self.is_json_field(key))
     }
+}
+
+/// Whether a header value is a path with a query or fragment to mask: the `:path`
+/// pseudo-header, or a value that starts like one.
+fn is_path(name: &[u8], value: &[u8]) -> bool {
+    let query = value.iter().any(|&b| b == b'?' || b == b'#');
+    query && (name.eq_ignore_ascii_case(b":path") || value.starts_with(b"/"))
 }
 
 #[cfg(test)]
@@ -474,6 +486,17 @@ mod tests {
             Some("0; url=/x?Token=***".into())
         );
         assert_eq!(hv(&m, "referer", "/p?debug=1&x=2"), Some("/p?x=2".into()), "hidden");
+        // A path is parsed as one, whatever bytes its query holds (found by the fuzzer: a
+        // control character ended the URL, the parameters after it went out as they were).
+        assert_eq!(
+            hv(&m, ":path", "/\u{e9}?q=\u{1c}~&token=t&sig=s"),
+            Some("/\u{e9}?q=\u{1c}~&token=***&sig=***".into())
+        );
+        assert_eq!(
+            hv(&m, ":path", "\u{202e}/?\u{5}&token=t"),
+            Some("\u{202e}/?\u{5}&token=***".into()),
+            "a :path is a path whatever it starts with"
+        );
         assert!(matches!(
             m.header_value(b"user-agent", b"curl/8.5 (x86_64) libcurl?x=1"),
             Some(Cow::Borrowed(_))

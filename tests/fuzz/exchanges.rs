@@ -58,6 +58,8 @@ const PLACEHOLDERS: &[&str] = &[
     "operation_id",
     "duration_ms",
     " request.method ",
+    "cluster",
+    "metadata.envoy.filters.http.jwt_authn/payload/sub",
 ];
 
 /// A header value: usual ones, [`STRINGS`](crate::mutate::STRINGS), random bytes, a
@@ -177,6 +179,47 @@ fn trace_rule(rng: &mut Rng) -> Value {
     rule
 }
 
+/// Custom metrics (emit-metric rules, token metrics) now and then, on or off.
+fn metric_settings(rng: &mut Rng, d: &mut Value) {
+    if rng.chance(30) {
+        d["standard_metrics"] = json!(rng.chance(50));
+    }
+    if !rng.chance(40) {
+        return;
+    }
+    d["metrics"] = json!(rng.chance(80));
+    let dimension = |rng: &mut Rng| match rng.below(3) {
+        0 => json!({"name": rng.pick(&["API ID", "Operation ID", "Location", "Gateway ID"])}),
+        _ => json!({"name": format!("d{}", rng.below(1000)), "value": template(rng)}),
+    };
+    let dimensions = |rng: &mut Rng, min: usize| -> Vec<Value> {
+        let mut dims: Vec<Value> = (0..rng.upto(10 - min) + min).map(|_| dimension(rng)).collect();
+        let mut seen = std::collections::HashSet::new();
+        dims.retain(|d| seen.insert(d["name"].to_string()));
+        dims
+    };
+    let rules: Vec<Value> = (0..rng.upto(2) + 1)
+        .map(|i| {
+            let value = [
+                json!(1),
+                json!(-2.5),
+                json!("request.duration_ms"),
+                json!("backend.duration_ms"),
+                json!("request.size"),
+                json!("response.size"),
+                json!("request.header.x-tenant"),
+                json!("response.header.content-length"),
+            ][rng.below(8)]
+            .clone();
+            json!({"name": format!("metric {i}"), "value": value, "dimensions": dimensions(rng, 1)})
+        })
+        .collect();
+    d["emit_metrics"] = json!(rules);
+    if rng.chance(50) {
+        d["token_metrics"] = json!({"namespace": "llm", "dimensions": dimensions(rng, 0)});
+    }
+}
+
 /// A configuration that should be accepted: one or two loggers, a diagnostic with trace
 /// rules, captures, properties and masking, now and then APIs, small batches.
 fn exchange_config(rng: &mut Rng) -> (Value, Protocol) {
@@ -203,6 +246,7 @@ fn exchange_config(rng: &mut Rng) -> (Value, Protocol) {
     if rng.chance(40) {
         d["frontend"] = json!({"request": capture(rng), "response": capture(rng)});
     }
+    metric_settings(rng, &mut d);
     if rng.chance(30) {
         d["backend"] = json!({"request": capture(rng), "response": capture(rng)});
     }
