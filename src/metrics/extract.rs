@@ -6,7 +6,9 @@
 
 use super::catalog::{DiagnosticMetrics, Standard};
 use super::usage::Usage;
-use crate::config::{DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, TraceRule};
+use crate::config::{
+    DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, TraceRule, MAX_DIMENSIONS,
+};
 use crate::telemetry::dependency::{self, ResultCode};
 use crate::telemetry::{failure, trace, Facts};
 
@@ -121,17 +123,25 @@ fn value_of(rule: &MetricRule, facts: &Facts<'_>) -> Option<f64> {
 }
 
 /// Calls `f` with the dimension values of this exchange (templates rendered, header
-/// values masked as everywhere else).
+/// values masked as everywhere else), rendered into one buffer.
 fn with_dimensions(dims: &[Dimension], facts: &Facts<'_>, gateway: &Gateway, f: impl FnOnce(&[&[u8]])) {
-    let rendered: Vec<Vec<u8>> = dims
-        .iter()
-        .map(|d| match &d.value {
-            DimensionValue::Template(t) => trace::render(t, facts),
-            DimensionValue::Default(default) => default_value(*default, facts, gateway).to_vec(),
-        })
-        .collect();
-    let values: Vec<&[u8]> = rendered.iter().map(Vec::as_slice).collect();
-    f(&values);
+    let mut rendered = Vec::new();
+    let mut ends = [0usize; MAX_DIMENSIONS];
+    let n = dims.len().min(MAX_DIMENSIONS);
+    for (d, end) in dims.iter().zip(ends.iter_mut()) {
+        match &d.value {
+            DimensionValue::Template(t) => trace::render_into(&mut rendered, t, facts),
+            DimensionValue::Default(default) => rendered.extend_from_slice(default_value(*default, facts, gateway)),
+        }
+        *end = rendered.len();
+    }
+    let mut values: [&[u8]; MAX_DIMENSIONS] = [&[]; MAX_DIMENSIONS];
+    let mut start = 0;
+    for (value, &end) in values.iter_mut().zip(&ends).take(n) {
+        *value = rendered.get(start..end).unwrap_or_default();
+        start = end;
+    }
+    f(values.get(..n).unwrap_or_default());
 }
 
 fn default_value<'a>(d: DefaultDimension, facts: &Facts<'a>, gateway: &'a Gateway) -> &'a [u8] {

@@ -41,13 +41,18 @@ fn headers_hold(conditions: &[HeaderCondition], map: Option<&HeaderMap>) -> bool
 /// Renders a template for this exchange (missing headers render as empty).
 pub fn render(t: &Template, facts: &Facts<'_>) -> Vec<u8> {
     let mut out = Vec::new();
+    render_into(&mut out, t, facts);
+    out
+}
+
+/// Appends a template rendered for this exchange to `out`.
+pub fn render_into(out: &mut Vec<u8>, t: &Template, facts: &Facts<'_>) {
     for seg in &t.segments {
         match seg {
             Segment::Text(s) => out.extend_from_slice(s.as_bytes()),
-            Segment::Field(f) => field(&mut out, f, facts),
+            Segment::Field(f) => field(out, f, facts),
         }
     }
-    out
 }
 
 fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {

@@ -42,6 +42,13 @@ fn aggregates(items: &[Value], name: &str, dimensions: &[&str]) -> BTreeMap<Vec<
     out
 }
 
+/// Every item the endpoint received passed its schema check (MetricData included).
+fn assert_schema_valid(s: &Stack) {
+    let stats = s.ingest.stats();
+    assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
+    assert!(stats.items_accepted > 0);
+}
+
 fn total_count(items: &[Value], name: &str) -> u64 {
     metric_items(items, name)
         .iter()
@@ -108,6 +115,7 @@ fn standard_metrics_stay_exact_at_ten_percent_sampling() {
     // Anything late would show as a count above 2,000.
     std::thread::sleep(Duration::from_millis(1500));
     let items = [s.ingest.items(), s.ingest.metrics()].concat();
+    assert_schema_valid(&s);
     let by_code = aggregates(
         &items,
         "Server response time",
@@ -226,6 +234,7 @@ fn a_custom_metric_with_three_dimensions_aggregates_exactly_across_two_workers()
     });
     std::thread::sleep(Duration::from_millis(1500));
     let items = [s.ingest.items(), s.ingest.metrics()].concat();
+    assert_schema_valid(&s);
     let got = aggregates(&items, "Order amount", &["API ID", "Consumer", "Status"]);
     assert_eq!(got, expected, "count, sum, min and max of each series");
     let m = metric_items(&items, "Order amount")[0];
@@ -271,6 +280,7 @@ fn with_metrics_false_the_rules_emit_nothing() {
     });
     std::thread::sleep(Duration::from_millis(1000));
     let items = [s.ingest.items(), s.ingest.metrics()].concat();
+    assert_schema_valid(&s);
     assert!(metric_items(&items, "Order amount").is_empty(), "no custom metric");
     assert_eq!(
         total_count(&items, "Server response time"),
@@ -384,6 +394,7 @@ fn token_metrics_come_from_json_and_streaming_responses_exactly() {
         .wait_until(Duration::from_secs(20), |items| total_count(items, "Total Tokens") >= 6);
     std::thread::sleep(Duration::from_millis(1200));
     let items = [s.ingest.items(), s.ingest.metrics()].concat();
+    assert_schema_valid(&s);
     let sums = |name: &str| -> BTreeMap<String, u64> {
         aggregates(&items, name, &["Consumer"])
             .into_iter()
