@@ -1,5 +1,5 @@
 //! Metrics in the pipeline: what each exchange adds goes into the aggregator of every
-//! logger its diagnostic sends to ([`Pipeline::measure`]); closed intervals become
+//! logger its diagnostic sends to (`measure`); closed intervals become
 //! MetricData items in that logger's batch, when a value arrives after the interval's end,
 //! on the tick ([`Pipeline::flush_metrics`]), and for the open interval when the
 //! configuration drains. A worker with nothing to report sends nothing.
