@@ -165,22 +165,23 @@ fn parse_rule(v: &Value, path: &str) -> Result<MetricRule, ConfigError> {
         Some(w) => parse_when(&w)?,
         None => Conditions::default(),
     };
+    let dimensions = parse_dimensions(&f, 1, &format!("rule \"{}\" ", excerpt(&name)))?;
     Ok(MetricRule {
         name,
+        dimensions,
         namespace: namespace(&f)?,
         value: match f.get("value") {
             None => MetricValue::Constant(1.0),
             Some(v) => parse_value(v, &f.path("value"))?,
         },
         when,
-        dimensions: parse_dimensions(&f, 1)?,
     })
 }
 
 pub(crate) fn parse_tokens(f: &Fields<'_>) -> Result<TokenMetrics, ConfigError> {
     Ok(TokenMetrics {
         namespace: namespace(f)?,
-        dimensions: parse_dimensions(f, 0)?,
+        dimensions: parse_dimensions(f, 0, "")?,
     })
 }
 
@@ -215,8 +216,9 @@ fn parse_value(v: &Value, path: &str) -> Result<MetricValue, ConfigError> {
     })
 }
 
-/// `min`–10 dimensions, names unique, each a default dimension or a template.
-fn parse_dimensions(f: &Fields<'_>, min: usize) -> Result<Vec<Dimension>, ConfigError> {
+/// `min`–10 dimensions, names unique, each a default dimension or a template (`who`: the
+/// rule, for the error).
+fn parse_dimensions(f: &Fields<'_>, min: usize, who: &str) -> Result<Vec<Dimension>, ConfigError> {
     let path = f.path("dimensions");
     let list = match f.get("dimensions") {
         None if min == 0 => return Ok(Vec::new()),
@@ -234,7 +236,7 @@ fn parse_dimensions(f: &Fields<'_>, min: usize) -> Result<Vec<Dimension>, Config
         return Err(err(
             f.prefix_path(),
             Problem::Invalid(format!(
-                "has {} dimensions; a metric has {min} to {MAX_DIMENSIONS} (Azure Monitor's limit)",
+                "{who}has {} dimensions; a metric has {min} to {MAX_DIMENSIONS} (Azure Monitor's limit)",
                 list.len()
             )),
         ));
@@ -342,7 +344,7 @@ mod tests {
         assert_eq!(
             rules(json!([{"name": "m", "dimensions": [{"name": "API ID"}]}, {"name": "n", "dimensions": dims}]))
                 .unwrap_err(),
-            "diagnostic.emit_metrics[1]: has 11 dimensions; a metric has 1 to 10 (Azure Monitor's limit)"
+            "diagnostic.emit_metrics[1]: rule \"n\" has 11 dimensions; a metric has 1 to 10 (Azure Monitor's limit)"
         );
         let ten: Vec<Value> = (0..10)
             .map(|i| json!({"name": format!("d{i}"), "value": "x"}))

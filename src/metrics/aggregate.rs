@@ -8,6 +8,7 @@
 //! overflow series, whose dimension values are [`OVERFLOW_VALUE`] (the .NET SDK's marker
 //! for capped dimensions), counted and said once per interval.
 
+use super::catalog::Standard;
 use std::collections::HashMap;
 
 /// What the overflow series has for every dimension value.
@@ -78,15 +79,15 @@ impl std::borrow::Borrow<[u8]> for Series {
 
 impl Series {
     pub fn metric(&self) -> usize {
-        match self.0.get(..2) {
-            Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
-            _ => 0,
+        match self.0.get(..4) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+            _ => usize::MAX,
         }
     }
 
     /// The dimension values, in the metric's dimension order.
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
-        let mut rest = self.0.get(2..).unwrap_or_default();
+        let mut rest = self.0.get(4..).unwrap_or_default();
         std::iter::from_fn(move || {
             let (len, tail) = rest.split_first_chunk::<2>()?;
             let len = usize::from(u16::from_le_bytes(*len));
@@ -100,11 +101,19 @@ impl Series {
 /// What recording one value did beyond adding it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Recorded {
-    /// The interval before this value's ended: its aggregates, to be written.
-    pub closed: Option<Window>,
+    /// Closed intervals the tick has not written yet, when there are too many to keep:
+    /// the caller writes them now.
+    pub backlog: Vec<Window>,
     /// The value went to an overflow series, for the first time this interval.
     pub first_overflow: bool,
 }
+
+/// Largest value recorded: sums of 2^31 of them stay finite (durations, sizes and token
+/// counts are far smaller; a header claiming `1e308` is not a measurement).
+pub const MAX_VALUE: f64 = 1e15;
+/// Closed intervals kept for the tick to write (it runs every 100 ms; an interval is at
+/// least that long).
+const MAX_PENDING: usize = 4;
 
 #[derive(Debug)]
 pub struct Aggregator {
@@ -113,8 +122,11 @@ pub struct Aggregator {
     /// Start of the open interval (`None`: nothing recorded yet).
     start: Option<u64>,
     series: HashMap<Series, Stats>,
+    /// Closed intervals waiting for the tick, oldest first.
+    pending: Vec<Window>,
     /// Series per metric in the open interval.
     per_metric: Vec<usize>,
+    /// Key bytes of the custom metrics' series in the open interval.
     key_bytes: usize,
     overflowed_this_interval: bool,
     scratch: Vec<u8>,
@@ -129,6 +141,7 @@ impl Aggregator {
             max_series: usize::try_from(max_series).unwrap_or(usize::MAX),
             start: None,
             series: HashMap::new(),
+            pending: Vec::new(),
             per_metric: Vec::new(),
             key_bytes: 0,
             overflowed_this_interval: false,
@@ -142,13 +155,25 @@ impl Aggregator {
         self.series.len()
     }
 
-    /// Adds `value` to the series of `metric` with these dimension values, at `now`.
+    /// Whether nothing is held: no open series, no closed interval waiting.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.pending.is_empty()
+    }
+
+    /// Adds `value` to the series of `metric` with these dimension values, at `now`. An
+    /// interval that ended is set aside for the tick: writing its items is not the
+    /// exchange's work. Values that are not numbers or beyond [`MAX_VALUE`] are ignored.
     pub fn record(&mut self, now: u64, metric: usize, values: &[&[u8]], value: f64) -> Recorded {
+        self.close_if_ended(now);
         let mut recorded = Recorded {
-            closed: self.roll(now),
+            backlog: if self.pending.len() > MAX_PENDING {
+                std::mem::take(&mut self.pending)
+            } else {
+                Vec::new()
+            },
             first_overflow: false,
         };
-        if !value.is_finite() {
+        if !value.is_finite() || value.abs() > MAX_VALUE {
             return recorded;
         }
         if self.start.is_none() {
@@ -159,14 +184,26 @@ impl Aggregator {
             stats.add(value);
             return recorded;
         }
+        recorded.first_overflow = self.add_series(metric, values, value);
+        recorded
+    }
+
+    /// Starts a series for `metric` (the key is in `scratch`), or folds the value into the
+    /// metric's overflow series beyond the caps; `true` the first time that happens in
+    /// this interval. The standard metrics (whose values are few: status codes, clusters)
+    /// do not count against the key-byte budget, so custom dimensions cannot crowd them out.
+    fn add_series(&mut self, metric: usize, values: &[&[u8]], value: f64) -> bool {
+        let budgeted = metric >= Standard::ALL.len();
         let used = self.per_metric.get(metric).copied().unwrap_or(0);
-        if used >= self.max_series || self.key_bytes + self.scratch.len() > MAX_KEY_BYTES {
+        let over_bytes = budgeted && self.key_bytes + self.scratch.len() > MAX_KEY_BYTES;
+        let mut first_overflow = false;
+        if used >= self.max_series || over_bytes {
             encode(&mut self.scratch, metric, values.iter().map(|_| OVERFLOW_VALUE));
             self.overflowed += 1;
-            recorded.first_overflow = !std::mem::replace(&mut self.overflowed_this_interval, true);
+            first_overflow = !std::mem::replace(&mut self.overflowed_this_interval, true);
             if let Some(stats) = self.series.get_mut(self.scratch.as_slice()) {
                 stats.add(value);
-                return recorded;
+                return first_overflow;
             }
         } else {
             if self.per_metric.len() <= metric {
@@ -175,25 +212,43 @@ impl Aggregator {
             if let Some(n) = self.per_metric.get_mut(metric) {
                 *n += 1;
             }
+            if budgeted {
+                // (An overflow series, one per metric, is not counted.)
+                self.key_bytes += self.scratch.len();
+            }
         }
-        self.key_bytes += self.scratch.len();
         self.series
             .insert(Series(self.scratch.as_slice().into()), Stats::of(value));
-        recorded
+        first_overflow
     }
 
-    /// The open interval's aggregates if it ended by `now` (`None` otherwise, or when
-    /// nothing was recorded).
-    pub fn roll(&mut self, now: u64) -> Option<Window> {
-        let start = self.start?;
-        if now < start.saturating_add(self.interval_nanos) {
-            return None;
+    /// Sets the open interval aside if it ended by `now`.
+    fn close_if_ended(&mut self, now: u64) {
+        let Some(start) = self.start else { return };
+        if now >= start.saturating_add(self.interval_nanos) {
+            let closed = self.close();
+            self.pending.extend(closed);
         }
-        self.take()
     }
 
-    /// The open interval's aggregates, whatever its end (a drain sends them early).
-    pub fn take(&mut self) -> Option<Window> {
+    /// The aggregates of the intervals that ended by `now`, oldest first (the tick writes
+    /// them).
+    pub fn due(&mut self, now: u64) -> Vec<Window> {
+        self.close_if_ended(now);
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Every aggregate held, the open interval's too, whatever its end (a drain sends them
+    /// early).
+    pub fn all(&mut self) -> Vec<Window> {
+        let closed = self.close();
+        let mut windows = std::mem::take(&mut self.pending);
+        windows.extend(closed);
+        windows
+    }
+
+    /// Closes the open interval: its aggregates, if it has any.
+    fn close(&mut self) -> Option<Window> {
         let start = self.start.take()?;
         if self.series.is_empty() {
             return None;
@@ -207,11 +262,11 @@ impl Aggregator {
     }
 }
 
-/// `metric` (2 bytes) then each value (2-byte length, bytes), values cut to
+/// `metric` (4 bytes) then each value (2-byte length, bytes), values cut to
 /// [`MAX_VALUE_BYTES`] at a character boundary.
 fn encode<'v>(out: &mut Vec<u8>, metric: usize, values: impl Iterator<Item = &'v [u8]>) {
     out.clear();
-    out.extend_from_slice(&u16::try_from(metric).unwrap_or(u16::MAX).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(metric).unwrap_or(u32::MAX).to_le_bytes());
     for v in values {
         let v = cut(v, MAX_VALUE_BYTES);
         out.extend_from_slice(&(v.len() as u16).to_le_bytes());
@@ -245,8 +300,8 @@ mod tests {
             assert_eq!(a.record(T0 + 5 * MS, 0, &[b"200", b"True"], v), Recorded::default());
         }
         a.record(T0 + 6 * MS, 0, &[b"500", b"False"], 7.0);
-        assert!(a.roll(T0 + 59_999 * MS).is_none(), "still open");
-        let w = a.roll(T0 + 60_000 * MS).unwrap();
+        assert!(a.due(T0 + 59_999 * MS).is_empty(), "still open");
+        let w = a.due(T0 + 60_000 * MS).pop().unwrap();
         assert_eq!(w.start, T0);
         assert_eq!(w.series.len(), 2);
         let (key, stats) = &w.series[0];
@@ -254,20 +309,66 @@ mod tests {
         assert_eq!((stats.count, stats.sum, stats.min, stats.max), (3, 6.0, 1.0, 3.0));
         assert!((stats.std_dev() - (2.0f64 / 3.0).sqrt()).abs() < 1e-9);
         assert!(
-            a.roll(T0 + 200_000 * MS).is_none(),
+            a.due(T0 + 200_000 * MS).is_empty(),
             "nothing recorded since: nothing to send"
         );
     }
 
     #[test]
-    fn a_value_after_the_boundary_closes_the_interval_before_it() {
+    fn a_value_after_the_boundary_sets_the_interval_before_it_aside_for_the_tick() {
         let mut a = Aggregator::new(1_000, 10);
         a.record(T0 + 10 * MS, 1, &[b"x"], 1.0);
         let r = a.record(T0 + 2_500 * MS, 1, &[b"x"], 2.0);
-        let closed = r.closed.unwrap();
-        assert_eq!((closed.start, closed.series[0].1.sum), (T0, 1.0));
-        let next = a.take().unwrap();
-        assert_eq!((next.start, next.series[0].0.metric()), (T0 + 2_000 * MS, 1));
+        assert!(r.backlog.is_empty(), "the exchange writes nothing");
+        let windows = a.all();
+        assert_eq!(windows.len(), 2);
+        assert_eq!((windows[0].start, windows[0].series[0].1.sum), (T0, 1.0));
+        assert_eq!(
+            (windows[1].start, windows[1].series[0].0.metric()),
+            (T0 + 2_000 * MS, 1)
+        );
+        assert!(a.is_empty());
+        for i in 0..=(MAX_PENDING as u64 + 1) {
+            let r = a.record(T0 + i * 1_000 * MS, 1, &[b"x"], 1.0);
+            if i == MAX_PENDING as u64 + 1 {
+                assert_eq!(r.backlog.len(), MAX_PENDING + 1, "no tick for too long: written now");
+            }
+        }
+    }
+
+    #[test]
+    fn values_beyond_the_bound_are_ignored_so_sums_stay_finite() {
+        let mut a = Aggregator::new(60_000, 10);
+        for v in [1e308, 1e308, 5.0, -1e16] {
+            a.record(T0, 4, &[b"x"], v);
+        }
+        let w = a.all().pop().unwrap();
+        assert_eq!((w.series[0].1.count, w.series[0].1.sum), (1, 5.0));
+    }
+
+    #[test]
+    fn custom_dimensions_cannot_crowd_out_the_standard_metrics() {
+        let mut a = Aggregator::new(60_000, 50_000);
+        for i in 0..20_000u32 {
+            let v = format!("{i:0>250}");
+            a.record(T0, 4, &[v.as_bytes()], 1.0);
+        }
+        assert!(a.overflowed > 0, "the custom metric reached the byte budget");
+        a.record(T0, Standard::Requests.index(), &[b"503", b"False"], 1.0);
+        let w = a.all().pop().unwrap();
+        let request = w.series.iter().find(|(k, _)| k.metric() == 0).unwrap();
+        assert_eq!(request.0.values().next(), Some(&b"503"[..]));
+    }
+
+    #[test]
+    fn metric_indexes_beyond_sixteen_bits_stay_apart() {
+        let mut a = Aggregator::new(60_000, 10);
+        a.record(T0, 65_535, &[b"x"], 1.0);
+        a.record(T0, 70_000, &[b"x"], 1.0);
+        let w = a.all().pop().unwrap();
+        let mut metrics: Vec<usize> = w.series.iter().map(|(k, _)| k.metric()).collect();
+        metrics.sort();
+        assert_eq!(metrics, [65_535, 70_000]);
     }
 
     #[test]
@@ -280,7 +381,7 @@ mod tests {
         }
         a.record(T0, 1, &[b"other metric"], 1.0);
         assert_eq!((a.overflowed, firsts), (8, 1), "counted each time, said once");
-        let w = a.take().unwrap();
+        let w = a.all().pop().unwrap();
         assert_eq!(w.series.len(), 4, "2 series, the overflow series, the other metric's");
         let overflow = w
             .series
@@ -302,14 +403,14 @@ mod tests {
         let long = "é".repeat(200);
         let mut a = Aggregator::new(60_000, 50_000);
         a.record(T0, 0, &[long.as_bytes()], 1.0);
-        let w = a.take().unwrap();
+        let w = a.all().pop().unwrap();
         let value = w.series[0].0.values().next().unwrap();
         assert_eq!(value.len(), 256);
         assert!(std::str::from_utf8(value).is_ok());
         let mut a = Aggregator::new(60_000, 50_000);
         for i in 0..10_000u32 {
             let v = format!("{i:0>250}");
-            a.record(T0, 0, &[v.as_bytes()], 1.0);
+            a.record(T0, 4, &[v.as_bytes()], 1.0); // a custom metric
         }
         assert!(a.key_bytes <= MAX_KEY_BYTES);
         assert!(a.overflowed > 0);
@@ -319,6 +420,6 @@ mod tests {
     fn values_that_are_not_numbers_are_not_recorded() {
         let mut a = Aggregator::new(60_000, 10);
         a.record(T0, 0, &[], f64::NAN);
-        assert!(a.take().is_none());
+        assert!(a.all().is_empty());
     }
 }

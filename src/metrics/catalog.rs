@@ -52,18 +52,27 @@ impl Standard {
         }
     }
 
-    /// Dimensions besides `cloud/roleName` and `cloud/roleInstance`, in value order.
+    /// Dimensions besides `cloud/roleName` and `cloud/roleInstance`, in value order (the
+    /// .NET extractors' dimensions; its tests, `AutocollectedMetricsExtractorTest`, list
+    /// them).
     pub fn dimensions(self) -> &'static [&'static str] {
         match self {
-            Standard::Requests => &["request/resultCode", "Request.Success", "operation/synthetic"],
+            Standard::Requests => &[
+                "request/resultCode",
+                "Request.Success",
+                "request/performanceBucket",
+                "operation/synthetic",
+            ],
             Standard::Dependencies => &[
                 "Dependency.Type",
                 "Dependency.Success",
                 "dependency/target",
                 "dependency/resultCode",
+                "dependency/performanceBucket",
+                "operation/synthetic",
             ],
             Standard::Exceptions => &[],
-            Standard::Traces => &["trace/severityLevel"],
+            Standard::Traces => &["trace/severityLevel", "operation/synthetic"],
         }
     }
 

@@ -7,7 +7,8 @@
 use super::catalog::{DiagnosticMetrics, Standard};
 use super::usage::Usage;
 use crate::config::{
-    DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, TraceRule, MAX_DIMENSIONS,
+    DefaultDimension, Diagnostic, Dimension, DimensionValue, MetricRule, MetricValue, Severity, TraceRule,
+    MAX_DIMENSIONS,
 };
 use crate::telemetry::dependency::{self, ResultCode};
 use crate::telemetry::{failure, trace, Facts};
@@ -33,7 +34,12 @@ pub fn standard(facts: &Facts<'_>, traces: &[&TraceRule], record: &mut Record<'_
     let ms = |nanos: u64| nanos as f64 / 1e6;
     record(
         Standard::Requests.index(),
-        &[digits.of(oc.response_code), success, b"False"],
+        &[
+            digits.of(oc.response_code),
+            success,
+            performance_bucket(oc.duration_nanos),
+            b"False",
+        ],
         ms(oc.duration_nanos),
     );
     if let Some(backend) = facts.backend {
@@ -42,18 +48,28 @@ pub fn standard(facts: &Facts<'_>, traces: &[&TraceRule], record: &mut Record<'_
             ResultCode::Status(status) => digits.of(status),
             ResultCode::Failure(name) => name.as_bytes(),
         };
-        let values: [&[u8]; 4] = [b"HTTP", truth(ok), &backend.cluster, result];
-        record(
-            Standard::Dependencies.index(),
-            &values,
-            ms(dependency::duration(oc, backend)),
-        );
+        let duration = dependency::duration(oc, backend);
+        let values: [&[u8]; 6] = [
+            b"HTTP",
+            truth(ok),
+            &backend.cluster,
+            result,
+            performance_bucket(duration),
+            b"False",
+        ];
+        record(Standard::Dependencies.index(), &values, ms(duration));
     }
     if failure::classify(oc).is_some() {
         record(Standard::Exceptions.index(), &[], 1.0);
     }
     for rule in traces {
-        record(Standard::Traces.index(), &[rule.severity.level_name().as_bytes()], 1.0);
+        // The service stores severity levels as numbers (Verbose 0, Information 1, Error 3).
+        let level: &[u8] = match rule.severity {
+            Severity::Verbose => b"0",
+            Severity::Information => b"1",
+            Severity::Error => b"3",
+        };
+        record(Standard::Traces.index(), &[level, b"False"], 1.0);
     }
 }
 
@@ -164,6 +180,29 @@ pub fn uses_location(d: &Diagnostic) -> bool {
         .chain(tokens)
         .flatten()
         .any(|dim| dim.value == DimensionValue::Default(DefaultDimension::Location))
+}
+
+/// The .NET SDK's performance buckets (`DurationBucketizer`): upper bounds in ms.
+const BUCKETS: [(u64, &str); 10] = [
+    (250, "<250ms"),
+    (500, "250ms-500ms"),
+    (1_000, "500ms-1sec"),
+    (3_000, "1sec-3sec"),
+    (7_000, "3sec-7sec"),
+    (15_000, "7sec-15sec"),
+    (30_000, "15sec-30sec"),
+    (60_000, "30sec-1min"),
+    (120_000, "1min-2min"),
+    (300_000, "2min-5min"),
+];
+
+/// `request/performanceBucket`, `dependency/performanceBucket` of a duration.
+fn performance_bucket(nanos: u64) -> &'static [u8] {
+    let ms = nanos / 1_000_000;
+    BUCKETS
+        .iter()
+        .find(|(below, _)| ms < *below)
+        .map_or(b">=5min", |(_, name)| name.as_bytes())
 }
 
 /// A status code's decimal digits, without allocating.

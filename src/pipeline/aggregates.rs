@@ -1,7 +1,7 @@
 //! Metrics in the pipeline: what each exchange adds goes into the aggregator of every
-//! logger its diagnostic sends to (`measure`); closed intervals become
-//! MetricData items in that logger's batch, when a value arrives after the interval's end,
-//! on the tick ([`Pipeline::flush_metrics`]), and for the open interval when the
+//! logger its diagnostic sends to (`measure`); closed intervals become MetricData items in
+//! that logger's batch on the tick ([`Pipeline::flush_metrics`], at most 100 ms after the
+//! interval's end: not in an exchange's callback), and the open interval when the
 //! configuration drains. A worker with nothing to report sends nothing.
 
 use super::sink::Sink;
@@ -100,28 +100,22 @@ impl Pipeline {
         self.metrics.clock = now;
         let mut notices = Vec::new();
         for sink in &mut self.sinks {
-            let window = if all {
-                sink.aggregator.take()
+            let windows = if all {
+                sink.aggregator.all()
             } else {
-                sink.aggregator.roll(now)
+                sink.aggregator.due(now)
             };
-            if let Some(w) = window {
-                write_window(
-                    sink,
-                    &self.metrics.catalog,
-                    self.metrics.interval_ms,
-                    w,
-                    now,
-                    &mut notices,
-                );
+            for w in windows {
+                let (catalog, interval_ms) = (&self.metrics.catalog, self.metrics.interval_ms);
+                write_window(sink, catalog, interval_ms, w, now, &mut notices);
             }
         }
         notices
     }
 }
 
-/// Records one value into `sink`'s aggregator, writing the interval it closed, and says
-/// once per interval that a metric went over its series cap.
+/// Records one value into `sink`'s aggregator (writing closed intervals only when the
+/// tick fell far behind), and says once per interval that a metric went over its cap.
 fn record_into(
     sink: &mut Sink,
     catalog: &Catalog,
@@ -131,7 +125,7 @@ fn record_into(
     notices: &mut Vec<Notice>,
 ) {
     let recorded = sink.aggregator.record(now, metric, values, value);
-    if let Some(w) = recorded.closed {
+    for w in recorded.backlog {
         write_window(sink, catalog, interval_ms, w, now, notices);
     }
     if recorded.first_overflow {
@@ -334,6 +328,24 @@ mod tests {
             dims.contains(&vec!["other-route", "other-route", "westeurope", "gw-1"]),
             "{dims:?}"
         );
+    }
+
+    #[test]
+    fn the_operation_name_is_the_same_whether_an_exchange_was_sampled_or_not() {
+        let rule = json!([{"name": "Calls", "dimensions": [{"name": "Op", "value": "{operation}"}]}]);
+        for sampling in [0, 100] {
+            let mut p = pipeline(
+                json!({"diagnostic": {"loggers": ["a"], "standard_metrics": false, "metrics": true,
+                                                        "sampling_percentage": sampling, "emit_metrics": rule}}),
+            );
+            run(&mut p, &frontend("/orders/7", &[]), "", &outcome(200));
+            let items = flushed(&mut p);
+            let metric = items.iter().find(|i| i["data"]["baseType"] == "MetricData").unwrap();
+            assert_eq!(
+                metric["data"]["baseData"]["properties"]["Op"], "GET /orders/7",
+                "at {sampling}%"
+            );
+        }
     }
 
     #[test]

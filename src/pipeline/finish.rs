@@ -46,6 +46,8 @@ pub struct MetricReads {
     pub backend: bool,
     pub route: bool,
     pub response_headers: bool,
+    /// A dimension prints `{operation}`: the operation name is formed for every exchange.
+    pub operation: bool,
 }
 
 impl MetricReads {
@@ -57,12 +59,14 @@ impl MetricReads {
             .flat_map(|r| r.dimensions.iter())
             .chain(d.active_token_metrics().into_iter().flat_map(|t| t.dimensions.iter()));
         let (mut route, mut backend, mut response_headers) = (false, d.standard_metrics, false);
+        let mut operation = false;
         for dim in dims {
             match &dim.value {
                 DimensionValue::Default(Default_::ApiId | Default_::OperationId) => route = true,
                 DimensionValue::Default(_) => {}
                 DimensionValue::Template(t) => {
                     route |= t.uses(|f| matches!(f, Field::Route | Field::Api | Field::Operation));
+                    operation |= t.uses(|f| matches!(f, Field::Operation));
                     backend |= t.uses(|f| matches!(f, Field::Cluster));
                     response_headers |= t.needs_response_headers();
                 }
@@ -78,6 +82,7 @@ impl MetricReads {
             backend,
             route,
             response_headers,
+            operation,
         }
     }
 }
@@ -263,7 +268,11 @@ impl Pipeline {
     /// and adds it to the metrics.
     pub fn finish(&mut self, done: &Finished<'_>) -> Vec<Notice> {
         let Pipeline {
-            config, sinks, metrics, ..
+            config,
+            sinks,
+            metrics,
+            metric_reads,
+            ..
         } = self;
         let d_index = super::diagnostic_index(done.begun.api);
         let d = super::diagnostic_at(config, d_index);
@@ -274,7 +283,8 @@ impl Pipeline {
             return Vec::new();
         }
         let api = api_names(config, done.begun);
-        let writes = keep || !traces.is_empty();
+        let prints_operation = counts && metric_reads.get(d_index).is_some_and(|r| r.operation);
+        let writes = keep || !traces.is_empty() || prints_operation;
         let operation_name = if writes {
             operation_name(d, done, api)
         } else {

@@ -132,9 +132,9 @@ impl Pipeline {
         (begun.sampled || d.always_log_errors) && !d.capture.backend_response.headers.is_empty()
     }
 
-    /// Whether nothing is waiting or in flight in any logger.
+    /// Whether nothing is waiting or in flight in any logger, metric aggregates included.
     pub fn is_idle(&self) -> bool {
-        self.sinks.iter().all(|s| s.outbox.is_idle())
+        self.sinks.iter().all(|s| s.outbox.is_idle() && s.aggregator.is_empty())
     }
 
     /// Whether a drain ending at `deadline` may still deliver something: a logger with

@@ -228,6 +228,8 @@ impl Plugin {
         let Some(deadline) = self.draining_until else {
             return false;
         };
+        // Exchanges that end while the configuration drains still count.
+        self.flush_metrics(host, true);
         if host.now_nanos() < deadline {
             self.pump(host, true);
         }
@@ -466,6 +468,41 @@ mod tests {
             Some(4),
             "the Request and Dependency, and the two standard metric aggregates the drain flushed"
         );
+        created_is_accepted_plus_dropped(&host);
+    }
+
+    #[test]
+    fn exchanges_that_end_while_the_configuration_drains_are_measured_too() {
+        let (mut plugin, mut host) = configured(json!({"delivery": {"gzip": false}}));
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(!plugin.done(&mut host), "the first batch is in flight");
+        drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..10 {
+            if host.done_called {
+                break;
+            }
+            for sent in std::mem::take(&mut host.callouts) {
+                let n = sent.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+                let answer = format!(r#"{{"itemsReceived":{n},"itemsAccepted":{n},"errors":[]}}"#);
+                host.callout_response_headers = vec![(":status".into(), "200".into())];
+                host.buffers
+                    .insert(BufferKind::CalloutResponseBody, answer.clone().into_bytes());
+                bodies.push(sent.body.clone());
+                plugin.answer(&mut host, sent.id, 1, answer.len());
+            }
+            host.now += 50_000_000;
+            plugin.tick(&mut host);
+        }
+        assert!(host.done_called);
+        let requests: u64 = bodies
+            .iter()
+            .flat_map(|b| b.split(|&c| c == b'\n').filter(|l| !l.is_empty()))
+            .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+            .filter(|i| i["data"]["baseData"]["metrics"][0]["name"] == "Server response time")
+            .map(|i| i["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(requests, 2, "both exchanges, the second after the drain began");
         created_is_accepted_plus_dropped(&host);
     }
 

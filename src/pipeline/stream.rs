@@ -231,7 +231,10 @@ impl Stream {
         };
         let outcome = read_outcome(host, &started, (status.code, status.flags), streamed, now, needs.items);
         let backend = if needs.backend {
-            read_backend(p, host, status.clean, streamed, now, needs.backend_item)
+            // The filter's clock times the backend call only when `now` was read for it
+            // (the tick's clock may be older than the call's start).
+            let timed_by_clock = status.clean && needs.items;
+            read_backend(p, host, timed_by_clock, streamed, now, needs.backend_item)
         } else {
             None
         };
@@ -683,6 +686,46 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert!(items.is_empty(), "no usage, nothing emitted");
         assert_eq!(missing, Some(1));
+    }
+
+    #[test]
+    fn a_sampled_exchange_that_writes_no_item_takes_its_backend_latency_from_envoy() {
+        // Sampled, but verbosity `error` writes nothing for a success: its metrics use the
+        // tick's clock, which may be older than the backend call's start.
+        let config = json!({"loggers": {"a": {"connection_string": LOGGER}}, "delivery": {"gzip": false},
+                            "diagnostic": {"verbosity": "error"}});
+        let mut host = FakeHost::benchmark_exchange();
+        host.properties
+            .insert(Attribute::RequestDuration, 90_000_000u64.to_le_bytes().to_vec());
+        host.properties
+            .insert(Attribute::ResponseBackendLatency, 80_000_000u64.to_le_bytes().to_vec());
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        let mut stream = plugin.stream();
+        stream.on_request_headers(&mut host, true);
+        plugin.tick(&mut host);
+        host.now += 80_000_000;
+        stream.on_response_headers(&mut host, true);
+        stream.on_log(&mut host);
+        host.now += 61_000_000_000;
+        plugin.tick(&mut host);
+        host.now += 2_000_000_000;
+        plugin.tick(&mut host);
+        let items: Vec<Value> = host
+            .callouts
+            .iter()
+            .flat_map(|c| c.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let dependency = items
+            .iter()
+            .find(|i| i["data"]["baseData"]["metrics"][0]["name"] == "Dependency duration")
+            .unwrap();
+        assert_eq!(dependency["data"]["baseData"]["metrics"][0]["value"], 80.0);
+        assert_eq!(
+            dependency["data"]["baseData"]["properties"]["dependency/performanceBucket"],
+            "<250ms"
+        );
     }
 
     #[test]

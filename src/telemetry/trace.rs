@@ -88,8 +88,17 @@ fn field(out: &mut Vec<u8>, f: &Field, facts: &Facts<'_>) {
         }
         Field::Cluster => out.extend_from_slice(facts.backend.map(|b| b.cluster.as_slice()).unwrap_or_default()),
         Field::Metadata(path) => {
-            if let Some((_, value)) = facts.metadata.iter().find(|(p, _)| p == path) {
-                out.extend_from_slice(value);
+            let Some((_, value)) = facts.metadata.iter().find(|(p, _)| p == path) else {
+                return;
+            };
+            // Strings only: Envoy hands numbers and structures over as binary. A value is
+            // masked by its key as a header of that name would be (`token`, `password`…).
+            let text = std::str::from_utf8(value)
+                .ok()
+                .filter(|t| !t.chars().any(char::is_control));
+            let key = path.segments.last().map_or("", String::as_str);
+            if let Some(masked) = text.and_then(|t| facts.masking.header_value(key.as_bytes(), t.as_bytes())) {
+                out.extend_from_slice(&masked);
             }
         }
     }
@@ -172,6 +181,33 @@ mod tests {
         let f = facts(&fe, &oc, &op, b"GET /orders/7");
         let v = crate::telemetry::request::tests::render(|out, who| write(out, who, &f, &r));
         assert_eq!(v["data"]["baseData"]["message"], "(empty)");
+    }
+
+    #[test]
+    fn metadata_values_print_as_strings_masked_by_their_key() {
+        let (fe, oc, op) = (fe(), outcome(), op());
+        let path = |p: &str| match Template::parse(&format!("{{metadata.{p}}}")).unwrap().segments.pop() {
+            Some(Segment::Field(Field::Metadata(path))) => path,
+            other => panic!("{other:?}"),
+        };
+        let metadata = vec![
+            (path("jwt/payload/sub"), b"alice".to_vec()),
+            (path("ext/access_token"), b"eyJhbGciOi".to_vec()),
+            (path("jwt/payload/exp"), 1.7e9f64.to_le_bytes().to_vec()),
+        ];
+        let f = Facts {
+            metadata: &metadata,
+            ..facts(&fe, &oc, &op, b"GET /orders/7")
+        };
+        let show = |t: &str| String::from_utf8(render(&Template::parse(t).unwrap(), &f)).unwrap();
+        assert_eq!(show("{metadata.jwt/payload/sub}"), "alice");
+        assert_eq!(show("{metadata.ext/access_token}"), "***", "a token, by its key");
+        assert_eq!(
+            show("[{metadata.jwt/payload/exp}]"),
+            "[]",
+            "a number comes as binary: left out"
+        );
+        assert_eq!(show("[{metadata.jwt/payload/absent}]"), "[]");
     }
 
     #[test]

@@ -155,6 +155,6 @@ fn a_metric_rule_with_eleven_dimensions_is_refused_naming_the_rule() {
                             {"name": "too wide", "dimensions": dimensions}]}});
     assert_refused(
         &config.to_string(),
-        "diagnostic.emit_metrics[1]: has 11 dimensions; a metric has 1 to 10 (Azure Monitor's limit)",
+        "diagnostic.emit_metrics[1]: rule \"too wide\" has 11 dimensions; a metric has 1 to 10 (Azure Monitor's limit)",
     );
 }
