@@ -294,32 +294,65 @@ fn series_beyond_max_series_fold_into_one_overflow_series_and_are_counted() {
     let rule = json!([{"name": "Calls", "dimensions": [{"name": "Tenant", "value": "{request.header.x-tenant}"}]}]);
     let s = start(
         json!({"diagnostic": {"sampling_percentage": 0, "metrics": true, "emit_metrics": rule},
-               "metrics": {"interval_ms": 60000, "max_series": 3}}),
+               "metrics": {"interval_ms": 2000, "max_series": 3}}),
         &[],
     );
+    // Start just after an interval boundary (intervals are aligned to unix time), so the
+    // ten requests, a few milliseconds in all, fall into one interval.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_interval = (since_epoch.as_millis() % 2000) as u64;
+    std::thread::sleep(Duration::from_millis(2000 - into_interval + 20));
     for i in 0..10 {
         let tenant = format!("tenant-{i}");
         http::request(s.envoy.listener, "GET", "/status/200", &[("x-tenant", &tenant)], b"").unwrap();
     }
-    // The interval is a minute long; the stats say at once what was folded.
+    let metrics = s
+        .ingest
+        .wait_for_metrics(Duration::from_secs(10), |m| total_count(m, "Calls") >= 10);
+    // Per interval (almost always one): at most 3 series, the rest in DIMENSION-CAPPED.
+    let mut windows: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    for m in metric_items(&metrics, "Calls") {
+        let tenant = m["data"]["baseData"]["properties"]["Tenant"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let count = m["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap();
+        windows.entry(m["time"].to_string()).or_default().push((tenant, count));
+    }
+    let mut folded = 0;
+    for (time, series) in &windows {
+        let (capped, kept): (Vec<_>, Vec<_>) = series.iter().partition(|(t, _)| t == "DIMENSION-CAPPED");
+        assert!(kept.len() <= 3 && capped.len() <= 1, "{time}: {series:?}");
+        assert!(kept.iter().all(|(_, n)| *n == 1), "{time}: {series:?}");
+        folded += capped.iter().map(|(_, n)| *n).sum::<u64>();
+    }
+    let kept: usize = windows
+        .values()
+        .map(|s| s.iter().filter(|(t, _)| t != "DIMENSION-CAPPED").count())
+        .sum();
+    assert_eq!(folded + kept as u64, 10, "every value counted once: {windows:?}");
+    if windows.len() == 1 {
+        assert_eq!(folded, 7, "10 tenants, 3 series");
+    }
     let overflowed = || {
         envoy_stats(&s.envoy, "appinsights.main.metric_values_overflowed")
             .values()
             .sum::<i64>()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while overflowed() < 7 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(overflowed(), 7, "10 tenants, 3 series: 7 values folded");
-    assert!(s.envoy.log().contains("DIMENSION-CAPPED"), "said in the log, once");
-    assert_eq!(
-        s.envoy
-            .log()
-            .matches("more series this interval than metrics.max_series")
-            .count(),
-        1
-    );
+    assert_eq!(overflowed(), folded as i64, "the stat counts every folded value");
+    let said = s
+        .envoy
+        .log()
+        .matches("more series this interval than metrics.max_series")
+        .count();
+    let windows_with_overflow = windows
+        .values()
+        .filter(|s| s.iter().any(|(t, _)| t == "DIMENSION-CAPPED"))
+        .count();
+    assert_eq!(said, windows_with_overflow, "said once per interval");
+    assert_schema_valid(&s);
 }
 
 /// Reads the response of `path` until `marker` shows; returns how long that took and the
