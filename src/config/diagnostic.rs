@@ -9,7 +9,7 @@ use super::reader::Fields;
 use super::traces::{parse_traces, TraceRule};
 use super::{err, excerpt, ConfigError, Logger, Problem};
 use crate::correlation::Protocol;
-use crate::masking::{Masking, Mode};
+use crate::masking::Masking;
 use serde_json::Value;
 
 /// Largest body prefix APIM captures, and so does this filter.
@@ -43,6 +43,17 @@ impl Severity {
     }
 }
 
+/// Who decides whether an operation is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplingMode {
+    /// The Application Insights score of the operation id against `sampling_percentage`
+    /// (what the SDKs do, so an SDK backend keeps the same operations).
+    Score,
+    /// The caller's W3C `traceparent` sampled flag, when it sent one (OpenTelemetry's
+    /// parent-based sampler); the score otherwise.
+    ParentBased,
+}
+
 /// How `ai.operation.name` is formed for requests of a configured API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperationNameFormat {
@@ -59,6 +70,7 @@ pub struct Diagnostic {
     pub loggers: Vec<usize>,
     /// Percentage of operations kept, 0–100.
     pub sampling_percentage: f64,
+    pub sampling_mode: SamplingMode,
     /// Keep every failed request (and its dependency and exception) whatever the sampling.
     pub always_log_errors: bool,
     pub log_client_ip: bool,
@@ -127,6 +139,7 @@ impl Diagnostic {
         Diagnostic {
             loggers: (0..loggers).collect(),
             sampling_percentage: 100.0,
+            sampling_mode: SamplingMode::Score,
             always_log_errors: true,
             log_client_ip: false,
             verbosity: Severity::Information,
@@ -172,6 +185,7 @@ impl Diagnostic {
 pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "loggers",
     "sampling_percentage",
+    "sampling_mode",
     "always_log_errors",
     "log_client_ip",
     "verbosity",
@@ -192,8 +206,6 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
 const TOKEN_FIELDS: &[&str] = &["namespace", "dimensions"];
 const SIDE_FIELDS: &[&str] = &["request", "response"];
 const MESSAGE_FIELDS: &[&str] = &["headers", "body_bytes"];
-const MASKING_FIELDS: &[&str] = &["defaults", "headers", "query_params", "json_fields"];
-const MASK_RULE_FIELDS: &[&str] = &["name", "mode"];
 
 /// Applies the fields present in `f` on top of `base`.
 pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> Result<Diagnostic, ConfigError> {
@@ -215,6 +227,13 @@ fn overlay_decisions(d: &mut Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             .as_f64()
             .filter(|p| (0.0..=100.0).contains(p))
             .ok_or_else(|| err(f.path("sampling_percentage"), Problem::OutOfRange { min: 0, max: 100 }))?;
+    }
+    if let Some(s) = f.string("sampling_mode")? {
+        d.sampling_mode = match s.to_ascii_lowercase().as_str() {
+            "score" => SamplingMode::Score,
+            "parent" => SamplingMode::ParentBased,
+            _ => return Err(err(f.path("sampling_mode"), Problem::OneOf("score, parent"))),
+        };
     }
     if let Some(b) = f.bool("always_log_errors")? {
         d.always_log_errors = b;
@@ -260,8 +279,8 @@ fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError
         overlay_message(&mut d.capture.backend_request, &side, "request")?;
         overlay_message(&mut d.capture.backend_response, &side, "response")?;
     }
-    if let Some(m) = f.object("data_masking", MASKING_FIELDS)? {
-        d.masking = parse_masking(&m)?;
+    if let Some(m) = f.object("data_masking", super::masking::MASKING_FIELDS)? {
+        d.masking = super::masking::parse_masking(&m)?;
     }
     if let Some(b) = f.bool("standard_metrics")? {
         d.standard_metrics = b;
@@ -373,45 +392,6 @@ fn overlay_message(target: &mut MessageCapture, side: &Fields<'_>, key: &str) ->
         target.body_bytes = n;
     }
     Ok(())
-}
-
-fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
-    let rules = |key: &str| -> Result<Vec<(String, Mode)>, ConfigError> {
-        let Some(v) = f.get(key) else { return Ok(Vec::new()) };
-        let path = f.path(key);
-        let list = v.as_array().ok_or_else(|| {
-            err(
-                &path,
-                Problem::WrongType {
-                    expected: "a list of {name, mode}",
-                },
-            )
-        })?;
-        list.iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let p = format!("{path}[{i}]");
-                let r = Fields::of(r, &p, &p, MASK_RULE_FIELDS)?;
-                let name = r
-                    .string("name")?
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| err(r.path("name"), Problem::Missing))?;
-                let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
-                    None | Some("mask") => Mode::Mask,
-                    Some("hide") => Mode::Hide,
-                    Some("none") => Mode::None,
-                    Some(_) => return Err(err(r.path("mode"), Problem::OneOf("Mask, Hide, None"))),
-                };
-                Ok((name.to_string(), mode))
-            })
-            .collect()
-    };
-    Ok(Masking::new(
-        f.bool("defaults")?.unwrap_or(true),
-        rules("headers")?,
-        rules("query_params")?,
-        f.strings("json_fields")?,
-    ))
 }
 
 /// A JSON object of property name → string: names 1–150 characters, values at most `max`.

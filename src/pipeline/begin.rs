@@ -8,7 +8,7 @@
 //! on and costs almost nothing more.
 
 use super::Pipeline;
-use crate::config::RouteFacts;
+use crate::config::{RouteFacts, SamplingMode};
 use crate::correlation::{self, Caller, IdText, Incoming, Protocol};
 use crate::exchange::Frontend;
 use crate::headers::HeaderMap;
@@ -33,6 +33,8 @@ pub struct Begun {
     pub log_client_ip: bool,
     /// Whether a valid caller `traceparent` was continued (its `tracestate` is recorded).
     pub continued_w3c: bool,
+    /// The caller's sampled flag decided (parent-based sampling): the items count once.
+    pub parent_decided: bool,
 }
 
 /// What Envoy's routing says about a request (read at request headers as needed).
@@ -76,11 +78,15 @@ impl Pipeline {
         let (api, operation_name) = self.api_of(fe, route);
         let d = self.diagnostic_of(api);
         let (protocol, percentage, log_client_ip) = (d.correlation, d.sampling_percentage, d.log_client_ip);
+        let parent_based = d.sampling_mode == SamplingMode::ParentBased;
         let headers = fe.headers();
         let incoming = incoming(headers);
         let caller = correlation::read_caller(protocol, &incoming);
         let ids = self.choose_ids(protocol, caller.as_ref());
-        let sampled = sampling::is_sampled_in(ids.operation.operation_id.as_bytes(), percentage);
+        // Parent-based: a caller that says whether it records the trace decides.
+        let parent = caller.and_then(|c| c.sampled).filter(|_| parent_based);
+        let sampled =
+            parent.unwrap_or_else(|| sampling::is_sampled_in(ids.operation.operation_id.as_bytes(), percentage));
         let continued_w3c = protocol == Protocol::W3C && caller.is_some_and(|c| c.sampled.is_some());
         let injection = self.injection(protocol, api, headers, &ids, sampled, continued_w3c);
         let source = match protocol {
@@ -96,6 +102,7 @@ impl Pipeline {
             source,
             log_client_ip,
             continued_w3c,
+            parent_decided: parent.is_some(),
         };
         (begun, injection)
     }
@@ -253,6 +260,38 @@ mod tests {
             )
         );
         assert!(begun.sampled);
+    }
+
+    #[test]
+    fn parent_based_sampling_follows_the_callers_flag_and_passes_it_on() {
+        let flagged = |flag: &str| TP.replace("-01", &format!("-{flag}"));
+        for (percentage, flag, kept) in [(0, "01", true), (100, "00", false), (0, "03", true)] {
+            let mut p = pipeline(
+                json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": percentage,
+                                                        "sampling_mode": "parent", "standard_metrics": false}}),
+            );
+            let fe = frontend("/x", &[("traceparent", &flagged(flag))]);
+            let (begun, injection, items) = run(&mut p, &fe, "", &outcome(200));
+            assert_eq!(begun.sampled, kept, "{percentage}% with flag {flag}");
+            assert_eq!(items.len(), if kept { 2 } else { 0 });
+            assert!(
+                items.iter().all(|i| i["sampleRate"] == 100),
+                "the caller's choice counts once"
+            );
+            let sent = injection.traceparent.unwrap();
+            assert!(
+                sent.ends_with(if kept { b"-01" } else { b"-00" }),
+                "what is recorded, told truly"
+            );
+        }
+        // No traceparent: the score decides.
+        let mut p =
+            pipeline(json!({"diagnostic": {"loggers": ["a"], "sampling_percentage": 0, "sampling_mode": "parent"}}));
+        assert!(!p.begin(&frontend("/x", &[]), &RouteInfo::default()).0.sampled);
+        let e = crate::config::Config::from_value(&json!({"loggers": {"a": {"instrumentation_key":
+            "00000000-0000-0000-0000-00000000000a"}}, "diagnostic": {"sampling_mode": "parents"}}))
+        .unwrap_err();
+        assert_eq!(e.to_string(), "diagnostic.sampling_mode: must be one of score, parent");
     }
 
     #[test]

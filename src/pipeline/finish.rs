@@ -336,8 +336,9 @@ fn facts<'a>(
     request_written: bool,
 ) -> Facts<'a> {
     let oc = done.outcome;
-    // Every failed exchange is kept when errors are always logged: each counts once.
-    let errors_kept = !oc.success() && d.always_log_errors;
+    // Every failed exchange is kept when errors are always logged: each counts once; so
+    // does an operation the caller decided to record (its rate is not known here).
+    let errors_kept = (!oc.success() && d.always_log_errors) || done.begun.parent_decided;
     Facts {
         frontend: done.frontend,
         outcome: oc,

@@ -607,3 +607,53 @@ fn legacy_correlation_sends_request_context_both_ways_when_the_application_id_is
     );
     settled(&s.ingest, 2);
 }
+
+#[test]
+fn parent_based_sampling_keeps_every_caller_sampled_operation_and_passes_the_flag_on() {
+    let s = start(
+        json!({"diagnostic": {"sampling_percentage": 0, "sampling_mode": "parent"}}),
+        &[],
+    );
+    // 20 callers that record their trace, 20 that do not, 5 without a traceparent.
+    let trace = |i: usize| format!("{:032x}", 0x1000 + i);
+    for i in 0..40 {
+        let flags = if i < 20 { "01" } else { "00" };
+        let tp = traceparent(&trace(i), CALLER_SPAN, flags);
+        let r = http::request(
+            s.envoy.listener,
+            "GET",
+            &format!("/p/{i}"),
+            &[("traceparent", &tp)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    for i in 0..5 {
+        http::request(s.envoy.listener, "GET", &format!("/none/{i}"), &[], b"").unwrap();
+    }
+    let items = settled(&s.ingest, 40);
+    for i in 0..40 {
+        let op = operation(&items, &trace(i));
+        if i < 20 {
+            assert_eq!(op.len(), 2, "caller-sampled {i}: request and dependency at 0%");
+            assert!(op.iter().all(|item| item["sampleRate"] == 100.0));
+        } else {
+            assert!(op.is_empty(), "caller did not sample {i}");
+        }
+    }
+    assert_eq!(
+        kind(&items, "RequestData").len(),
+        20,
+        "no traceparent: the score (0%) decides"
+    );
+    for seen in s.backend.requests() {
+        let sent = seen.header("traceparent").unwrap();
+        let i = seen.path.trim_start_matches("/p/").parse::<usize>();
+        let expected = match i {
+            Ok(i) if i < 20 => "-01",
+            _ => "-00",
+        };
+        assert!(sent.ends_with(expected), "{} got {sent}", seen.path);
+    }
+}

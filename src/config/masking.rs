@@ -1,0 +1,48 @@
+//! `data_masking`: which headers, query parameters and JSON fields are masked or hidden
+//! wherever they could appear (read into [`crate::masking::Masking`]).
+
+use super::reader::Fields;
+use super::{err, ConfigError, Problem};
+use crate::masking::{Masking, Mode};
+
+pub(crate) const MASKING_FIELDS: &[&str] = &["defaults", "headers", "query_params", "json_fields"];
+const MASK_RULE_FIELDS: &[&str] = &["name", "mode"];
+
+pub(crate) fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
+    let rules = |key: &str| -> Result<Vec<(String, Mode)>, ConfigError> {
+        let Some(v) = f.get(key) else { return Ok(Vec::new()) };
+        let path = f.path(key);
+        let list = v.as_array().ok_or_else(|| {
+            err(
+                &path,
+                Problem::WrongType {
+                    expected: "a list of {name, mode}",
+                },
+            )
+        })?;
+        list.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let p = format!("{path}[{i}]");
+                let r = Fields::of(r, &p, &p, MASK_RULE_FIELDS)?;
+                let name = r
+                    .string("name")?
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| err(r.path("name"), Problem::Missing))?;
+                let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("mask") => Mode::Mask,
+                    Some("hide") => Mode::Hide,
+                    Some("none") => Mode::None,
+                    Some(_) => return Err(err(r.path("mode"), Problem::OneOf("Mask, Hide, None"))),
+                };
+                Ok((name.to_string(), mode))
+            })
+            .collect()
+    };
+    Ok(Masking::new(
+        f.bool("defaults")?.unwrap_or(true),
+        rules("headers")?,
+        rules("query_params")?,
+        f.strings("json_fields")?,
+    ))
+}
