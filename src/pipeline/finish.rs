@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(kinds(&items), ["RequestData", "ExceptionData"]);
         assert_eq!(
             items[1]["data"]["baseData"]["exceptions"][0]["typeName"],
-            "RouteNotFound"
+            "OperationNotFound"
         );
     }
 

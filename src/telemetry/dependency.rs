@@ -7,7 +7,7 @@
 //! - `target`: the Envoy cluster; `data`: the URL as the backend saw it; `type`: `HTTP`;
 //! - `duration`: the backend call's latency (see [`Backend::latency_nanos`]);
 //! - `resultCode`: the backend's status, or the failure kind when it never answered
-//!   (`BackendTimeout`, `BackendConnectionFailure`, …); properties `Backend Address` and,
+//!   (`Timeout`, `BackendConnectionFailure`, …); properties `Backend Address` and,
 //!   when Envoy retried, `Attempts`.
 
 use super::envelope::{self, Head, Kind, Members};
@@ -252,7 +252,7 @@ mod tests {
         };
         let v = render(|out, who| write(out, who, &facts(&fe, &oc, &op, b"x"), &be));
         let d = &v["data"]["baseData"];
-        assert_eq!(d["resultCode"], "BackendTimeout");
+        assert_eq!(d["resultCode"], "Timeout");
         assert_eq!(d["success"], false);
         assert_eq!(
             d["duration"], "00:00:00.0123456",

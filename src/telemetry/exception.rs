@@ -1,7 +1,7 @@
 //! The Exception item (`ExceptionData`): one per failed exchange, as APIM reports one for
 //! every failed request (client disconnect, gateway failure, 4xx/5xx status).
 //!
-//! `typeName` is a stable kind from [`super::failure`] (`BackendTimeout`,
+//! `typeName` is a stable kind from [`super::failure`] (`Timeout`,
 //! `ClientConnectionFailure`, `BackendServerError`, …); `message` says what happened in
 //! words with the status, Envoy's response code details and flags; `problemId`
 //! (`<kind> at <API or route>`) groups the same failure of the same API in the portal's
@@ -46,6 +46,7 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, kind: &FailureK
     if facts.extracted {
         p.string(MARK, Standard::Exceptions.processed_by().as_bytes());
     }
+    facts.write_api(&mut p);
     let fe = facts.frontend;
     if !fe.request_id().is_empty() {
         p.string("Request Id", fe.request_id());
@@ -132,16 +133,21 @@ mod tests {
             "parented to the request"
         );
         let d = &v["data"]["baseData"];
-        assert_eq!(d["exceptions"][0]["typeName"], "BackendTimeout");
+        assert_eq!(d["exceptions"][0]["typeName"], "Timeout");
         assert_eq!(
             d["exceptions"][0]["message"],
             "POST /orders: the backend did not answer within the route timeout (status 504, response_timeout, flags UT)"
         );
         assert_eq!(d["severityLevel"], "Error");
-        assert_eq!(d["problemId"], "BackendTimeout at API orders");
+        assert_eq!(d["problemId"], "Timeout at API orders");
         assert_eq!(d["properties"]["Response Flags"], "UT");
         assert_eq!(d["properties"]["Response Code Details"], "response_timeout");
         assert_eq!(d["properties"]["Request Id"], "req-123");
+        assert_eq!(
+            (&d["properties"]["API Name"], &d["properties"]["Operation Name"]),
+            (&serde_json::json!("orders"), &serde_json::json!("create")),
+            "APIM's API dimensions, as on the Request"
+        );
         // Stamped at the end of the exchange.
         assert_eq!(v["time"], "2023-11-14T22:13:20.135802Z");
     }

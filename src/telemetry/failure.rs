@@ -5,8 +5,11 @@
 //! comes from Envoy's response flags first (what went wrong inside the gateway), then from
 //! where the status came from (the backend, or Envoy itself). The type names are part of
 //! the product's interface: alerts and workbooks group by them, so they never change
-//! meaning. Where APIM has a name for the same thing (`ClientConnectionFailure`,
-//! `BackendConnectionFailure`, `RateLimitExceeded`), it is used.
+//! meaning. Where APIM has a name for the same failure, it is used (the reasons of its
+//! error-handling reference: `ClientConnectionFailure`, `BackendConnectionFailure` for
+//! every way the backend could not be reached or dropped the connection, `Timeout`,
+//! `OperationNotFound`, `RateLimitExceeded`); Envoy's flags, in the `Response Flags`
+//! property, keep the detail.
 
 use crate::exchange::{flags, Outcome};
 
@@ -56,15 +59,15 @@ const BY_FLAG: &[(u64, Kind)] = &[
     ),
     (
         flags::UPSTREAM_REQUEST_TIMEOUT,
-        kind(
-            "BackendTimeout",
-            "the backend did not answer within the route timeout",
-            true,
-        ),
+        kind("Timeout", "the backend did not answer within the route timeout", true),
     ),
     (
         flags::NO_HEALTHY_UPSTREAM,
-        kind("NoHealthyBackend", "the backend cluster had no healthy host", true),
+        kind(
+            "BackendConnectionFailure",
+            "the backend cluster had no healthy host",
+            true,
+        ),
     ),
     (
         flags::UPSTREAM_OVERFLOW,
@@ -76,11 +79,11 @@ const BY_FLAG: &[(u64, Kind)] = &[
     ),
     (
         flags::UPSTREAM_REMOTE_RESET,
-        kind("BackendReset", "the backend reset the stream", true),
+        kind("BackendConnectionFailure", "the backend reset the stream", true),
     ),
     (
         flags::UPSTREAM_CONNECTION_TERMINATION,
-        kind("BackendConnectionTerminated", "the backend closed the connection", true),
+        kind("BackendConnectionFailure", "the backend closed the connection", true),
     ),
     (
         flags::UPSTREAM_PROTOCOL_ERROR,
@@ -92,19 +95,15 @@ const BY_FLAG: &[(u64, Kind)] = &[
     ),
     (
         flags::UPSTREAM_MAX_STREAM_DURATION,
-        kind(
-            "BackendMaxStreamDuration",
-            "the backend stream exceeded its maximum duration",
-            true,
-        ),
+        kind("Timeout", "the backend stream exceeded its maximum duration", true),
     ),
     (
         flags::DNS_RESOLUTION_FAILED,
-        kind("BackendDnsFailure", "the backend's name did not resolve", true),
+        kind("BackendConnectionFailure", "the backend's name did not resolve", true),
     ),
     (
         flags::NO_ROUTE_FOUND,
-        kind("RouteNotFound", "no route matched the request", false),
+        kind("OperationNotFound", "no route matched the request", false),
     ),
     (
         flags::NO_CLUSTER_FOUND,
@@ -136,7 +135,7 @@ const BY_FLAG: &[(u64, Kind)] = &[
     ),
     (
         flags::DURATION_TIMEOUT,
-        kind("RequestTimeout", "the request exceeded its maximum duration", false),
+        kind("Timeout", "the request exceeded its maximum duration", false),
     ),
     (
         flags::DOWNSTREAM_PROTOCOL_ERROR,
@@ -266,9 +265,9 @@ mod tests {
         assert_eq!(k.type_name, "BackendConnectionFailure");
         assert!(k.backend_failed);
         let k = classify(&oc(504, flags::UPSTREAM_REQUEST_TIMEOUT, "response_timeout")).unwrap();
-        assert_eq!(k.type_name, "BackendTimeout");
+        assert_eq!(k.type_name, "Timeout");
         let k = classify(&oc(404, flags::NO_ROUTE_FOUND, "route_not_found")).unwrap();
-        assert_eq!(k.type_name, "RouteNotFound");
+        assert_eq!(k.type_name, "OperationNotFound");
         assert!(!k.backend_failed);
         let both = flags::DOWNSTREAM_CONNECTION_TERMINATION | flags::UPSTREAM_REQUEST_TIMEOUT;
         assert_eq!(

@@ -169,6 +169,22 @@ impl Facts<'_> {
         }
     }
 
+    /// `API Name` (the API, else the route name), `API Revision` and `Operation Name`, as
+    /// APIM writes them on Requests, Exceptions and Traces.
+    pub fn write_api(&self, p: &mut envelope::Members<'_>) {
+        match self.api {
+            Some(api) => {
+                p.string("API Name", api.api.as_bytes());
+                p.string("API Revision", api.revision.as_bytes());
+                if let Some(op) = api.operation {
+                    p.string("Operation Name", op.as_bytes());
+                }
+            }
+            None if !self.route_name.is_empty() => p.string("API Name", self.route_name),
+            None => {}
+        }
+    }
+
     /// The parent of Dependency, Exception and Trace items: the Request when it is written;
     /// otherwise (a Trace of a sampled-out operation) the caller, or the operation itself.
     pub fn child_parent(&self) -> &[u8] {

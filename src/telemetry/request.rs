@@ -90,17 +90,7 @@ fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     if !fe.method().is_empty() {
         p.string("HTTP Method", fe.method());
     }
-    match facts.api {
-        Some(api) => {
-            p.string("API Name", api.api.as_bytes());
-            p.string("API Revision", api.revision.as_bytes());
-            if let Some(op) = api.operation {
-                p.string("Operation Name", op.as_bytes());
-            }
-        }
-        None if !facts.route_name.is_empty() => p.string("API Name", facts.route_name),
-        None => {}
-    }
+    facts.write_api(&mut p);
     p.raw_string("Service Name", &who.service_name);
     if let Some(state) = facts.tracestate.filter(|s| !s.is_empty() && !facts.lean) {
         // W3C: vendors keep at least 512 characters of tracestate.

@@ -133,6 +133,7 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>, rule: &TraceRul
     if facts.extracted {
         p.string(MARK, Standard::Traces.processed_by().as_bytes());
     }
+    facts.write_api(&mut p);
     if let Some(source) = &rule.source {
         p.string("Source", source.as_bytes());
     }

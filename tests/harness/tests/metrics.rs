@@ -155,7 +155,7 @@ fn standard_metrics_stay_exact_at_ten_percent_sampling() {
             ("404", 200),
             ("500", 200),
             ("503", 200),
-            ("BackendTimeout", 200)
+            ("Timeout", 200)
         ]
         .into_iter()
         .map(|(c, n)| (c.to_string(), n))

@@ -253,9 +253,9 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
         ("GET /status/500", "BackendServerError", Some(("500", false))),
         ("GET /status/404", "BackendClientError", Some(("404", false))),
         ("GET /direct", "RequestRejected", None),
-        ("GET /delay/2000", "BackendTimeout", Some(("BackendTimeout", false))),
+        ("GET /delay/2000", "Timeout", Some(("Timeout", false))),
         ("GET /flaky", "BackendRetriesExhausted", Some(("503", false))),
-        ("GET /elsewhere", "RouteNotFound", None),
+        ("GET /elsewhere", "OperationNotFound", None),
     ];
     for (name, type_name, dependency) in cases {
         let req = one(&items, "RequestData", "name", name);
@@ -287,8 +287,12 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
             }
         }
     }
-    let timeout = one(&items, "ExceptionData", "problemId", "BackendTimeout at route slow");
+    let timeout = one(&items, "ExceptionData", "problemId", "Timeout at route slow");
     assert_eq!(timeout["data"]["baseData"]["properties"]["Response Flags"], "UT");
+    assert_eq!(
+        timeout["data"]["baseData"]["properties"]["API Name"], "slow",
+        "the route names the API, as on the Request"
+    );
     let flaky = one(&items, "RequestData", "name", "GET /flaky");
     let flaky_dep = &kind(
         &operation(&items, flaky["tags"]["ai.operation.id"].as_str().unwrap()),
