@@ -262,6 +262,11 @@ pub struct Backend {
     pub tls: bool,
     /// The request as sent upstream (after route rewrites): `:path`, `:authority`.
     pub request: Frontend,
+    /// The host the gateway called, as the Dependency's `target` names it
+    /// ([`crate::telemetry::target`]).
+    /// Shared with the per-cluster cache: an exchange counted only in the metrics copies
+    /// nothing.
+    pub target: std::rc::Rc<[u8]>,
 }
 
 /// Strips the port from `ip:port` or `[v6]:port` (Envoy's `source.address`).

@@ -314,6 +314,7 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "Service Name",
     "tracestate",
     "Backend Address",
+    "Envoy Cluster",
     "Attempts",
     "Response Code",
     "Response Flags",

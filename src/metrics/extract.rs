@@ -52,7 +52,7 @@ pub fn standard(facts: &Facts<'_>, traces: &[&TraceRule], record: &mut Record<'_
         let values: [&[u8]; 6] = [
             b"HTTP",
             truth(ok),
-            &backend.cluster,
+            &backend.target,
             result,
             performance_bucket(duration),
             b"False",

@@ -21,8 +21,10 @@
 //!    [`cluster_tls`]: which clusters speak TLS.
 
 pub mod aggregates;
+pub mod backend;
 pub mod begin;
 pub mod callouts;
+pub mod cluster_targets;
 pub mod cluster_tls;
 pub mod finish;
 pub mod notices;
@@ -66,6 +68,7 @@ pub struct Pipeline {
     /// Operations sampling dropped and nothing else kept.
     sampled_out: u64,
     cluster_tls: ClusterTls,
+    cluster_targets: cluster_targets::ClusterTargets,
     metrics: aggregates::Metrics,
     /// The dynamic metadata values each diagnostic's templates print, in diagnostic order.
     metadata_used: Vec<Vec<crate::config::MetadataPath>>,
@@ -104,6 +107,7 @@ impl Pipeline {
             headers_used,
             sampled_out: 0,
             cluster_tls: ClusterTls::default(),
+            cluster_targets: Default::default(),
         }
     }
 

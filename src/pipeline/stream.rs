@@ -28,7 +28,7 @@ use super::{Begun, Finished, Injection, Needs, Pipeline, RouteInfo};
 use crate::capture::BodyPrefix;
 use crate::config::MetadataPath;
 use crate::correlation::IdText;
-use crate::exchange::{ip_of_address, Backend, Frontend, Outcome};
+use crate::exchange::{ip_of_address, Frontend, Outcome};
 use crate::headers::HeaderMap;
 use crate::host::{Attribute, BufferKind, Counted, HeaderMapKind, Host};
 use crate::metrics::usage::UsageScanner;
@@ -234,7 +234,9 @@ impl Stream {
             // The filter's clock times the backend call only when `now` was read for it
             // (the tick's clock may be older than the call's start).
             let timed_by_clock = status.clean && needs.items;
-            read_backend(p, host, timed_by_clock, streamed, now, needs.backend_item)
+            let client_authority = started.frontend.authority();
+            let how = (timed_by_clock, client_authority, needs.backend_item);
+            super::backend::read(p, host, how, streamed.map(|s| s.forwarded_at), now)
         } else {
             None
         };
@@ -438,57 +440,6 @@ fn read_metadata(host: &mut impl Host, paths: &[MetadataPath]) -> Vec<(MetadataP
         .collect()
 }
 
-/// The backend call, if one was attempted. On a clean exchange the timing comes from the
-/// filter's clock (from forwarding the request to the end of the exchange, which the
-/// access-log callback marks) and the cluster's TLS from a per-cluster cache.
-fn read_backend(
-    p: &mut Pipeline,
-    host: &mut impl Host,
-    clean: bool,
-    streamed: Option<&Streamed>,
-    now: u64,
-    item: bool,
-) -> Option<Backend> {
-    let attempts = host.property_u64(Attribute::UpstreamRequestAttemptCount).unwrap_or(0);
-    if attempts == 0 {
-        return None;
-    }
-    let cluster = host.property(Attribute::ClusterName).unwrap_or_default();
-    let timed = streamed.filter(|s| clean && s.forwarded_at > 0 && now >= s.forwarded_at);
-    let latency_nanos = match timed {
-        Some(s) => Some(now - s.forwarded_at),
-        None => host.property_u64(Attribute::ResponseBackendLatency),
-    };
-    if !item {
-        // Metrics need the call's target, outcome and latency only.
-        return Some(Backend {
-            attempts: attempts.min(u64::from(u32::MAX)) as u32,
-            cluster,
-            latency_nanos,
-            ..Backend::default()
-        });
-    }
-    let tls = match p.cluster_tls.get(&cluster, now).filter(|_| clean) {
-        Some(tls) => tls,
-        None => {
-            let tls = host
-                .property(Attribute::UpstreamTlsVersion)
-                .is_some_and(|v| !v.is_empty());
-            p.cluster_tls.remember(&cluster, tls, now);
-            tls
-        }
-    };
-    Some(Backend {
-        attempts: attempts.min(u64::from(u32::MAX)) as u32,
-        cluster,
-        address: host.property(Attribute::UpstreamAddress),
-        latency_nanos,
-        tls,
-        // At log time the request headers are the ones sent upstream (after rewrites).
-        request: Frontend::from_headers(host.header_map(HeaderMapKind::Request)),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use crate::host::fake::{drive, Bodies, Call, ExchangeCalls, FakeHost};
@@ -566,6 +517,11 @@ mod tests {
     #[test]
     fn an_unsampled_exchange_makes_seven_calls_for_its_standard_metrics() {
         let (plugin, mut host) = configured(four_headers(0));
+        // Once per worker and cluster (then once a minute), the address of the host that
+        // served the call names the dependency's target, when no item named it.
+        let first = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert_eq!(first.total(), 8);
+        assert!(first.log.contains(&Property(Attribute::UpstreamAddress)));
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         assert_eq!(
             calls.request_headers,
@@ -576,7 +532,7 @@ mod tests {
             Property(Attribute::ResponseCode),           // request/resultCode, Request.Success
             Property(Attribute::RequestDuration),        // requests/duration (the clock is the tick's)
             Property(Attribute::UpstreamRequestAttemptCount), // was there a backend call?
-            Property(Attribute::ClusterName),            // dependency/target
+            Property(Attribute::ClusterName),            // dependency/target (per cluster)
             Property(Attribute::ResponseBackendLatency), // dependencies/duration
         ];
         assert_eq!(calls.log, log);
@@ -596,6 +552,7 @@ mod tests {
             d
         };
         let (plugin, mut host) = configured(rules(0));
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         assert_eq!(calls.log.first(), Some(&Property(Attribute::ResponseCode)));
         assert_eq!(

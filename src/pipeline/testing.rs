@@ -50,6 +50,7 @@ pub fn backend() -> Backend {
     Backend {
         attempts: 1,
         cluster: b"svc".to_vec(),
+        target: b"svc.internal".as_slice().into(),
         request: frontend("/x", &[]),
         ..Default::default()
     }

@@ -4,7 +4,9 @@
 //! - `id`: the span id the backend received in its correlation header, so the backend's
 //!   own Request item names it as parent and the end-to-end view links them;
 //! - `name`: `METHOD /backend-path`, the path as sent upstream (after route rewrites);
-//! - `target`: the Envoy cluster; `data`: the URL as the backend saw it; `type`: `HTTP`;
+//! - `target`: the host the gateway called ([`super::target`]; the Envoy cluster is the
+//!   `Envoy Cluster` property); `data`: the URL as sent upstream, on that host; `type`:
+//!   `HTTP`;
 //! - `duration`: the backend call's latency (see [`Backend::latency_nanos`]);
 //! - `resultCode`: the backend's status, or the failure kind when it never answered
 //!   (`Timeout`, `BackendConnectionFailure`, …); properties `Backend Address` and,
@@ -83,11 +85,16 @@ fn write_call(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
     push_bytes(out, &name, limits::NAME);
     out.extend_from_slice(b",\"type\":\"HTTP\",");
     push_key(out, "target");
-    push_bytes(out, &backend.cluster, limits::NAME);
+    push_bytes(out, &backend.target, limits::NAME);
     out.push(b',');
     push_key(out, "data");
     let scheme: &[u8] = if backend.tls { b"https" } else { b"http" };
-    let authority = or_client(sent.authority(), fe.authority());
+    // The URL as sent, on the host actually called.
+    let authority = if backend.target.is_empty() {
+        or_client(sent.authority(), fe.authority())
+    } else {
+        &backend.target
+    };
     let path_and_query = or_client(sent.path_and_query(), fe.path_and_query());
     push_url_limited(
         out,
@@ -149,6 +156,9 @@ fn write_properties(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
     if facts.extracted {
         p.string(MARK, Standard::Dependencies.processed_by().as_bytes());
     }
+    if !backend.cluster.is_empty() {
+        p.string("Envoy Cluster", &backend.cluster);
+    }
     if let Some(address) = backend.address.as_deref().filter(|a| !a.is_empty()) {
         p.string("Backend Address", address);
     }
@@ -206,6 +216,8 @@ mod tests {
             latency_nanos: Some(10_000_000),
             tls: false,
             request: frontend(&[(":path", b"/v2/orders?id=7"), (":authority", b"orders.internal")]),
+            // The route rewrote the host (the client asked the gateway's own).
+            target: b"orders.internal".as_slice().into(),
         }
     }
 
@@ -225,8 +237,9 @@ mod tests {
         assert_eq!(d["id"], "0d".repeat(8));
         assert_eq!(d["name"], "POST /v2/orders");
         assert_eq!(d["type"], "HTTP");
-        assert_eq!(d["target"], "orders_service");
+        assert_eq!(d["target"], "orders.internal", "the host called");
         assert_eq!(d["data"], "http://orders.internal/v2/orders?id=7");
+        assert_eq!(d["properties"]["Envoy Cluster"], "orders_service");
         assert_eq!(d["duration"], "00:00:00.0100000");
         assert_eq!(d["resultCode"], "201");
         assert_eq!(d["success"], true);

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod exception;
 pub mod failure;
 pub mod request;
+pub mod target;
 pub mod trace;
 
 use crate::capture::BodyPrefix;

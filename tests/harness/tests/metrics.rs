@@ -162,10 +162,14 @@ fn standard_metrics_stay_exact_at_ten_percent_sampling() {
         .collect(),
         "every backend call (the local reply made none), by result"
     );
+    let backend = s.backend.addr().to_string();
     assert!(
-        deps.keys().all(|k| k[2] == "backend"),
-        "dependency/target is the cluster"
+        deps.keys().all(|k| k[2] == backend),
+        "dependency/target is the host called, as on the Dependency items: {deps:?}"
     );
+    for d in kind(&s.ingest.items(), "RemoteDependencyData") {
+        assert_eq!(d["data"]["baseData"]["target"], backend.as_str());
+    }
     assert_eq!(
         total_count(&items, "Exceptions"),
         1000,

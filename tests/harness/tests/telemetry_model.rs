@@ -44,10 +44,14 @@ fn w3c_trace_context_is_continued_and_the_backend_is_parented_to_the_dependency(
     assert_eq!(dep["tags"]["ai.operation.parentId"], request_id);
     let d = &dep["data"]["baseData"];
     assert_eq!(d["type"], "HTTP");
-    assert_eq!(d["target"], "backend", "the Envoy cluster");
+    // Envoy passed the client's Host on: the target is the host that served the call, not
+    // the gateway's own address; the cluster is a property.
+    let backend = s.backend.addr().to_string();
+    assert_eq!(d["target"], backend.as_str(), "the host called");
+    assert_eq!(d["properties"]["Envoy Cluster"], "backend");
     assert_eq!(d["resultCode"], "200");
     assert_eq!(d["success"], true);
-    assert_eq!(d["data"], format!("http://{}/w3c?x=1", s.envoy.listener));
+    assert_eq!(d["data"], format!("http://{backend}/w3c?x=1"));
     assert!(d["properties"]["Backend Address"]
         .as_str()
         .unwrap()
@@ -660,4 +664,25 @@ fn parent_based_sampling_keeps_every_caller_sampled_operation_and_passes_the_fla
         };
         assert!(sent.ends_with(expected), "{} got {sent}", seen.path);
     }
+}
+
+#[test]
+fn a_rewritten_host_names_the_dependency_target_and_data() {
+    let s = start_with(json!({}), &[], |s| {
+        s.extra_routes = vec![
+            r#"{name: rewritten, match: {prefix: "/rewritten"}, route: {cluster: backend, host_rewrite_literal: "orders.internal:8443", prefix_rewrite: "/v2/orders"}}"#.into(),
+        ];
+    });
+    let r = http::request(s.envoy.listener, "GET", "/rewritten?id=7", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    let items = settled(&s.ingest, 2);
+    let dep = &kind(&items, "RemoteDependencyData")[0]["data"]["baseData"];
+    assert_eq!(dep["target"], "orders.internal:8443", "the host the route sent");
+    assert_eq!(
+        dep["data"], "http://orders.internal:8443/v2/orders?id=7",
+        "the URL as sent"
+    );
+    assert_eq!(dep["name"], "GET /v2/orders");
+    assert_eq!(dep["properties"]["Envoy Cluster"], "backend");
+    assert_eq!(s.backend.requests()[0].header("host"), Some("orders.internal:8443"));
 }
