@@ -304,9 +304,9 @@ fn a_sampled_exchange_allocates_little_and_writes_compact_items() {
     // The batch claims room for an item before writing it (so a VM out of memory drops
     // the item, not itself): its buffer grows in larger steps, about 600 bytes more per
     // exchange than growing as written (8,612).
-    // The dependency's target, shared with the per-cluster cache the metrics use: one
-    // more allocation, and with the `Envoy Cluster` property about 180 bytes more.
-    assert!(m.allocs <= 24.0, "{:.1} allocations per exchange", m.allocs);
+    // The `Envoy Cluster` property makes the batch's buffer grow about 150 bytes more
+    // (the dependency's target is shared with the per-cluster cache, not copied).
+    assert!(m.allocs <= 23.0, "{:.1} allocations per exchange", m.allocs);
     assert!(m.bytes <= 10_100.0, "{:.0} bytes allocated per exchange", m.bytes);
     // The standard metrics' mark on each item (`"_MS.ProcessedByMetricExtractors":
     // "(Name:'Requests', Ver:'1.1')"`) is about 65 of these bytes; gzip takes it all back.
@@ -360,5 +360,5 @@ fn two_custom_metric_rules_allocate_their_dimension_values_only() {
     assert!(m.allocs <= 10.05, "{:.3} allocations per exchange", m.allocs);
     let m = measure(two_rules(100), exchanges());
     report("100% + 4 headers + 2 rules", &m);
-    assert!(m.allocs <= 27.0, "{:.3} allocations per exchange", m.allocs);
+    assert!(m.allocs <= 26.0, "{:.3} allocations per exchange", m.allocs);
 }

@@ -56,12 +56,14 @@ pub fn read(
     let address = host.property(Attribute::UpstreamAddress);
     // At log time the request headers are the ones sent upstream (after rewrites).
     let request = Frontend::from_headers(host.header_map(HeaderMapKind::Request));
-    let target: Rc<[u8]> = Rc::from(&*target::of(
-        client_authority,
-        request.authority(),
-        &cluster,
-        address.as_deref(),
-    ));
+    let target = {
+        let named = target::of(client_authority, request.authority(), &cluster, address.as_deref());
+        // The cluster's cached target when it is the same (the usual case): no copy.
+        match p.cluster_targets.get(&cluster, now) {
+            Some(known) if *known == *named => known,
+            _ => Rc::from(&*named),
+        }
+    };
     p.cluster_targets.remember(&cluster, &target, now, true);
     Some(Backend {
         attempts,
