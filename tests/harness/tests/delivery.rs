@@ -101,9 +101,13 @@ fn a_thirty_second_outage_loses_only_what_the_budget_cannot_hold_and_counts_it()
     assert_eq!(unique.len(), keys.len(), "no item delivered twice");
     assert_eq!((items.len() + s.ingest.metrics().len()) as i64, get("items_accepted"));
     assert!(get("items_retried") > 0 && get("throttled") > 0);
-    // Memory stayed flat once the budget was full.
+    // Memory stayed flat once the budget was full. The VM grows in 64 KiB pages as the
+    // allocator's high-water mark rises with the order batches come and go (measured on
+    // this test: 0 to 3 pages without the standard metrics, 4 to 5 with them, while the
+    // live heap stays flat); `tests/outage_memory.rs` counts the live bytes exactly, to a
+    // leak of 2 bytes per exchange. Here: at most 8 pages, a leak of about 1 KB a request.
     assert!(
-        memory_at_30s <= memory_at_10s + 256 * 1024,
+        memory_at_30s <= memory_at_10s + 512 * 1024,
         "VM memory {memory_at_10s} -> {memory_at_30s}"
     );
     assert!(!s.envoy.log().contains("panicked"));
