@@ -186,19 +186,7 @@ impl IngestServer {
 
     /// Waits until `done(metrics)` holds for the stored MetricData items (or the timeout).
     pub fn wait_for_metrics(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut rec = self.shared.lock();
-        while !done(&rec.metrics) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            rec = match self.shared.items_changed.wait_timeout(rec, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        rec.metrics.clone()
+        self.wait_on(timeout, |rec| &rec.metrics, done)
     }
 
     /// Waits until at least `n` items are stored or `timeout` passes; returns what is stored.
@@ -214,9 +202,19 @@ impl IngestServer {
 
     /// Waits until `done(items)` holds for the stored items (or the timeout); returns them.
     pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.wait_on(timeout, |rec| &rec.items, done)
+    }
+
+    /// Waits until `done` holds for the list `which` picks (or the timeout); returns it.
+    fn wait_on(
+        &self,
+        timeout: Duration,
+        which: impl Fn(&Recorded) -> &Vec<Value>,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         let mut rec = self.shared.lock();
-        while !done(&rec.items) {
+        while !done(which(&rec)) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -226,7 +224,7 @@ impl IngestServer {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
-        rec.items.clone()
+        which(&rec).clone()
     }
 
     /// Requires `Authorization: Bearer <token>` with one of `tokens` (`None`: no check).

@@ -444,18 +444,11 @@ fn replacing_the_configuration_delivers_what_the_old_one_buffered() {
     assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
     // The open metric interval goes with the drain: the old configuration's 3 requests
     // and 3 backend calls, counted once (an interval that ended before is sent too).
-    let count = |metrics: &[Value], name: &str| -> u64 {
-        metrics
-            .iter()
-            .filter(|m| m["data"]["baseData"]["metrics"][0]["name"] == name)
-            .map(|m| m["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
-            .sum()
-    };
     let metrics = g.ingest.wait_for_metrics(Duration::from_secs(5), |m| {
-        count(m, "Server response time") >= 3 && count(m, "Dependency duration") >= 3
+        total_count(m, "Server response time") >= 3 && total_count(m, "Dependency duration") >= 3
     });
-    assert_eq!(count(&metrics, "Server response time"), 3);
-    assert_eq!(count(&metrics, "Dependency duration"), 3);
+    assert_eq!(total_count(&metrics, "Server response time"), 3);
+    assert_eq!(total_count(&metrics, "Dependency duration"), 3);
     assert!(metrics.iter().all(|i| i["tags"]["ai.cloud.role"] == "old"));
 }
 

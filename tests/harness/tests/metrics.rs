@@ -14,14 +14,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// The MetricData items whose data point is named `name`.
-fn metric_items<'i>(items: &'i [Value], name: &str) -> Vec<&'i Value> {
-    items
-        .iter()
-        .filter(|i| i["data"]["baseType"] == "MetricData" && i["data"]["baseData"]["metrics"][0]["name"] == name)
-        .collect()
-}
-
 /// Count, sum, min and max of a metric's series, summed over intervals and workers, by
 /// the values of `dimensions`.
 fn aggregates(items: &[Value], name: &str, dimensions: &[&str]) -> BTreeMap<Vec<String>, (u64, f64, f64, f64)> {
@@ -47,13 +39,6 @@ fn assert_schema_valid(s: &Stack) {
     let stats = s.ingest.stats();
     assert_eq!(stats.items_rejected, 0, "schema rejections: {:?}", stats.rejections);
     assert!(stats.items_accepted > 0);
-}
-
-fn total_count(items: &[Value], name: &str) -> u64 {
-    metric_items(items, name)
-        .iter()
-        .map(|m| m["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
-        .sum()
 }
 
 /// Sends `paths` from `threads` clients at once (new connection each).

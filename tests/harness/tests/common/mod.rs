@@ -176,3 +176,19 @@ pub fn item_keys(items: &[Value]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The MetricData items whose data point is named `name`.
+pub fn metric_items<'i>(items: &'i [Value], name: &str) -> Vec<&'i Value> {
+    items
+        .iter()
+        .filter(|i| i["data"]["baseType"] == "MetricData" && i["data"]["baseData"]["metrics"][0]["name"] == name)
+        .collect()
+}
+
+/// Values counted into metric `name`, over every series, interval and worker.
+pub fn total_count(items: &[Value], name: &str) -> u64 {
+    metric_items(items, name)
+        .iter()
+        .map(|m| m["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
+        .sum()
+}
