@@ -344,11 +344,10 @@ fn counting_an_unsampled_exchange_in_the_standard_metrics_allocates_only_what_en
 }
 
 fn two_rules(sampling: u32) -> Value {
-    json!({"diagnostic": {"sampling_percentage": sampling, "frontend": headers4(), "metrics": true, "emit_metrics": [
-        {"name": "Requests by client", "value": "request.duration_ms",
-         "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
-        {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
-         "dimensions": [{"name": "Status", "value": "{response.status}"}]}]}})
+    let mut d = json!({"sampling_percentage": sampling, "frontend": headers4()});
+    let extra = FakeHost::benchmark_metric_rules();
+    d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    json!({"diagnostic": d})
 }
 
 #[test]

@@ -213,6 +213,16 @@ impl FakeHost {
         plugin.configure(self)
     }
 
+    /// The two `emit_metrics` rules of the benchmark's variant (`scripts/bench.py`), with
+    /// `metrics` on: diagnostic fields to add to a diagnostic.
+    pub fn benchmark_metric_rules() -> serde_json::Value {
+        serde_json::json!({"metrics": true, "emit_metrics": [
+            {"name": "Requests by client", "value": "request.duration_ms",
+             "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
+            {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
+             "dimensions": [{"name": "Status", "value": "{response.status}"}]}]})
+    }
+
     /// The body sizes of the benchmark's exchange.
     pub const BENCHMARK_BODIES: Bodies = Bodies {
         request: 1024,

@@ -543,12 +543,8 @@ mod tests {
     fn two_custom_metric_rules_read_the_route_name_only() {
         let rules = |sampling| {
             let mut d = four_headers(sampling);
-            d["metrics"] = json!(true);
-            d["emit_metrics"] = json!([
-                {"name": "Requests by client", "value": "request.duration_ms",
-                 "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
-                {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
-                 "dimensions": [{"name": "Status", "value": "{response.status}"}]}]);
+            let extra = FakeHost::benchmark_metric_rules();
+            d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             d
         };
         let (plugin, mut host) = configured(rules(0));
@@ -564,6 +560,15 @@ mod tests {
         let (plugin, mut host) = configured(rules(100));
         exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         assert_eq!(exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES).total(), 11);
+    }
+
+    /// Every item the plugin sent (batches are not gzip-compressed in these tests).
+    fn sent_items(host: &FakeHost) -> Vec<Value> {
+        host.callouts
+            .iter()
+            .flat_map(|c| c.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
     }
 
     /// Runs one exchange whose response (headers `content`) streams `chunks`; returns the
@@ -593,13 +598,11 @@ mod tests {
         plugin.tick(&mut host); // the interval ended: its aggregates are written
         host.now += 2_000_000_000;
         plugin.tick(&mut host); // and sent
-        let items = host
-            .callouts
-            .iter()
-            .flat_map(|c| c.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
-            .map(|l| serde_json::from_slice::<Value>(l).unwrap())
-            .collect();
-        (body_calls, items, host.stat("appinsights.token_usage_missing"))
+        (
+            body_calls,
+            sent_items(&host),
+            host.stat("appinsights.token_usage_missing"),
+        )
     }
 
     #[test]
@@ -668,12 +671,7 @@ mod tests {
         plugin.tick(&mut host);
         host.now += 2_000_000_000;
         plugin.tick(&mut host);
-        let items: Vec<Value> = host
-            .callouts
-            .iter()
-            .flat_map(|c| c.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let items = sent_items(&host);
         let dependency = items
             .iter()
             .find(|i| i["data"]["baseData"]["metrics"][0]["name"] == "Dependency duration")

@@ -103,12 +103,8 @@ fn an_unsampled_request_costs_seven_host_calls_with_standard_metrics_and_three_w
 /// Two emit-metric rules, as the benchmark's variant has them.
 fn two_rules(sampling: u32) -> Value {
     let mut d = four_headers(sampling);
-    d["metrics"] = json!(true);
-    d["emit_metrics"] = json!([
-        {"name": "Requests by client", "value": "request.duration_ms",
-         "dimensions": [{"name": "API ID"}, {"name": "Client", "value": "{request.header.user-agent}"}]},
-        {"name": "Response bytes", "value": "response.size", "when": {"status": ["2xx"]},
-         "dimensions": [{"name": "Status", "value": "{response.status}"}]}]);
+    let extra = envoy_appinsights::host::fake::FakeHost::benchmark_metric_rules();
+    d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     d
 }
 
