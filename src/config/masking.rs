@@ -10,34 +10,7 @@ const MASK_RULE_FIELDS: &[&str] = &["name", "mode"];
 
 pub(crate) fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
     let rules = |key: &str| -> Result<Vec<(String, Mode)>, ConfigError> {
-        let Some(v) = f.get(key) else { return Ok(Vec::new()) };
-        let path = f.path(key);
-        let list = v.as_array().ok_or_else(|| {
-            err(
-                &path,
-                Problem::WrongType {
-                    expected: "a list of {name, mode}",
-                },
-            )
-        })?;
-        list.iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let p = format!("{path}[{i}]");
-                let r = Fields::of(r, &p, &p, MASK_RULE_FIELDS)?;
-                let name = r
-                    .string("name")?
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| err(r.path("name"), Problem::Missing))?;
-                let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
-                    None | Some("mask") => Mode::Mask,
-                    Some("hide") => Mode::Hide,
-                    Some("none") => Mode::None,
-                    Some(_) => return Err(err(r.path("mode"), Problem::OneOf("Mask, Hide, None"))),
-                };
-                Ok((name.to_string(), mode))
-            })
-            .collect()
+        f.objects(key, "a list of {name, mode}", MASK_RULE_FIELDS, parse_rule)
     };
     Ok(Masking::new(
         f.bool("defaults")?.unwrap_or(true),
@@ -45,4 +18,18 @@ pub(crate) fn parse_masking(f: &Fields<'_>) -> Result<Masking, ConfigError> {
         rules("query_params")?,
         f.strings("json_fields")?,
     ))
+}
+
+fn parse_rule(r: &Fields<'_>) -> Result<(String, Mode), ConfigError> {
+    let name = r
+        .string("name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| err(r.path("name"), Problem::Missing))?;
+    let mode = match r.string("mode")?.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("mask") => Mode::Mask,
+        Some("hide") => Mode::Hide,
+        Some("none") => Mode::None,
+        Some(_) => return Err(err(r.path("mode"), Problem::OneOf("Mask, Hide, None"))),
+    };
+    Ok((name.to_string(), mode))
 }

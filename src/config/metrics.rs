@@ -219,18 +219,10 @@ fn parse_value(v: &Value, path: &str) -> Result<MetricValue, ConfigError> {
 /// `min`–10 dimensions, names unique, each a default dimension or a template (`who`: the
 /// rule, for the error).
 fn parse_dimensions(f: &Fields<'_>, min: usize, who: &str) -> Result<Vec<Dimension>, ConfigError> {
-    let path = f.path("dimensions");
-    let list = match f.get("dimensions") {
+    let (list, path) = match f.list("dimensions", "a list of {name, value}")? {
+        Some(found) => found,
         None if min == 0 => return Ok(Vec::new()),
-        None => return Err(err(path, Problem::Missing)),
-        Some(v) => v.as_array().ok_or_else(|| {
-            err(
-                &path,
-                Problem::WrongType {
-                    expected: "a list of {name, value}",
-                },
-            )
-        })?,
+        None => return Err(err(f.path("dimensions"), Problem::Missing)),
     };
     if list.len() < min || list.len() > MAX_DIMENSIONS {
         return Err(err(

@@ -63,6 +63,38 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// The list under `key` (`None`: absent) and its path; anything but a list is an error
+    /// saying it must be `expected`.
+    pub(crate) fn list(&self, key: &str, expected: &'static str) -> Result<Option<(&'a [Value], String)>, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let path = self.path(key);
+        let list = v
+            .as_array()
+            .ok_or_else(|| err(&path, Problem::WrongType { expected }))?;
+        Ok(Some((list.as_slice(), path)))
+    }
+
+    /// Reads each object of the list under `key` with `parse` (none when absent): each may
+    /// have only `allowed` fields, and its errors name it `key[i]`.
+    pub(crate) fn objects<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        allowed: &'static [&'static str],
+        parse: impl Fn(&Fields<'a>) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let Some((list, path)) = self.list(key, expected)? else {
+            return Ok(Vec::new());
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = format!("{path}[{i}]");
+                parse(&Fields::of(v, &p, &p, allowed)?)
+            })
+            .collect()
+    }
+
     pub(crate) fn string(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
         self.get(key)
             .map(|v| {

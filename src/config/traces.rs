@@ -396,31 +396,16 @@ fn parse_statuses(v: &Value, path: &str) -> Result<Vec<StatusMatch>, ConfigError
 }
 
 fn header_conditions(f: &Fields<'_>, key: &str) -> Result<Vec<HeaderCondition>, ConfigError> {
-    let Some(v) = f.get(key) else { return Ok(Vec::new()) };
-    let path = f.path(key);
-    let list = v.as_array().ok_or_else(|| {
-        err(
-            &path,
-            Problem::WrongType {
-                expected: "a list of {name, equals}",
-            },
-        )
-    })?;
-    list.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let p = format!("{path}[{i}]");
-            let h = Fields::of(c, &p, &p, HEADER_FIELDS)?;
-            let name = match h.string("name")? {
-                Some(n) if !n.is_empty() => n.to_ascii_lowercase(),
-                _ => return Err(err(h.path("name"), Problem::Missing)),
-            };
-            Ok(HeaderCondition {
-                name,
-                equals: h.string("equals")?.map(str::to_string),
-            })
+    f.objects(key, "a list of {name, equals}", HEADER_FIELDS, |h| {
+        let name = match h.string("name")? {
+            Some(n) if !n.is_empty() => n.to_ascii_lowercase(),
+            _ => return Err(err(h.path("name"), Problem::Missing)),
+        };
+        Ok(HeaderCondition {
+            name,
+            equals: h.string("equals")?.map(str::to_string),
         })
-        .collect()
+    })
 }
 
 #[cfg(test)]
