@@ -79,6 +79,9 @@ pub struct Diagnostic {
     pub verbosity: Severity,
     pub correlation: Protocol,
     pub operation_name_format: OperationNameFormat,
+    /// Request names and operation names replace id-like path segments with `{id}`
+    /// (`GET /orders/{id}`), so they stay low-cardinality.
+    pub templated_names: bool,
     pub traces: Vec<TraceRule>,
     /// Static custom properties on every item, pre-escaped: `"Region":"West Europe",…`.
     pub properties_json: Vec<u8>,
@@ -145,6 +148,7 @@ impl Diagnostic {
             verbosity: Severity::Information,
             correlation: Protocol::W3C,
             operation_name_format: OperationNameFormat::Name,
+            templated_names: true,
             traces: Vec::new(),
             properties_json: Vec::new(),
             header_properties: Vec::new(),
@@ -191,6 +195,7 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "verbosity",
     "correlation_protocol",
     "operation_name_format",
+    "templated_names",
     "traces",
     "properties",
     "header_properties",
@@ -259,6 +264,9 @@ fn overlay_decisions(d: &mut Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
             "url" => OperationNameFormat::Url,
             _ => return Err(err(f.path("operation_name_format"), Problem::OneOf("Name, Url"))),
         };
+    }
+    if let Some(b) = f.bool("templated_names")? {
+        d.templated_names = b;
     }
     Ok(())
 }

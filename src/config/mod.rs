@@ -975,7 +975,7 @@ mod diagnostic_tests {
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
-            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, sampling_mode, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, traces, properties, header_properties, frontend, backend, data_masking, standard_metrics, metrics, emit_metrics, token_metrics"
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, sampling_mode, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, templated_names, traces, properties, header_properties, frontend, backend, data_masking, standard_metrics, metrics, emit_metrics, token_metrics"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),

@@ -342,7 +342,7 @@ mod tests {
             let items = flushed(&mut p);
             let metric = items.iter().find(|i| i["data"]["baseType"] == "MetricData").unwrap();
             assert_eq!(
-                metric["data"]["baseData"]["properties"]["Op"], "GET /orders/7",
+                metric["data"]["baseData"]["properties"]["Op"], "GET /orders/{id}",
                 "at {sampling}%"
             );
         }

@@ -16,7 +16,7 @@ use crate::exchange::{Backend, Frontend, Outcome};
 use crate::headers::HeaderMap;
 use crate::metrics::usage::Usage;
 use crate::telemetry::failure::{self, Kind as FailureKind};
-use crate::telemetry::{dependency, exception, request, trace, ApiNames, Facts, Sender};
+use crate::telemetry::{dependency, exception, naming, request, trace, ApiNames, Facts, Sender};
 use std::borrow::Cow;
 
 /// What the log-time callback must read from Envoy.
@@ -362,6 +362,7 @@ fn facts<'a>(
         request_written,
         metadata: done.metadata,
         extracted: d.standard_metrics,
+        templated_names: d.templated_names,
         lean: false,
     }
 }
@@ -402,19 +403,27 @@ fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
     })
 }
 
-/// `ai.operation.name`: `API;rev=N - OPERATION` for configured APIs under the `Name`
-/// format (the operation: the matched one, else the route name, else `METHOD /path`),
-/// otherwise `METHOD /path`.
+/// `ai.operation.name`, never carrying ids (see [`naming`]): under the `Name` format,
+/// `API;rev=N - OPERATION` for configured APIs (the operation: the matched one, else the
+/// route name, else `METHOD /template`) and the route name when it means something for
+/// others; otherwise `METHOD /template` (`METHOD /path` with `templated_names` off).
 fn operation_name(d: &Diagnostic, done: &Finished<'_>, api: Option<ApiNames<'_>>) -> Vec<u8> {
-    let line = done.frontend.request_line();
-    let Some(api) = api.filter(|_| d.operation_name_format == OperationNameFormat::Name) else {
-        return line;
+    let fe = done.frontend;
+    let line = || naming::request_line(fe.method(), fe.path(), d.templated_names);
+    if d.operation_name_format == OperationNameFormat::Url {
+        return line();
+    }
+    let Some(api) = api else {
+        return match naming::meaningful_route(done.route_name) {
+            true => done.route_name.to_vec(),
+            false => line(),
+        };
     };
     let mut name = format!("{};rev={} - ", api.api, api.revision).into_bytes();
     match api.operation {
         Some(op) => name.extend_from_slice(op.as_bytes()),
-        None if !done.route_name.is_empty() => name.extend_from_slice(done.route_name),
-        None => name.extend_from_slice(&line),
+        None if naming::meaningful_route(done.route_name) => name.extend_from_slice(done.route_name),
+        None => name.extend_from_slice(&line()),
     }
     name
 }
@@ -598,11 +607,37 @@ mod tests {
             "route name as operation"
         );
         let (_, _, items) = run(&mut p, &frontend("/u/1", &[]), "users-route", &outcome(200));
-        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /u/1");
+        assert_eq!(
+            items[0]["tags"]["ai.operation.name"], "GET /u/{id}",
+            "Url format, templated"
+        );
         let (begun, _, items) = run(&mut p, &frontend("/other", &[]), "x", &outcome(200));
         assert_eq!(begun.api, None);
-        assert_eq!(items[0]["tags"]["ai.operation.name"], "GET /other");
+        assert_eq!(
+            items[0]["tags"]["ai.operation.name"], "x",
+            "the route names the operation"
+        );
         assert_eq!(items.len(), 2, "all-APIs diagnostic: logger a only");
+        let (_, _, items) = run(&mut p, &frontend("/other/42", &[]), "default", &outcome(200));
+        assert_eq!(
+            items[0]["tags"]["ai.operation.name"], "GET /other/{id}",
+            "generic route names do not"
+        );
+    }
+
+    #[test]
+    fn names_keep_ids_only_when_templating_is_off_and_the_url_always_does() {
+        for (templated, want) in [(true, "GET /orders/{id}"), (false, "GET /orders/42")] {
+            let mut p = pipeline(json!({"diagnostic": {"templated_names": templated}}));
+            let (_, _, items) = run(&mut p, &frontend("/orders/42?x=1", &[]), "", &outcome(200));
+            let request = &items[0]["data"]["baseData"];
+            assert_eq!(items[0]["tags"]["ai.operation.name"], want);
+            assert_eq!(request["name"], want);
+            assert!(
+                request["url"].as_str().unwrap().ends_with("/orders/42?x=1"),
+                "{request}"
+            );
+        }
     }
 
     #[test]

@@ -936,7 +936,8 @@ mod tests {
             "\"Request-user-agent\":\"ua/1\"",
             "\"Tenant\":\"contoso\"",
             "seen t-7",
-            "POST /bytes/1024",
+            "\"name\":\"POST /bytes/{id}\"",
+            "\"url\":\"http://127.0.0.1:20002/bytes/1024\"",
         ] {
             assert!(body.contains(kept), "{kept} missing: {body}");
         }

@@ -3,7 +3,8 @@
 //!
 //! - `id`: the span id the backend received in its correlation header, so the backend's
 //!   own Request item names it as parent and the end-to-end view links them;
-//! - `name`: `METHOD /backend-path`, the path as sent upstream (after route rewrites);
+//! - `name`: `METHOD /backend-path`, the path as sent upstream (after route rewrites),
+//!   ids templated like the Request's name;
 //! - `target`: the host the gateway called ([`super::target`]; the Envoy cluster is the
 //!   `Envoy Cluster` property); `data`: the URL as sent upstream, on that host; `type`:
 //!   `HTTP`;
@@ -77,10 +78,7 @@ fn or_client<'a>(upstream: &'a [u8], client: &'a [u8]) -> &'a [u8] {
 fn write_call(out: &mut Vec<u8>, facts: &Facts<'_>, backend: &Backend) {
     let (fe, sent) = (facts.frontend, &backend.request);
     let path = or_client(sent.path(), fe.path());
-    let mut name = Vec::with_capacity(fe.method().len() + 1 + path.len());
-    name.extend_from_slice(fe.method());
-    name.push(b' ');
-    name.extend_from_slice(path);
+    let name = super::naming::request_line(fe.method(), path, facts.templated_names);
     push_key(out, "name");
     push_bytes(out, &name, limits::NAME);
     out.extend_from_slice(b",\"type\":\"HTTP\",");

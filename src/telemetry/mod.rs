@@ -14,6 +14,7 @@ pub mod dependency;
 pub mod envelope;
 pub mod exception;
 pub mod failure;
+pub mod naming;
 pub mod request;
 pub mod target;
 pub mod trace;
@@ -148,6 +149,8 @@ pub struct Facts<'a> {
     pub metadata: &'a [(MetadataPath, Vec<u8>)],
     /// `_MS.ProcessedByMetricExtractors` goes on every item: the standard metrics counted it.
     pub extracted: bool,
+    /// Names replace id-like path segments with `{id}` ([`naming`]).
+    pub templated_names: bool,
     /// Write only what the item needs: no captured content, custom properties or
     /// `tracestate` (the retry for an item that came out over the 64 KB limit).
     pub lean: bool,
@@ -181,7 +184,7 @@ impl Facts<'_> {
                     p.string("Operation Name", op.as_bytes());
                 }
             }
-            None if !self.route_name.is_empty() => p.string("API Name", self.route_name),
+            None if naming::meaningful_route(self.route_name) => p.string("API Name", self.route_name),
             None => {}
         }
     }
@@ -205,5 +208,11 @@ impl Facts<'_> {
     /// `METHOD /path` of the frontend request ([`crate::exchange::Frontend::request_line`]).
     pub fn request_line(&self) -> Vec<u8> {
         self.frontend.request_line()
+    }
+
+    /// The Request's `name`: `METHOD /path`, ids templated unless configured otherwise.
+    pub fn request_name(&self) -> Vec<u8> {
+        let fe = self.frontend;
+        naming::request_line(fe.method(), fe.path(), self.templated_names)
     }
 }

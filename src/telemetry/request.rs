@@ -1,7 +1,8 @@
 //! The Request item (`RequestData`): one per exchange through the gateway, as APIM sends
 //! one per API call.
 //!
-//! - `name`: `METHOD /path` (no query: it must stay low-cardinality);
+//! - `name`: `METHOD /path` without query and with ids templated (`GET /orders/{id}`):
+//!   it must stay low-cardinality ([`super::naming`]);
 //! - `url`: the full frontend URL with scheme, host and query;
 //! - `duration`: Envoy's own request duration; `responseCode`, `success` (status < 400 and
 //!   delivered in full); `source`: the caller's application from `Request-Context`;
@@ -32,7 +33,7 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     out.extend_from_slice(op.request_id.as_bytes());
     out.extend_from_slice(b"\",");
     push_key(out, "name");
-    push_bytes(out, &facts.request_line(), limits::NAME);
+    push_bytes(out, &facts.request_name(), limits::NAME);
     out.extend_from_slice(b",\"duration\":\"");
     push_timespan(out, oc.duration_nanos);
     out.extend_from_slice(b"\",\"responseCode\":\"");
@@ -203,6 +204,7 @@ pub(crate) mod tests {
             request_written: true,
             metadata: &[],
             extracted: false,
+            templated_names: true,
             lean: false,
         }
     }

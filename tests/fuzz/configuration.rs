@@ -96,6 +96,7 @@ const CONFIG_KEYS: &[&str] = &[
     "verbosity",
     "correlation_protocol",
     "operation_name_format",
+    "templated_names",
     "traces",
     "properties",
     "header_properties",

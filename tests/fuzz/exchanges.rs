@@ -237,6 +237,7 @@ fn exchange_config(rng: &mut Rng) -> (Value, Protocol) {
         "verbosity": rng.pick(&["verbose", "information", "error"]),
         "correlation_protocol": name,
         "operation_name_format": rng.pick(&["Name", "Url"]),
+        "templated_names": rng.chance(80),
         "traces": (0..rules).map(|_| trace_rule(rng)).collect::<Vec<_>>(),
     });
     let capture = |rng: &mut Rng| {

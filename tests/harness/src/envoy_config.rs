@@ -188,8 +188,8 @@ admin:
 {extra_virtual_hosts}            - name: backend
               domains: ["*"]
               routes:
-{extra_routes}              - name: backend
-                match: {{prefix: "/"}}
+{extra_routes}              # Unnamed: a route's name names its operations, and a catch-all's would name them all.
+              - match: {{prefix: "/"}}
                 route: {{cluster: backend, timeout: 30s}}
           http_filters:
 {filters_before}{filters}          - name: envoy.filters.http.router

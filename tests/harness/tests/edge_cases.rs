@@ -149,7 +149,7 @@ fn content_that_would_exceed_64_kb_never_costs_an_item() {
     let echo = one(&items, "RequestData", "name", "POST /echo");
     assert_eq!(echo["data"]["baseData"]["properties"]["Capture-Truncated"], "true");
     one(&items, "RemoteDependencyData", "name", "POST /echo");
-    let failed = one(&items, "RequestData", "name", "GET /status/500");
+    let failed = one_at(&items, "RequestData", "/status/500");
     let op = operation(&items, failed["tags"]["ai.operation.id"].as_str().unwrap());
     assert_eq!(
         kind(&op, "ExceptionData").len(),

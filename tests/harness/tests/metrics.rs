@@ -196,7 +196,10 @@ fn a_custom_metric_with_three_dimensions_aggregates_exactly_across_two_workers()
         json!({"diagnostic": {"sampling_percentage": 0, "metrics": true, "emit_metrics": orders_rule()},
                "metrics": {"interval_ms": 1000}}),
         &["--concurrency", "2"],
-        |s| s.filters_before = vec![CONSUMER_TO_METADATA.into()],
+        |s| {
+            s.filters_before = vec![CONSUMER_TO_METADATA.into()];
+            s.extra_routes = vec![r#"{name: shop, match: {prefix: "/status/"}, route: {cluster: backend}}"#.into()];
+        },
     );
     // 600 requests: 3 consumers, 2 statuses, amounts 0..=99 (known per series).
     let mut expected: BTreeMap<Vec<String>, (u64, f64, f64, f64)> = BTreeMap::new();
@@ -206,7 +209,7 @@ fn a_custom_metric_with_three_dimensions_aggregates_exactly_across_two_workers()
         let status = if i % 5 == 0 { "503" } else { "200" };
         let amount = f64::from((i * 37) % 100);
         let e = expected
-            .entry(vec!["backend".to_string(), consumer.to_string(), status.to_string()])
+            .entry(vec!["shop".to_string(), consumer.to_string(), status.to_string()])
             .or_insert((0, 0.0, f64::MAX, f64::MIN));
         *e = (e.0 + 1, e.1 + amount, e.2.min(amount), e.3.max(amount));
         requests.push((

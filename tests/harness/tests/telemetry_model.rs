@@ -262,7 +262,7 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
         ("GET /elsewhere", "OperationNotFound", None),
     ];
     for (name, type_name, dependency) in cases {
-        let req = one(&items, "RequestData", "name", name);
+        let req = one_at(&items, "RequestData", name.split_once(' ').unwrap().1);
         assert_eq!(req["data"]["baseData"]["success"], false, "{name}");
         let op = operation(&items, req["tags"]["ai.operation.id"].as_str().unwrap());
         let request_id = &req["data"]["baseData"]["id"];
@@ -307,8 +307,15 @@ fn failures_produce_exceptions_with_stable_types_and_the_right_dependency() {
         "Envoy retried twice"
     );
     assert_eq!(
-        flaky_dep["data"]["baseData"]["name"], "GET /status/503",
-        "the path sent upstream"
+        flaky_dep["data"]["baseData"]["name"], "GET /status/{id}",
+        "the path sent upstream, templated"
+    );
+    assert!(
+        flaky_dep["data"]["baseData"]["data"]
+            .as_str()
+            .unwrap()
+            .ends_with("/status/503"),
+        "the exact path sent upstream: {flaky_dep:#}"
     );
 }
 
@@ -334,7 +341,7 @@ fn the_dependency_reports_the_request_as_rewritten_for_the_backend() {
 
 #[test]
 fn trace_rules_emit_unsampled_messages_filtered_by_verbosity() {
-    let s = start(
+    let s = start_with(
         json!({"diagnostic": {"sampling_percentage": 0, "always_log_errors": false, "verbosity": "information", "traces": [
             {"severity": "error", "source": "errors", "when": {"status": ["5xx"]},
              "message": "{request.method} {request.path} failed with {response.status} for {request.header.x-tenant}",
@@ -343,6 +350,7 @@ fn trace_rules_emit_unsampled_messages_filtered_by_verbosity() {
             {"severity": "verbose", "message": "every call"}
         ]}}),
         &[],
+        |s| s.extra_routes = vec![r#"{name: ok-route, match: {prefix: "/ok"}, route: {cluster: backend}}"#.into()],
     );
     http::request(s.envoy.listener, "GET", "/status/503", &[("x-tenant", "contoso")], b"").unwrap();
     http::request(s.envoy.listener, "GET", "/ok", &[("x-debug", "1")], b"").unwrap();
@@ -360,7 +368,7 @@ fn trace_rules_emit_unsampled_messages_filtered_by_verbosity() {
     assert_eq!(d["properties"]["Source"], "errors");
     assert_eq!(error["sampleRate"], 100.0);
     let info = one(&items, "MessageData", "severityLevel", "Information");
-    assert_eq!(info["data"]["baseData"]["message"], "debug call to backend");
+    assert_eq!(info["data"]["baseData"]["message"], "debug call to ok-route");
 }
 
 #[test]
@@ -383,7 +391,7 @@ fn verbosity_error_logs_only_failed_requests() {
     http::request(s.envoy.listener, "GET", "/status/502", &[], b"").unwrap();
     let items = settled(&s.ingest, 3);
     assert_eq!(items.len(), 3, "{items:#?}");
-    one(&items, "RequestData", "name", "GET /status/502");
+    one(&items, "RequestData", "name", "GET /status/{id}");
     assert!(kind(&items, "RequestData")
         .iter()
         .all(|r| r["data"]["baseData"]["name"] != "GET /fine"));
@@ -420,11 +428,11 @@ fn per_api_diagnostics_override_and_multiplex() {
     http::request(gw, "GET", "/other", &[], b"").unwrap();
     let main_items = settled(&s.ingest, 4);
     let audit_items = settled(&audit, 2);
-    let order = one(&main_items, "RequestData", "name", "GET /orders/7");
+    let order = one(&main_items, "RequestData", "name", "GET /orders/{id}");
     assert_eq!(order["tags"]["ai.operation.name"], "orders;rev=2 - get-order");
     assert_eq!(order["data"]["baseData"]["properties"]["API Name"], "orders");
     assert_eq!(order["data"]["baseData"]["properties"]["Operation Name"], "get-order");
-    let copy = one(&audit_items, "RequestData", "name", "GET /orders/7");
+    let copy = one(&audit_items, "RequestData", "name", "GET /orders/{id}");
     assert_eq!(
         copy["tags"]["ai.operation.id"], order["tags"]["ai.operation.id"],
         "the same operation in both resources"

@@ -68,6 +68,31 @@ pub fn one(items: &[Value], base_type: &str, field: &str, value: &str) -> Value 
     found[0].clone()
 }
 
+/// The one item of `base_type` whose URL (`url` of a Request, `data` of a Dependency)
+/// has the path `path` (the query aside): names no longer tell ids apart.
+pub fn one_at(items: &[Value], base_type: &str, path: &str) -> Value {
+    let field = if base_type == "RemoteDependencyData" {
+        "data"
+    } else {
+        "url"
+    };
+    let path_of = |url: &str| {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let rest = rest.find('/').map_or("", |i| &rest[i..]);
+        rest.split('?').next().unwrap_or("").to_string()
+    };
+    let found: Vec<&Value> = of_kind(items, base_type)
+        .into_iter()
+        .filter(|i| {
+            i["data"]["baseData"][field]
+                .as_str()
+                .is_some_and(|u| path_of(u) == path)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {base_type} at {path}; items: {items:#?}");
+    found[0].clone()
+}
+
 /// All items of the operation `operation_id`.
 pub fn operation(items: &[Value], operation_id: &str) -> Vec<Value> {
     items
