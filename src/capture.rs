@@ -101,6 +101,11 @@ impl<'m, 'o> Writer<'m, 'o> {
         self.within_budget(|m| m.string(property, &value));
     }
 
+    /// A custom property already masked (a rendered template masks what it prints).
+    pub fn property(&mut self, property: &str, value: &[u8]) {
+        self.within_budget(|m| m.string(property, value));
+    }
+
     /// `<side>-<name>` for each configured header present in `map` (masked or hidden).
     pub fn headers(&mut self, side: &str, names: &[String], map: &HeaderMap) {
         for name in names {

@@ -135,6 +135,8 @@ pub mod flags {
     pub const STREAM_IDLE_TIMEOUT: u64 = 0x1_0000;
     pub const DOWNSTREAM_PROTOCOL_ERROR: u64 = 0x4_0000;
     pub const UPSTREAM_MAX_STREAM_DURATION: u64 = 0x8_0000;
+    /// The response came from Envoy's cache filter (`RFCF`).
+    pub const RESPONSE_FROM_CACHE_FILTER: u64 = 0x10_0000;
     pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 0x4000;
     pub const DURATION_TIMEOUT: u64 = 0x40_0000;
     pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000;
@@ -186,6 +188,7 @@ pub mod flags {
         (INVALID_ENVOY_REQUEST_HEADERS, "IH"),
         (DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
         (UPSTREAM_MAX_STREAM_DURATION, "UMSDR"),
+        (RESPONSE_FROM_CACHE_FILTER, "RFCF"),
         (NO_FILTER_CONFIG_FOUND, "NFCF"),
         (DURATION_TIMEOUT, "DT"),
         (UPSTREAM_PROTOCOL_ERROR, "UPE"),

@@ -306,12 +306,16 @@ fn a_sampled_exchange_allocates_little_and_writes_compact_items() {
     // exchange than growing as written (8,612).
     // The `Envoy Cluster` property makes the batch's buffer grow about 150 bytes more
     // (the dependency's target is shared with the per-cluster cache, not copied).
+    // APIM's Request dimensions (`API Type`, `Service Type`, `Service ID`, `Cache`,
+    // `Client Time (in ms)`: about 105 bytes of the Request) grow the batch about 430
+    // bytes more per exchange (10,100 before them).
     assert!(m.allocs <= 23.0, "{:.1} allocations per exchange", m.allocs);
-    assert!(m.bytes <= 10_100.0, "{:.0} bytes allocated per exchange", m.bytes);
+    assert!(m.bytes <= 10_600.0, "{:.0} bytes allocated per exchange", m.bytes);
     // The standard metrics' mark on each item (`"_MS.ProcessedByMetricExtractors":
     // "(Name:'Requests', Ver:'1.1')"`) is about 65 of these bytes; gzip takes it all back.
-    assert!(m.wire_plain <= 920.0, "{:.0} bytes per item before gzip", m.wire_plain);
-    assert!(m.wire_gzip <= 62.0, "{:.1} bytes per item on the wire", m.wire_gzip);
+    // APIM's Request dimensions add about 52 per item (906 → 958) and 1 after gzip.
+    assert!(m.wire_plain <= 970.0, "{:.0} bytes per item before gzip", m.wire_plain);
+    assert!(m.wire_gzip <= 64.0, "{:.1} bytes per item on the wire", m.wire_gzip);
 }
 
 #[test]

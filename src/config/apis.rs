@@ -26,6 +26,8 @@ use serde_json::Value;
 pub struct Api {
     pub name: String,
     pub revision: String,
+    /// APIM's `API Type` (`http` unless configured).
+    pub kind: String,
     pub matcher: ApiMatch,
     pub operations: Vec<OperationDef>,
     /// The all-APIs diagnostic with this API's overrides applied.
@@ -179,7 +181,7 @@ impl PathTemplate {
     }
 }
 
-const API_FIELDS: &[&str] = &["name", "revision", "match", "operations", "diagnostic"];
+const API_FIELDS: &[&str] = &["name", "revision", "type", "match", "operations", "diagnostic"];
 const MATCH_FIELDS: &[&str] = &["route_names", "hosts", "path_prefixes", "route_metadata"];
 const OPERATION_FIELDS: &[&str] = &["name", "method", "path", "route_name"];
 
@@ -222,6 +224,7 @@ fn parse_api(v: &Value, path: &str, base: &Diagnostic, loggers: &[Logger]) -> Re
     Ok(Api {
         name,
         revision: label(&f, "revision")?.unwrap_or_else(|| "1".into()),
+        kind: label(&f, "type")?.unwrap_or_else(|| "http".into()),
         matcher,
         operations,
         diagnostic,

@@ -6,10 +6,11 @@
 
 use super::metrics::{parse_rules, parse_tokens, MetricRule, TokenMetrics};
 use super::reader::Fields;
-use super::traces::{parse_traces, TraceRule};
+use super::traces::{parse_metadata, parse_traces, Template, TraceRule};
 use super::{err, excerpt, ConfigError, Logger, Problem};
 use crate::correlation::Protocol;
 use crate::masking::Masking;
+use crate::telemetry::SERVICE_PROPERTIES;
 use serde_json::Value;
 
 /// Largest body prefix APIM captures, and so does this filter.
@@ -82,11 +83,17 @@ pub struct Diagnostic {
     /// Request names and operation names replace id-like path segments with `{id}`
     /// (`GET /orders/{id}`), so they stay low-cardinality.
     pub templated_names: bool,
+    /// Which of the service dimensions (`Service Name`, `Service Type`, `Service ID`,
+    /// `Region`: bit 0–3) a static custom property replaces.
+    pub service_overrides: u8,
     pub traces: Vec<TraceRule>,
     /// Static custom properties on every item, pre-escaped: `"Region":"West Europe",…`.
     pub properties_json: Vec<u8>,
     /// Custom properties taken from request headers: (property name, lowercase header).
     pub header_properties: Vec<(String, String)>,
+    /// Custom properties rendered per exchange from a template (a JWT claim in Envoy's
+    /// dynamic metadata as `Subscription Name`, say); left out when they render empty.
+    pub dynamic_properties: Vec<(String, Template)>,
     /// Headers and body prefixes to capture (APIM's frontend/backend settings).
     pub capture: Capture,
     /// What is masked or hidden wherever it could appear.
@@ -149,9 +156,11 @@ impl Diagnostic {
             correlation: Protocol::W3C,
             operation_name_format: OperationNameFormat::Name,
             templated_names: true,
+            service_overrides: 0,
             traces: Vec::new(),
             properties_json: Vec::new(),
             header_properties: Vec::new(),
+            dynamic_properties: Vec::new(),
             capture: Capture::default(),
             masking: Masking::default(),
             standard_metrics: true,
@@ -199,6 +208,7 @@ pub(crate) const DIAGNOSTIC_FIELDS: &[&str] = &[
     "traces",
     "properties",
     "header_properties",
+    "dynamic_properties",
     "frontend",
     "backend",
     "data_masking",
@@ -217,7 +227,7 @@ pub(crate) fn overlay(base: &Diagnostic, f: &Fields<'_>, loggers: &[Logger]) -> 
     let mut d = base.clone();
     overlay_decisions(&mut d, f, loggers)?;
     overlay_content(&mut d, f)?;
-    check_property_names(&d, f)?;
+    super::property_names::check(&d, f)?;
     Ok(d)
 }
 
@@ -277,7 +287,13 @@ fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError
         d.traces = parse_traces(v, &f.path("traces"))?;
     }
     if let Some(v) = f.get("properties") {
-        d.properties_json = properties_json(&string_map(v, &f.path("properties"), 8192)?);
+        let props = string_map(v, &f.path("properties"), 8192)?;
+        d.service_overrides = SERVICE_PROPERTIES
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| props.iter().any(|(name, _)| name == *s))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        d.properties_json = properties_json(&props);
     }
     if let Some(side) = f.object("frontend", SIDE_FIELDS)? {
         overlay_message(&mut d.capture.frontend_request, &side, "request")?;
@@ -302,6 +318,9 @@ fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError
     if let Some(t) = f.object("token_metrics", TOKEN_FIELDS)? {
         d.token_metrics = Some(parse_tokens(&t)?);
     }
+    if let Some(v) = f.get("dynamic_properties") {
+        d.dynamic_properties = parse_metadata(v, &f.path("dynamic_properties"))?;
+    }
     if let Some(v) = f.get("header_properties") {
         d.header_properties = string_map(v, &f.path("header_properties"), 256)?
             .into_iter()
@@ -309,85 +328,6 @@ fn overlay_content(d: &mut Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError
             .collect();
     }
     Ok(())
-}
-
-/// Property names the filter writes itself; custom properties and trace metadata may not
-/// reuse them (an item would carry the same key twice).
-pub const RESERVED_PROPERTIES: &[&str] = &[
-    "Request Id",
-    "HTTP Method",
-    "API Name",
-    "API Revision",
-    "Operation Name",
-    "Service Name",
-    "tracestate",
-    "Backend Address",
-    "Envoy Cluster",
-    "Attempts",
-    "Response Code",
-    "Response Flags",
-    "Response Code Details",
-    "Source",
-    "Capture-Truncated",
-];
-
-fn is_reserved(name: &str) -> bool {
-    RESERVED_PROPERTIES.contains(&name) || name.starts_with("Request-") || name.starts_with("Response-")
-}
-
-/// Every property name of an item must be unique.
-fn check_property_names(d: &Diagnostic, f: &Fields<'_>) -> Result<(), ConfigError> {
-    let statics: Vec<String> = static_names(&d.properties_json);
-    let mut seen: Vec<&str> = Vec::new();
-    let named = statics.iter().map(|n| ("properties", n.as_str())).chain(
-        d.header_properties
-            .iter()
-            .map(|(n, _)| ("header_properties", n.as_str())),
-    );
-    for (field, name) in named {
-        if is_reserved(name) {
-            return Err(err(
-                format!("{}.{}", f.path(field), excerpt(name)),
-                Problem::Invalid(reserved_message()),
-            ));
-        }
-        if seen.contains(&name) {
-            return Err(err(
-                format!("{}.{}", f.path(field), excerpt(name)),
-                Problem::Invalid("is already a property name in properties".into()),
-            ));
-        }
-        seen.push(name);
-    }
-    for (i, rule) in d.traces.iter().enumerate() {
-        for (name, _) in &rule.metadata {
-            if is_reserved(name) || seen.contains(&name.as_str()) {
-                return Err(err(
-                    format!("{}[{i}].metadata.{}", f.path("traces"), excerpt(name)),
-                    Problem::Invalid(format!(
-                        "{}, or a name from properties/header_properties",
-                        reserved_message()
-                    )),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn reserved_message() -> String {
-    format!(
-        "is a name the filter uses itself ({}, Request-*, Response-*)",
-        RESERVED_PROPERTIES.join(", ")
-    )
-}
-
-/// The names in a pre-rendered `"a":"1","b":"2"` fragment.
-fn static_names(json: &[u8]) -> Vec<String> {
-    let wrapped = [b"{".as_slice(), json, b"}"].concat();
-    serde_json::from_slice::<serde_json::Map<String, Value>>(&wrapped)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn overlay_message(target: &mut MessageCapture, side: &Fields<'_>, key: &str) -> Result<(), ConfigError> {

@@ -10,7 +10,9 @@ mod diagnostic;
 mod echo;
 mod masking;
 mod metrics;
+mod property_names;
 mod reader;
+mod service;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
@@ -22,6 +24,7 @@ pub use metrics::{
     templates as metric_templates, DefaultDimension, Dimension, DimensionValue, MetricRule, MetricValue,
     MetricsSettings, TokenMetrics, DEFAULT_NAMESPACE, MAX_DIMENSIONS, TOKEN_METRIC_NAMES,
 };
+pub use service::{Service, DEFAULT_SERVICE_TYPE};
 pub use traces::{Conditions, Field, HeaderCondition, MetadataPath, Segment, StatusMatch, Template, TraceRule};
 
 use crate::connection_string::{ConnectionString, ConnectionStringError};
@@ -71,6 +74,8 @@ pub struct Config {
     pub cloud_role: Option<String>,
     /// `ai.cloud.roleInstance`; `None` means "ask Envoy" (node id), then a fixed default.
     pub cloud_role_instance: Option<String>,
+    /// APIM's service dimensions, as configured.
+    pub service: Service,
     pub delivery: Delivery,
     pub metrics: MetricsSettings,
 }
@@ -213,6 +218,7 @@ const TOP_FIELDS: &[&str] = &[
     "apis",
     "cloud_role",
     "cloud_role_instance",
+    "service",
     "delivery",
     "metrics",
 ];
@@ -273,7 +279,12 @@ impl Config {
             Some(m) => metrics::parse_settings(&m)?,
             None => MetricsSettings::default(),
         };
+        let service = match top.object("service", service::SERVICE_FIELDS)? {
+            Some(s) => service::parse_service(&s)?,
+            None => Service::default(),
+        };
         Ok(Config {
+            service,
             metrics,
             loggers,
             diagnostic,
@@ -455,6 +466,27 @@ mod tests {
     }
 
     #[test]
+    fn service_dimensions_are_settable_and_checked() {
+        let with = |service: Value| parse(json!({"loggers": {"main": {"connection_string": CS}}, "service": service}));
+        let c = with(
+            json!({"name": "gw.contoso.com", "type": "API Management", "id": "contoso-gw", "region": "West Europe"}),
+        )
+        .unwrap();
+        assert_eq!(c.service.name.as_deref(), Some("gw.contoso.com"));
+        assert_eq!(c.service.kind.as_deref(), Some("API Management"));
+        assert_eq!(c.service.id.as_deref(), Some("contoso-gw"));
+        assert_eq!(c.service.region.as_deref(), Some("West Europe"));
+        assert_eq!(with(json!({})).unwrap().service, Service::default());
+        let e = |v| with(v).unwrap_err().to_string();
+        assert_eq!(e(json!({"region": " "})), "service.region: must not be empty");
+        assert_eq!(
+            e(json!({"zone": "x"})),
+            "service.zone: unknown field; allowed here: name, type, id, region"
+        );
+        assert_eq!(e(json!({"type": 3})), "service.type: must be a string");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert_eq!(error_of(json!([])), "configuration: must be an object");
         assert_eq!(error_of(json!({})), "loggers: at least one logger is required");
@@ -488,7 +520,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
-            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery, metrics"
+            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, service, delivery, metrics"
         );
     }
 
@@ -932,7 +964,7 @@ mod diagnostic_tests {
         );
         assert_eq!(
             e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "header_properties": {"Tenant": "x-tenant"}}})),
-            "diagnostic.header_properties.Tenant: is already a property name in properties"
+            "diagnostic.header_properties.Tenant: is already a custom property's name"
         );
         assert!(e(json!({"diagnostic": {"properties": {"Tenant": "a"}, "traces": [{"message": "m", "metadata": {"Tenant": "x"}}]}}))
             .starts_with("diagnostic.traces[0].metadata.Tenant: is a name the filter uses itself"));
@@ -975,7 +1007,7 @@ mod diagnostic_tests {
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"route_names": ["r"]}, "diagnostic": {"sampling": 5}}]})),
-            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, sampling_mode, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, templated_names, traces, properties, header_properties, frontend, backend, data_masking, standard_metrics, metrics, emit_metrics, token_metrics"
+            "apis[0].diagnostic.sampling: unknown field; allowed here: loggers, sampling_percentage, sampling_mode, always_log_errors, log_client_ip, verbosity, correlation_protocol, operation_name_format, templated_names, traces, properties, header_properties, dynamic_properties, frontend, backend, data_masking, standard_metrics, metrics, emit_metrics, token_metrics"
         );
         assert_eq!(
             e(json!({"apis": [{"name": "a", "match": {"path_prefixes": ["x"]}}]})),

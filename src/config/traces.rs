@@ -320,7 +320,7 @@ fn parse_rule(v: &Value, path: &str) -> Result<TraceRule, ConfigError> {
     })
 }
 
-fn parse_metadata(v: &Value, path: &str) -> Result<Vec<(String, Template)>, ConfigError> {
+pub(crate) fn parse_metadata(v: &Value, path: &str) -> Result<Vec<(String, Template)>, ConfigError> {
     let map = v.as_object().ok_or_else(|| {
         err(
             path,

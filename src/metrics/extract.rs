@@ -16,7 +16,7 @@ use crate::telemetry::{failure, trace, Facts};
 /// Where the default dimensions `Location` and `Gateway ID` come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gateway {
-    /// The Envoy node's locality region (`Unknown` when it has none).
+    /// `service.region`, else the Envoy node's locality region (`Unknown` when none).
     pub location: Vec<u8>,
     /// `ai.cloud.roleInstance`.
     pub id: Vec<u8>,
@@ -170,16 +170,6 @@ fn default_value<'a>(d: DefaultDimension, facts: &Facts<'a>, gateway: &'a Gatewa
         DefaultDimension::Location => &gateway.location,
         DefaultDimension::GatewayId => &gateway.id,
     }
-}
-
-/// Whether a diagnostic's custom metrics use the `Location` default dimension.
-pub fn uses_location(d: &Diagnostic) -> bool {
-    let rules = d.active_metric_rules().iter().map(|r| r.dimensions.as_slice());
-    let tokens = d.active_token_metrics().map(|t| t.dimensions.as_slice());
-    rules
-        .chain(tokens)
-        .flatten()
-        .any(|dim| dim.value == DimensionValue::Default(DefaultDimension::Location))
 }
 
 /// The .NET SDK's performance buckets (`DurationBucketizer`): upper bounds in ms.

@@ -50,7 +50,7 @@ pub fn write(
         p.string(name, value);
     }
     if let Some(standard) = def.standard {
-        p.raw_string("cloud/roleName", &who.service_name);
+        p.raw_string("cloud/roleName", &who.role_name);
         p.raw_string("cloud/roleInstance", &who.instance_name);
         p.string("_MS.MetricId", standard.metric_id().as_bytes());
         p.string("_MS.IsAutocollected", b"True");

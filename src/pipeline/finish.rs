@@ -48,6 +48,8 @@ pub struct MetricReads {
     pub response_headers: bool,
     /// A dimension prints `{operation}`: the operation name is formed for every exchange.
     pub operation: bool,
+    /// A dimension prints dynamic metadata: read it for every exchange.
+    pub metadata: bool,
 }
 
 impl MetricReads {
@@ -59,7 +61,7 @@ impl MetricReads {
             .flat_map(|r| r.dimensions.iter())
             .chain(d.active_token_metrics().into_iter().flat_map(|t| t.dimensions.iter()));
         let (mut route, mut backend, mut response_headers) = (false, d.standard_metrics, false);
-        let mut operation = false;
+        let (mut operation, mut metadata) = (false, false);
         for dim in dims {
             match &dim.value {
                 DimensionValue::Default(Default_::ApiId | Default_::OperationId) => route = true,
@@ -67,6 +69,7 @@ impl MetricReads {
                 DimensionValue::Template(t) => {
                     route |= t.uses(|f| matches!(f, Field::Route | Field::Api | Field::Operation));
                     operation |= t.uses(|f| matches!(f, Field::Operation));
+                    metadata |= t.metadata().next().is_some();
                     backend |= t.uses(|f| matches!(f, Field::Cluster));
                     response_headers |= t.needs_response_headers();
                 }
@@ -83,6 +86,7 @@ impl MetricReads {
             route,
             response_headers,
             operation,
+            metadata,
         }
     }
 }
@@ -164,7 +168,13 @@ pub fn request_headers_used(d: &Diagnostic) -> Vec<String> {
     names
 }
 
-/// Every template of diagnostic `d`: trace messages and metadata, metric dimensions.
+/// Whether a dynamic property prints a response header.
+fn properties_read_responses(d: &Diagnostic) -> bool {
+    d.dynamic_properties.iter().any(|(_, t)| t.needs_response_headers())
+}
+
+/// Every template of diagnostic `d`: trace messages and metadata, metric dimensions,
+/// dynamic properties.
 fn templates(d: &Diagnostic) -> impl Iterator<Item = &Template> {
     let traces = d
         .traces
@@ -175,7 +185,8 @@ fn templates(d: &Diagnostic) -> impl Iterator<Item = &Template> {
         .active_token_metrics()
         .into_iter()
         .flat_map(|t| crate::config::metric_templates(&t.dimensions));
-    traces.chain(rules).chain(tokens)
+    let properties = d.dynamic_properties.iter().map(|(_, t)| t);
+    traces.chain(rules).chain(tokens).chain(properties)
 }
 
 /// The dynamic metadata values diagnostic `d`'s templates print, sorted.
@@ -242,10 +253,11 @@ impl Pipeline {
             backend: request || reads.backend,
             backend_item: request,
             route: items || reads.route,
-            response_headers: (request && d.capture.needs_response_headers())
+            response_headers: (request && (d.capture.needs_response_headers() || properties_read_responses(d)))
                 || trace_headers
                 || reads.response_headers,
-            metadata: outcome && self.metadata_used.get(index).is_some_and(|m| !m.is_empty()),
+            // Metadata only item templates print is read only when items are written.
+            metadata: (items || reads.metadata) && self.metadata_used.get(index).is_some_and(|m| !m.is_empty()),
         }
     }
 
@@ -353,6 +365,7 @@ fn facts<'a>(
         sample_rate: if errors_kept { 100.0 } else { d.sampling_percentage },
         properties_json: &d.properties_json,
         header_properties: &d.header_properties,
+        dynamic_properties: &d.dynamic_properties,
         capture: &d.capture,
         masking: &d.masking,
         request_body: done.request_body,
@@ -363,6 +376,7 @@ fn facts<'a>(
         metadata: done.metadata,
         extracted: d.standard_metrics,
         templated_names: d.templated_names,
+        service_overrides: d.service_overrides,
         lean: false,
     }
 }
@@ -399,6 +413,7 @@ fn api_names<'c>(config: &'c Config, begun: &'c Begun) -> Option<ApiNames<'c>> {
     Some(ApiNames {
         api: &api.name,
         revision: &api.revision,
+        kind: &api.kind,
         operation: begun.operation_name.as_deref(),
     })
 }
@@ -641,6 +656,22 @@ mod tests {
     }
 
     #[test]
+    fn a_static_property_replaces_a_service_dimension_and_is_written_once() {
+        let mut p = pipeline(json!({"service": {"type": "API Management", "region": "North Europe"},
+                                    "diagnostic": {"properties": {"Region": "West Europe"}}}));
+        let fe = frontend("/x", &[]);
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        p.finish(&Finished::new(&begun, &fe, &outcome(200)));
+        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else {
+            panic!()
+        };
+        let body = String::from_utf8_lossy(&batch.body);
+        assert_eq!(body.matches("\"Region\":").count(), 1, "{body}");
+        assert!(body.contains("\"Region\":\"West Europe\""), "{body}");
+        assert!(body.contains("\"Service Type\":\"API Management\""), "{body}");
+    }
+
+    #[test]
     fn custom_properties_are_static_or_from_headers_and_secrets_are_masked() {
         let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"],
             "properties": {"Region": "West Europe", "Environment": "prod \"eu\""},
@@ -660,6 +691,39 @@ mod tests {
             assert!(props.get("Missing").is_none());
         }
         assert!(!serde_json::to_string(&items).unwrap().contains("secret-token"));
+    }
+
+    #[test]
+    fn dynamic_properties_come_from_metadata_and_headers_masked_and_absent_when_empty() {
+        let sub = "envoy.filters.http.jwt_authn/jwt_payload/sub";
+        let mut p = pipeline(json!({"diagnostic": {"loggers": ["a"], "dynamic_properties": {
+            "Subscription Name": format!("{{metadata.{sub}}}"),
+            "Product Name": "{request.header.x-product}",
+            "Caller": "key {request.header.authorization}",
+            "User": "{metadata.jwt/user}"}}}));
+        let fe = frontend(
+            "/x",
+            &[("x-product", "starter"), ("authorization", "Bearer secret-token")],
+        );
+        let (begun, _) = p.begin(&fe, &RouteInfo::default());
+        assert_eq!(p.metadata_of(&begun).len(), 2, "both metadata values are read");
+        let metadata = [(p.metadata_of(&begun)[0].clone(), b"contoso-sub".to_vec())];
+        let oc = outcome(200);
+        p.finish(&Finished {
+            metadata: &metadata,
+            ..Finished::new(&begun, &fe, &oc)
+        });
+        let Some(Work::Ingest { batch, .. }) = p.next_work(1_700_000_010_000_000_000, true) else {
+            panic!()
+        };
+        let body = String::from_utf8_lossy(&batch.body).into_owned();
+        let request: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+        let props = &request["data"]["baseData"]["properties"];
+        assert_eq!(props["Subscription Name"], "contoso-sub", "{props:#}");
+        assert_eq!(props["Product Name"], "starter");
+        assert_eq!(props["Caller"], "key ***", "a secret header is masked");
+        assert!(props.get("User").is_none(), "rendered empty: left out");
+        assert!(!body.contains("secret-token"));
     }
 
     #[test]

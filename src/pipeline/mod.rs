@@ -52,8 +52,11 @@ use sink::Sink;
 pub struct Roles {
     pub role: String,
     pub instance: String,
-    /// The Envoy node's locality region (APIM's `Location` dimension), `Unknown` if none.
+    /// The configured region, else the Envoy node's locality region (APIM's `Location`
+    /// dimension), `Unknown` if none.
     pub location: String,
+    /// The region the Requests' `Region` names: as `location`, but none when unknown.
+    pub region: Option<String>,
 }
 
 pub struct Pipeline {

@@ -305,17 +305,16 @@ fn resolve_roles(host: &mut impl Host, config: &Config) -> Roles {
     let instance = instance
         .or_else(|| host.environment("HOSTNAME").filter(|h| !h.is_empty()))
         .unwrap_or_else(|| role.clone());
-    let uses_location = std::iter::once(&config.diagnostic)
-        .chain(config.apis.iter().map(|a| &a.diagnostic))
-        .any(crate::metrics::extract::uses_location);
-    let location = uses_location
-        .then(|| node(host, Attribute::NodeRegion))
-        .flatten()
-        .unwrap_or_else(|| "Unknown".into());
+    let region = config
+        .service
+        .region
+        .clone()
+        .or_else(|| node(host, Attribute::NodeRegion));
     Roles {
         role,
         instance,
-        location,
+        location: region.clone().unwrap_or_else(|| "Unknown".into()),
+        region,
     }
 }
 

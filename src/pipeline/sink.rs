@@ -66,7 +66,7 @@ impl Sink {
             configured_origin: format!("{}://{}", endpoint.scheme.as_str(), endpoint.authority()),
             redirected_to: None,
             redirect_cluster: logger.redirect_cluster.clone(),
-            sender: Sender::new(&logger.connection.instrumentation_key, &roles.role, &roles.instance),
+            sender: sender(&logger.connection.instrumentation_key, roles, &config.service),
             outbox: if token.is_some() {
                 outbox.with_credentials()
             } else {
@@ -144,4 +144,16 @@ impl Sink {
         let wanted = |t: &TokenSource| t.authorization(now).is_some() || !self.outbox.is_idle();
         self.token.as_ref().is_some_and(|t| t.due(now) && wanted(t))
     }
+}
+
+/// What every item of a logger carries: its key, the roles, and APIM's service dimensions
+/// (the configured ones, else the role names the service and the node's region the region).
+fn sender(instrumentation_key: &str, roles: &Roles, service: &crate::config::Service) -> Sender {
+    let names = crate::telemetry::ServiceNames {
+        name: service.name.as_deref().unwrap_or(&roles.role),
+        kind: service.kind.as_deref().unwrap_or(crate::config::DEFAULT_SERVICE_TYPE),
+        id: service.id.as_deref().unwrap_or(&roles.role),
+        region: roles.region.as_deref(),
+    };
+    Sender::with_service(instrumentation_key, &roles.role, &roles.instance, &names)
 }

@@ -229,7 +229,7 @@ impl Stream {
             clock if clock > 0 && !needs.items => clock,
             _ => host.now_nanos(),
         };
-        let outcome = read_outcome(host, &started, (status.code, status.flags), streamed, now, needs.items);
+        let mut outcome = read_outcome(host, &started, (status.code, status.flags), streamed, now, needs.items);
         let backend = if needs.backend {
             // The filter's clock times the backend call only when `now` was read for it
             // (the tick's clock may be older than the call's start).
@@ -240,6 +240,11 @@ impl Stream {
         } else {
             None
         };
+        if status.clean && needs.backend_item && backend.as_ref().is_none_or(|b| b.attempts == 0) {
+            // A clean answer no backend gave (a cache hit, a direct response): its flags
+            // say which (the Request's `Cache`); backend answers skip this call.
+            outcome.response_flags = host.property_u64(Attribute::ResponseFlags).unwrap_or(0);
+        }
         let response_headers = read_response_headers(host, needs, status.response_headers);
         let metadata = if needs.metadata {
             read_metadata(host, p.metadata_of(&started.begun))
@@ -496,6 +501,32 @@ mod tests {
         // Once per worker and cluster (then once a minute): whether the cluster uses TLS.
         assert_eq!(first.total(), 12);
         assert!(first.log.contains(&Property(Attribute::UpstreamTlsVersion)));
+    }
+
+    #[test]
+    fn a_clean_answer_no_backend_gave_reads_its_flags_once_for_the_cache_dimension() {
+        let (plugin, mut host) = configured(four_headers(100));
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        assert!(
+            !calls.log.contains(&Property(Attribute::ResponseFlags)),
+            "a backend answered"
+        );
+        let cached = crate::exchange::flags::RESPONSE_FROM_CACHE_FILTER;
+        host.properties
+            .insert(Attribute::UpstreamRequestAttemptCount, 0u64.to_le_bytes().to_vec());
+        host.properties
+            .insert(Attribute::ResponseFlags, cached.to_le_bytes().to_vec());
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let flags = calls.log.iter().filter(|c| **c == Property(Attribute::ResponseFlags));
+        assert_eq!(flags.count(), 1, "{:?}", calls.log);
+        host.now += 2_000_000_000;
+        let mut plugin = plugin;
+        plugin.tick(&mut host);
+        let gz = &host.callouts[0].body;
+        let body = miniz_oxide::inflate::decompress_to_vec(&gz[10..gz.len() - 8]).unwrap();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(body.contains("\"Cache\":\"Hit\""), "{body}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn pipeline(extra: Value) -> Pipeline {
             role: "gw".into(),
             instance: "gw-1".into(),
             location: "westeurope".into(),
+            region: Some("westeurope".into()),
         },
         [9; 32],
     )

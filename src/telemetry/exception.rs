@@ -124,6 +124,7 @@ mod tests {
             api: "orders",
             revision: "1",
             operation: Some("create"),
+            kind: "http",
         });
         let v = render(|out, who| write(out, who, &f, &kind));
         assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");

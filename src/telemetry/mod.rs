@@ -52,14 +52,46 @@ pub struct Sender {
     pub(crate) ikey_field: Vec<u8>,
     /// `"ai.cloud.role":"…","ai.cloud.roleInstance":"…","ai.internal.sdkVersion":"…"`
     pub(crate) role_tags: Vec<u8>,
-    /// The role as a JSON string, for the `Service Name` property.
-    pub(crate) service_name: Vec<u8>,
+    /// The role as a JSON string (the `cloud/roleName` of standard metrics).
+    pub(crate) role_name: Vec<u8>,
     /// The role instance as a JSON string (the `cloud/roleInstance` of standard metrics).
     pub(crate) instance_name: Vec<u8>,
+    /// APIM's service dimensions as JSON strings, in [`SERVICE_PROPERTIES`] order (empty:
+    /// not written).
+    pub(crate) service: [Vec<u8>; 4],
+}
+
+/// The service dimensions APIM writes on every Request (a sender keeps their values in
+/// this order).
+pub const SERVICE_PROPERTIES: [&str; 4] = ["Service Name", "Service Type", "Service ID", "Region"];
+
+/// How the gateway names itself in [`SERVICE_PROPERTIES`]; `region` may be unknown.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceNames<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub region: Option<&'a str>,
 }
 
 impl Sender {
+    /// A sender whose service dimensions are the defaults: the role names the service.
     pub fn new(instrumentation_key: &str, role: &str, role_instance: &str) -> Self {
+        let service = ServiceNames {
+            name: role,
+            kind: crate::config::DEFAULT_SERVICE_TYPE,
+            id: role,
+            region: None,
+        };
+        Sender::with_service(instrumentation_key, role, role_instance, &service)
+    }
+
+    pub fn with_service(
+        instrumentation_key: &str,
+        role: &str,
+        role_instance: &str,
+        service: &ServiceNames<'_>,
+    ) -> Self {
         use crate::json::{push_key, push_str};
         let mut ikey_field = Vec::new();
         push_key(&mut ikey_field, "iKey");
@@ -74,15 +106,18 @@ impl Sender {
         role_tags.push(b',');
         push_key(&mut role_tags, "ai.internal.sdkVersion");
         push_str(&mut role_tags, SDK_VERSION, 64);
-        let mut service_name = Vec::new();
-        push_str(&mut service_name, role, limits::PROPERTY_VALUE);
-        let mut instance_name = Vec::new();
-        push_str(&mut instance_name, role_instance, limits::PROPERTY_VALUE);
+        let string = |s: &str| {
+            let mut out = Vec::new();
+            push_str(&mut out, s, limits::PROPERTY_VALUE);
+            out
+        };
+        let region = service.region.map(string).unwrap_or_default();
         Sender {
             ikey_field,
             role_tags,
-            service_name,
-            instance_name,
+            role_name: string(role),
+            instance_name: string(role_instance),
+            service: [string(service.name), string(service.kind), string(service.id), region],
         }
     }
 }
@@ -106,6 +141,8 @@ pub struct ApiNames<'a> {
     pub api: &'a str,
     pub revision: &'a str,
     pub operation: Option<&'a str>,
+    /// APIM's `API Type`: `http` unless configured (`soap`, `graphql`, `websocket`…).
+    pub kind: &'a str,
 }
 
 /// Everything an item writer may read about one finished exchange.
@@ -133,6 +170,8 @@ pub struct Facts<'a> {
     pub properties_json: &'a [u8],
     /// Custom properties from request headers: (property, lowercase header).
     pub header_properties: &'a [(String, String)],
+    /// Custom properties rendered from templates, left out when empty.
+    pub dynamic_properties: &'a [(String, crate::config::Template)],
     /// What to capture, and what to mask wherever it appears.
     pub capture: &'a Capture,
     pub masking: &'a Masking,
@@ -151,6 +190,8 @@ pub struct Facts<'a> {
     pub extracted: bool,
     /// Names replace id-like path segments with `{id}` ([`naming`]).
     pub templated_names: bool,
+    /// [`SERVICE_PROPERTIES`] a static custom property replaces (bit `i` for the `i`-th).
+    pub service_overrides: u8,
     /// Write only what the item needs: no captured content, custom properties or
     /// `tracestate` (the retry for an item that came out over the 64 KB limit).
     pub lean: bool,
@@ -170,6 +211,12 @@ impl Facts<'_> {
         let headers = self.frontend.headers();
         for (name, header) in self.header_properties {
             w.header_property(name, header.as_bytes(), headers);
+        }
+        for (name, template) in self.dynamic_properties {
+            let value = trace::render(template, self);
+            if !value.is_empty() {
+                w.property(name, &value);
+            }
         }
     }
 

@@ -7,8 +7,10 @@
 //! - `duration`: Envoy's own request duration; `responseCode`, `success` (status < 400 and
 //!   delivered in full); `source`: the caller's application from `Request-Context`;
 //! - properties `Request Id`, `HTTP Method`, `API Name` (the API, else the route name),
-//!   `API Revision` and `Operation Name` for configured APIs, `Service Name`, and the
-//!   caller's `tracestate`; measurements `Request Size` / `Response Size` (body bytes).
+//!   `API Revision` and `Operation Name` for configured APIs, APIM's `API Type`, service
+//!   dimensions (`Service Name`, `Service Type`, `Service ID`, `Region`) and `Cache`, and
+//!   the caller's `tracestate`; measurements `Request Size` / `Response Size` (body bytes)
+//!   and `Client Time (in ms)`.
 
 use super::envelope::{self, Head, Kind, Members};
 use super::{limits, Facts, Sender};
@@ -57,8 +59,18 @@ pub fn write(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     let mut m = Members::new(out, "measurements");
     m.number("Request Size", oc.request_body_bytes as f64);
     m.number("Response Size", oc.response_body_bytes as f64);
+    // Whole milliseconds, as APIM writes it.
+    m.number("Client Time (in ms)", (client_time_nanos(facts) / 1_000_000) as f64);
     m.finish();
     envelope::end(out);
+}
+
+/// APIM's `Client Time (in ms)`: the part of the exchange that was not the backend's (the
+/// client sending the request, and the gateway's work on it); all of it without a backend.
+fn client_time_nanos(facts: &Facts<'_>) -> u64 {
+    let oc = facts.outcome;
+    let backend = facts.backend.map_or(0, |b| super::dependency::duration(oc, b));
+    oc.duration_nanos.saturating_sub(backend)
 }
 
 /// `scheme://authority/path?query` as a JSON string, cut to the schema's 2048 characters.
@@ -92,7 +104,15 @@ fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
         p.string("HTTP Method", fe.method());
     }
     facts.write_api(&mut p);
-    p.raw_string("Service Name", &who.service_name);
+    p.string("API Type", facts.api.map_or("http", |a| a.kind).as_bytes());
+    for (i, (name, value)) in super::SERVICE_PROPERTIES.iter().zip(&who.service).enumerate() {
+        // A static custom property of the same name wins (`properties: {"Region": …}`).
+        if !value.is_empty() && facts.service_overrides & (1 << i) == 0 {
+            p.raw_string(name, value);
+        }
+    }
+    let cached = facts.outcome.response_flags & crate::exchange::flags::RESPONSE_FROM_CACHE_FILTER != 0;
+    p.string("Cache", if cached { b"Hit" } else { b"None" });
     if let Some(state) = facts.tracestate.filter(|s| !s.is_empty() && !facts.lean) {
         // W3C: vendors keep at least 512 characters of tracestate.
         p.string_limited("tracestate", state, 512);
@@ -195,6 +215,7 @@ pub(crate) mod tests {
             sample_rate: 100.0,
             properties_json: b"",
             header_properties: &[],
+            dynamic_properties: &[],
             capture: &NO_CAPTURE,
             masking: &DEFAULT_MASKING,
             request_body: None,
@@ -205,6 +226,7 @@ pub(crate) mod tests {
             metadata: &[],
             extracted: false,
             templated_names: true,
+            service_overrides: 0,
             lean: false,
         }
     }
@@ -295,9 +317,11 @@ pub(crate) mod tests {
             api: "orders",
             revision: "2",
             operation: Some("create-order"),
+            kind: "soap",
         });
         let v = render(|out, who| write(out, who, &f));
         let p = &v["data"]["baseData"]["properties"];
+        assert_eq!(p["API Type"], "soap", "as the API says");
         assert_eq!(p["API Name"], "orders");
         assert_eq!(p["API Revision"], "2");
         assert_eq!(p["Operation Name"], "create-order");
@@ -306,6 +330,63 @@ pub(crate) mod tests {
             v["data"]["baseData"]["name"], "POST /orders",
             "the item name stays METHOD /path"
         );
+    }
+
+    #[test]
+    fn apim_dimensions_service_cache_and_client_time() {
+        let (fe, op) = (standard_frontend(), op());
+        let oc = Outcome {
+            response_flags: crate::exchange::flags::RESPONSE_FROM_CACHE_FILTER,
+            ..outcome()
+        };
+        let f = facts(&fe, &oc, &op, b"POST /orders");
+        let service = crate::telemetry::ServiceNames {
+            name: "contoso.example.com",
+            kind: "API Management",
+            id: "contoso",
+            region: Some("West Europe"),
+        };
+        let who = Sender::with_service("k", "gw", "gw-0", &service);
+        let mut out = Vec::new();
+        write(&mut out, &who, &f);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let (p, m) = (
+            &v["data"]["baseData"]["properties"],
+            &v["data"]["baseData"]["measurements"],
+        );
+        assert_eq!(p["API Type"], "http", "no configured API: http");
+        assert_eq!(p["Service Name"], "contoso.example.com");
+        assert_eq!(p["Service Type"], "API Management");
+        assert_eq!(p["Service ID"], "contoso");
+        assert_eq!(p["Region"], "West Europe");
+        assert_eq!(p["Cache"], "Hit");
+        assert_eq!(m["Client Time (in ms)"], 12.0, "no backend: all of it, whole ms");
+        assert_eq!(v["tags"]["ai.cloud.role"], "gw", "the role stays the role");
+
+        let backend = crate::exchange::Backend {
+            attempts: 1,
+            latency_nanos: Some(10_000_000),
+            ..Default::default()
+        };
+        let plain = outcome();
+        let f = Facts {
+            backend: Some(&backend),
+            service_overrides: 0b1000,
+            ..facts(&fe, &plain, &op, b"POST /orders")
+        };
+        let v = render(|out, who| write(out, who, &f));
+        let (p, m) = (
+            &v["data"]["baseData"]["properties"],
+            &v["data"]["baseData"]["measurements"],
+        );
+        assert_eq!(p["Cache"], "None");
+        assert_eq!(p["Service Type"], "Envoy", "the default type");
+        assert_eq!(p["Service Name"], "gateway", "the role names the service by default");
+        assert!(
+            p.get("Region").is_none(),
+            "no region known, or a custom property has it"
+        );
+        assert_eq!(m["Client Time (in ms)"], 2.0, "what was not the backend's");
     }
 
     #[test]

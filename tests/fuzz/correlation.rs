@@ -156,6 +156,7 @@ fn check_correlation(c: &CorrelationCase, f: &mut Findings) {
         role: "gw".into(),
         instance: "gw-1".into(),
         location: "Unknown".into(),
+        region: None,
     };
     let first = |name: &str| c.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_slice());
     let incoming = Incoming {

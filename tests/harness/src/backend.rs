@@ -144,11 +144,42 @@ pub fn route(req: &Request) -> Reply {
         ("bytes", Some(n)) => bytes(n).into(),
         ("sse", None) => sse(req),
         ("echo", None) => echo(req).into(),
+        ("cacheable", Some(_)) => Response::json(200, &json!({"ok": true, "path": req.path}))
+            .with_header("Cache-Control", "public, max-age=60")
+            .with_header("Date", &http_date(std::time::SystemTime::now()))
+            .into(),
         ("openai", Some("json")) => openai::whole(req),
         ("openai", Some("sse")) => openai::stream(req),
         ("openai", Some("none")) => openai::none(),
         _ => Response::json(200, &json!({"ok": true, "path": req.path})).into(),
     }
+}
+
+/// `Tue, 01 Dec 2026 20:02:10 GMT` (IMF-fixdate): caches need the response's age.
+pub fn http_date(t: std::time::SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let iso = crate::schema::format_time(t); // 2026-12-01T20:02:10.123Z
+    let (date, time) = iso.split_once('T').unwrap_or_default();
+    let mut ymd = date.split('-');
+    let (year, month, day) = (
+        ymd.next().unwrap_or_default(),
+        ymd.next(),
+        ymd.next().unwrap_or_default(),
+    );
+    let month = month
+        .and_then(|m| m.parse::<usize>().ok())
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)));
+    let weekday = DAYS.get((secs / 86_400 % 7) as usize);
+    let hms = time.split('.').next().unwrap_or_default();
+    format!(
+        "{}, {day} {} {year} {hms} GMT",
+        weekday.unwrap_or(&"Thu"),
+        month.unwrap_or(&"Jan")
+    )
 }
 
 fn bad_request(msg: &str) -> Response {
@@ -261,6 +292,8 @@ mod tests {
     #[test]
     fn status_route_answers_the_code_and_rejects_nonsense() {
         assert_eq!(sent(get("/status/503")).status, 503);
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(at), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(sent(get("/status/abc")).status, 400);
         assert_eq!(sent(get("/status/99")).status, 400);
     }

@@ -57,6 +57,8 @@ pub struct Settings {
     pub extra_virtual_hosts: Vec<String>,
     /// HTTP filters (YAML flow mappings) placed before this filter in the chain.
     pub filters_before: Vec<String>,
+    /// HTTP filters (YAML flow mappings) placed after this filter, before the router.
+    pub filters_after: Vec<String>,
     /// `host:port` of the instance metadata endpoint, for loggers with managed identity.
     pub imds_address: String,
     /// `host:port` of the OTLP/HTTP collector ([`FilterKind::OpenTelemetry`] only).
@@ -88,6 +90,7 @@ impl Settings {
             extra_routes: Vec::new(),
             extra_virtual_hosts: Vec::new(),
             filters_before: Vec::new(),
+            filters_after: Vec::new(),
             imds_address: DEFAULT_IMDS_ADDRESS.into(),
             otlp_address: DEFAULT_OTLP_ADDRESS.into(),
             redirect_proxy_port: DEFAULT_REDIRECT_PROXY_PORT,
@@ -192,7 +195,7 @@ admin:
               - match: {{prefix: "/"}}
                 route: {{cluster: backend, timeout: 30s}}
           http_filters:
-{filters_before}{filters}          - name: envoy.filters.http.router
+{filters_before}{filters}{filters_after}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 {more_listeners}  clusters:
@@ -214,6 +217,11 @@ admin:
             .collect::<String>(),
         filters_before = s
             .filters_before
+            .iter()
+            .map(|f| format!("          - {f}\n"))
+            .collect::<String>(),
+        filters_after = s
+            .filters_after
             .iter()
             .map(|f| format!("          - {f}\n"))
             .collect::<String>(),

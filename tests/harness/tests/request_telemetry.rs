@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{is_hex, start, Stack, IKEY};
+use common::{is_hex, start, timespan_secs, Stack, IKEY};
 use harness::http;
 use harness::ingest::of_kind;
 use serde_json::{json, Value};
@@ -40,19 +40,6 @@ const EXCHANGES: &[(&str, &str, &str, &str, u16, u64)] = &[
     ("HEAD", "/api/head?h=1", "HEAD /api/head", "", 200, 0),
     ("POST", "/status/400?bad=1", "POST /status/{id}", "not json", 400, 0),
 ];
-
-/// Parses `[d.]hh:mm:ss.fffffff` into seconds.
-fn timespan_secs(s: &str) -> f64 {
-    let (days, rest) = match s.split_once('.') {
-        Some((d, r)) if !d.contains(':') => (d.parse::<f64>().unwrap(), r),
-        _ => (0.0, s),
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    let h: f64 = parts[0].parse().unwrap();
-    let m: f64 = parts[1].parse().unwrap();
-    let sec: f64 = parts[2].parse().unwrap();
-    days * 86400.0 + h * 3600.0 + m * 60.0 + sec
-}
 
 fn item_for<'a>(items: &'a [Value], url: &str) -> &'a Value {
     let found: Vec<&Value> = items.iter().filter(|i| i["data"]["baseData"]["url"] == url).collect();

@@ -29,6 +29,7 @@ fn compose_settings() -> Settings {
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
+        filters_after: Vec::new(),
         imds_address: harness::envoy_config::DEFAULT_IMDS_ADDRESS.into(),
         otlp_address: harness::envoy_config::DEFAULT_OTLP_ADDRESS.into(),
         redirect_proxy_port: harness::envoy_config::DEFAULT_REDIRECT_PROXY_PORT,

@@ -77,6 +77,7 @@ fn settings() -> Result<Settings, String> {
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
+        filters_after: Vec::new(),
         imds_address: var("IMDS_ADDRESS").unwrap_or_else(|| DEFAULT_IMDS_ADDRESS.into()),
         otlp_address: var("OTLP_ADDRESS").unwrap_or_else(|| DEFAULT_OTLP_ADDRESS.into()),
         redirect_proxy_port: port("REDIRECT_PROXY_PORT", DEFAULT_REDIRECT_PROXY_PORT)?,

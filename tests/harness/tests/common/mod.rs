@@ -93,6 +93,19 @@ pub fn one_at(items: &[Value], base_type: &str, path: &str) -> Value {
     found[0].clone()
 }
 
+/// Parses `[d.]hh:mm:ss.fffffff` into seconds.
+pub fn timespan_secs(s: &str) -> f64 {
+    let (days, rest) = match s.split_once('.') {
+        Some((d, r)) if !d.contains(':') => (d.parse::<f64>().unwrap(), r),
+        _ => (0.0, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let h: f64 = parts[0].parse().unwrap();
+    let m: f64 = parts[1].parse().unwrap();
+    let sec: f64 = parts[2].parse().unwrap();
+    days * 86400.0 + h * 3600.0 + m * 60.0 + sec
+}
+
 /// All items of the operation `operation_id`.
 pub fn operation(items: &[Value], operation_id: &str) -> Vec<Value> {
     items
