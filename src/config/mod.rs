@@ -6,6 +6,7 @@
 //! are errors: a misspelt option must not silently fall back to a default.
 
 mod apis;
+mod availability;
 mod diagnostic;
 mod echo;
 mod masking;
@@ -14,6 +15,10 @@ mod reader;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
+pub use availability::{
+    names as test_names, Availability, AvailabilityTest, DEFAULT_EXPECTED_STATUS, DEFAULT_TEST_INTERVAL_MS,
+    DEFAULT_TEST_TIMEOUT_MS,
+};
 pub use diagnostic::{
     Capture, Diagnostic, MessageCapture, OperationNameFormat, SamplingMode, Severity, MAX_BODY_BYTES,
 };
@@ -73,6 +78,8 @@ pub struct Config {
     pub cloud_role_instance: Option<String>,
     pub delivery: Delivery,
     pub metrics: MetricsSettings,
+    /// The health endpoint and the built-in availability tests.
+    pub availability: Availability,
 }
 
 /// Where telemetry goes: an Application Insights resource and the Envoy cluster that reaches it.
@@ -215,6 +222,7 @@ const TOP_FIELDS: &[&str] = &[
     "cloud_role_instance",
     "delivery",
     "metrics",
+    "availability",
 ];
 const LOGGER_FIELDS: &[&str] = &[
     "connection_string",
@@ -273,7 +281,15 @@ impl Config {
             Some(m) => metrics::parse_settings(&m)?,
             None => MetricsSettings::default(),
         };
+        let availability = match top.object("availability", availability::AVAILABILITY_FIELDS)? {
+            Some(a) => availability::parse(&a, &loggers, &diagnostic.loggers)?,
+            None => Availability {
+                loggers: diagnostic.loggers.clone(),
+                ..Availability::default()
+            },
+        };
         Ok(Config {
+            availability,
             metrics,
             loggers,
             diagnostic,
@@ -488,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
-            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery, metrics"
+            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, delivery, metrics, availability"
         );
     }
 
