@@ -27,6 +27,7 @@ pub mod callouts;
 pub mod cluster_targets;
 pub mod cluster_tls;
 pub mod finish;
+pub mod health;
 pub mod notices;
 pub mod plugin;
 pub mod shared_pause;
