@@ -6,6 +6,9 @@
 //! The rules are Envoy's (`source/extensions/common/wasm/context.cc`, `SharedData::set`):
 //! a `cas` of 0 writes unconditionally; a key that does not exist is written whatever
 //! `cas` says; every write gives the value a new version, never 0.
+//!
+//! Workers run at the same time in Envoy; tests make them read before any of them writes
+//! with [`SharedStore::hold_reads`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,12 +22,27 @@ pub struct SharedStore(Rc<RefCell<Store>>);
 struct Store {
     values: HashMap<String, (Vec<u8>, u32)>,
     last_cas: u32,
+    /// What reads see while held: the values when they were held.
+    held: Option<HashMap<String, (Vec<u8>, u32)>>,
 }
 
 impl SharedStore {
     /// The value under `key` and its version.
     pub fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.0.borrow().values.get(key).cloned()
+        let store = self.0.borrow();
+        store.held.as_ref().unwrap_or(&store.values).get(key).cloned()
+    }
+
+    /// Until [`SharedStore::release_reads`], reads see the values as they are now, while
+    /// writes go on (and are checked against the current versions): as if every worker
+    /// read before any of them wrote.
+    pub fn hold_reads(&self) {
+        let mut store = self.0.borrow_mut();
+        store.held = Some(store.values.clone());
+    }
+
+    pub fn release_reads(&self) {
+        self.0.borrow_mut().held = None;
     }
 
     /// Writes `value` under `key` unless the key exists with a version other than a
@@ -65,6 +83,19 @@ mod tests {
         let (_, newer) = store.get("k").unwrap();
         assert!(newer > cas);
         assert!(worker.set("k", b"d", 0), "0 writes whatever is there");
+    }
+
+    #[test]
+    fn held_reads_see_the_old_value_and_only_the_first_write_with_its_version_wins() {
+        let store = SharedStore::default();
+        assert!(store.set("k", b"a", 0));
+        store.hold_reads();
+        let (_, cas) = store.get("k").unwrap();
+        assert!(store.set("k", b"b", cas));
+        assert_eq!(store.get("k").unwrap(), (b"a".to_vec(), cas), "still the old read");
+        assert!(!store.set("k", b"c", cas), "the second worker's write is stale");
+        store.release_reads();
+        assert_eq!(store.get("k").unwrap().0, b"b");
     }
 
     #[test]
