@@ -181,7 +181,8 @@ impl Plugin {
     }
 
     /// Runs the availability tests that are due and that this worker wins (none while
-    /// draining; no call at all without tests).
+    /// draining). Until one is due this costs no call: the clock is the one the metrics
+    /// flush just read.
     fn run_tests(&self, host: &mut impl Host) {
         let Some(shared) = &self.shared else { return };
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
@@ -190,7 +191,10 @@ impl Plugin {
         if p.config().availability.tests.is_empty() {
             return;
         }
-        let now = host.now_nanos();
+        let now = match p.clock() {
+            0 => host.now_nanos(),
+            clock => clock,
+        };
         let notices = p.run_due_tests(host, now);
         drop(p);
         self.emit(&notices);

@@ -174,6 +174,10 @@ fn the_health_endpoint_is_answered_by_the_filter_and_writes_nothing() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(s.backend.request_count(), 0, "never forwarded");
+    // Each cost two calls into Envoy: the request header map, and the reply.
+    std::thread::sleep(Duration::from_millis(300));
+    let calls = envoy_stats(&s.envoy, "appinsights.host_calls");
+    assert_eq!(calls.get("appinsights.host_calls"), Some(&4), "{calls:?}");
     // Anything else is an ordinary request: forwarded and recorded.
     let post = http::request(s.envoy.listener, "POST", "/healthz", &[], b"x").unwrap();
     assert_eq!(post.status, 200);
