@@ -1,16 +1,20 @@
 //! Availability against the real Envoy: the built-in tests run once per interval for the
 //! whole gateway (four workers coordinating through shared data), each failing target is
 //! reported with its reason, and the health endpoint is answered by the filter itself
-//! without reaching the backend or writing telemetry. The local ingestion endpoint checks
-//! every AvailabilityData item against the schema.
+//! without reaching the backend or writing telemetry; a test can probe the gateway's own
+//! listener through a cluster pointing at it. The local ingestion endpoint checks every
+//! AvailabilityData item against the schema.
 
 mod common;
 
 use common::*;
 use envoy_appinsights::telemetry::availability::{write, TestResult};
 use envoy_appinsights::telemetry::Sender;
+use harness::backend::Backend;
+use harness::envoy::{filter_wasm, Envoy};
+use harness::envoy_config::{render, Settings};
 use harness::http;
-use harness::ingest::of_kind;
+use harness::ingest::{of_kind, IngestConfig, IngestServer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -187,6 +191,67 @@ fn the_health_endpoint_is_answered_by_the_filter_and_writes_nothing() {
     assert_eq!(requests.len(), 1, "only the POST: {requests:#?}");
     assert_eq!(requests[0]["data"]["baseData"]["name"], "POST /healthz");
     assert!(of_kind(&items, "AvailabilityData").is_empty());
+}
+
+#[test]
+fn a_test_can_probe_the_gateways_own_listener_through_a_cluster() {
+    // A cluster pointing at the listener's own address: the probe goes through the
+    // listener's routes and filters like any client's request.
+    let port = closed_port();
+    let tests = json!([
+        every_second("gateway health", "self", "/healthz", 500),
+        every_second("through the gateway", "self", "/status/200", 500)
+    ]);
+    let ingest = IngestServer::start(IngestConfig {
+        expected_ikey: Some(IKEY.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let backend = Backend::start("127.0.0.1:0").unwrap();
+    let config = json!({"loggers": {"main": logger_for(&ingest, "appinsights")}, "delivery": {"flush_interval_ms": 200},
+                        "availability": {"health_path": "/healthz", "tests": tests}});
+    let mut settings = Settings::local(&backend.addr().to_string(), filter_wasm().to_str().unwrap(), config);
+    (settings.listen_port, settings.admin_port) = (port, 0);
+    settings.extra_clusters = vec![("self".into(), format!("127.0.0.1:{port}"))];
+    let envoy = Envoy::start_yaml(&render(&settings).unwrap(), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envoy.listener.port(), port);
+    let items = ingest.wait_until(Duration::from_secs(10), |items| {
+        let results = of_kind(items, "AvailabilityData");
+        ["gateway health", "through the gateway"]
+            .iter()
+            .all(|n| results.iter().any(|r| r["data"]["baseData"]["name"] == *n))
+            && !of_kind(items, "RequestData").is_empty()
+    });
+    assert_eq!(ingest.stats().items_rejected, 0, "{:?}", ingest.stats().rejections);
+    let results = of_kind(&items, "AvailabilityData");
+    assert!(
+        results.iter().all(|r| r["data"]["baseData"]["success"] == true),
+        "{results:#?}"
+    );
+    // The health check wrote nothing; the probe through the gateway is a request of its
+    // own, in the result's operation: the end-to-end view shows both.
+    let through = results
+        .iter()
+        .find(|r| r["data"]["baseData"]["name"] == "through the gateway")
+        .unwrap();
+    let requests = kind(&items, "RequestData");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["data"]["baseData"]["name"] == "GET /status/200"),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["tags"]["ai.operation.id"] == through["tags"]["ai.operation.id"]),
+        "{requests:#?} {through:#}"
+    );
+    assert!(
+        backend.requests().iter().all(|r| r.path == "/status/200"),
+        "the health checks never left the gateway"
+    );
+    drop(envoy);
 }
 
 #[test]
