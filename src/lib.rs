@@ -11,15 +11,18 @@
 //!   [`pipeline::plugin`] (the root context: configuration, tick, callouts, drain),
 //!   [`pipeline::callouts`] (the work queue and the answers), [`pipeline::backend`] (the
 //!   backend call at log time), [`pipeline::aggregates`] (metrics into each logger's
-//!   aggregates), then [`pipeline::sink`], [`pipeline::notices`], [`pipeline::stats`],
-//!   [`pipeline::cluster_tls`], [`pipeline::cluster_targets`];
+//!   aggregates), [`pipeline::health`] (the health endpoint), [`pipeline::availability`]
+//!   (built-in availability tests, run once per gateway through shared data) and
+//!   [`pipeline::test_verdict`] (what a test's answer means), then [`pipeline::sink`],
+//!   [`pipeline::notices`], [`pipeline::stats`], [`pipeline::cluster_tls`],
+//!   [`pipeline::cluster_targets`];
 //! - [`host`]: the only way the core reaches Envoy (a trait the wasm layer implements
 //!   once), how its calls are counted, and a fake host for tests;
 //! - [`exchange`]: what the filter learns about one HTTP exchange ([`exchange::Frontend`],
 //!   [`exchange::Outcome`], [`exchange::Backend`]);
 //! - [`telemetry`]: envelopes written straight into batch buffers (one module per item
-//!   type, kinds of failure in [`telemetry::failure`], a dependency's target in
-//!   [`telemetry::target`]);
+//!   type, availability results in [`telemetry::availability`], kinds of failure in
+//!   [`telemetry::failure`], a dependency's target in [`telemetry::target`]);
 //! - [`metrics`]: standard metrics pre-aggregated before sampling, APIM's custom and token
 //!   metrics: what an exchange adds, the aggregates, the MetricData item;
 //! - [`delivery`]: the per-logger [`delivery::Outbox`] (batching, retry queue, memory

@@ -16,7 +16,9 @@
 
 use envoy_appinsights::headers::HeaderMap;
 use envoy_appinsights::host::fake::FakeHost;
-use envoy_appinsights::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
+use envoy_appinsights::host::{
+    Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, LocalResponse, MetricKind,
+};
 use envoy_appinsights::pipeline::plugin::Plugin;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -131,6 +133,15 @@ impl Host for Vm {
     }
     fn set_shared_data(&mut self, key: &str, value: &[u8]) {
         uncounted(|| self.0.set_shared_data(key, value))
+    }
+    fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.returned(|h| h.shared_data_cas(key), |v| v.as_ref().map(|(v, _)| v.len()))
+    }
+    fn set_shared_data_if(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        uncounted(|| self.0.set_shared_data_if(key, value, cas))
+    }
+    fn send_response(&mut self, response: &LocalResponse<'_>) {
+        uncounted(|| self.0.send_response(response))
     }
 }
 

@@ -387,7 +387,7 @@ fn properties_json(props: &[(String, String)]) -> Vec<u8> {
     out
 }
 
-fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
+pub(crate) fn select_loggers(v: &Value, path: &str, loggers: &[Logger]) -> Result<Vec<usize>, ConfigError> {
     let names = v.as_array().ok_or_else(|| {
         err(
             path,

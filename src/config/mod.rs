@@ -6,6 +6,7 @@
 //! are errors: a misspelt option must not silently fall back to a default.
 
 mod apis;
+mod availability;
 mod diagnostic;
 mod echo;
 mod masking;
@@ -16,6 +17,10 @@ mod service;
 mod traces;
 
 pub use apis::{Api, ApiMatch, HostPattern, OperationDef, PathTemplate, RouteFacts};
+pub use availability::{
+    names as test_names, Availability, AvailabilityTest, DEFAULT_EXPECTED_STATUS, DEFAULT_TEST_INTERVAL_MS,
+    DEFAULT_TEST_TIMEOUT_MS,
+};
 pub use diagnostic::{
     Capture, Diagnostic, MessageCapture, OperationNameFormat, SamplingMode, Severity, MAX_BODY_BYTES,
 };
@@ -78,6 +83,8 @@ pub struct Config {
     pub service: Service,
     pub delivery: Delivery,
     pub metrics: MetricsSettings,
+    /// The health endpoint and the built-in availability tests.
+    pub availability: Availability,
 }
 
 /// Where telemetry goes: an Application Insights resource and the Envoy cluster that reaches it.
@@ -221,6 +228,7 @@ const TOP_FIELDS: &[&str] = &[
     "service",
     "delivery",
     "metrics",
+    "availability",
 ];
 const LOGGER_FIELDS: &[&str] = &[
     "connection_string",
@@ -283,8 +291,16 @@ impl Config {
             Some(s) => service::parse_service(&s)?,
             None => Service::default(),
         };
+        let availability = match top.object("availability", availability::AVAILABILITY_FIELDS)? {
+            Some(a) => availability::parse(&a, &loggers, &diagnostic.loggers)?,
+            None => Availability {
+                loggers: diagnostic.loggers.clone(),
+                ..Availability::default()
+            },
+        };
         Ok(Config {
             service,
+            availability,
             metrics,
             loggers,
             diagnostic,
@@ -520,7 +536,7 @@ mod tests {
         );
         assert_eq!(
             error_of(json!({"loggers": {"main": {"connection_string": CS}}, "sampling": 5})),
-            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, service, delivery, metrics"
+            "sampling: unknown field; allowed here: loggers, diagnostic, apis, cloud_role, cloud_role_instance, service, delivery, metrics, availability"
         );
     }
 

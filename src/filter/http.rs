@@ -1,8 +1,9 @@
 //! The HTTP context: forwards each callback of one exchange to the core's [`Stream`] and
-//! always lets the exchange go on (the filter never pauses a stream).
+//! lets the exchange go on (the filter never pauses a stream; it stops the chain only
+//! after answering a health check itself).
 
 use super::host::Envoy;
-use crate::pipeline::stream::Stream;
+use crate::pipeline::stream::{RequestFlow, Stream};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -12,8 +13,11 @@ impl Context for StreamContext {}
 
 impl HttpContext for StreamContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.0.on_request_headers(&mut Envoy, end_of_stream);
-        Action::Continue
+        match self.0.on_request_headers(&mut Envoy, end_of_stream) {
+            RequestFlow::Continue => Action::Continue,
+            // Answered with a local reply: nothing goes further up the chain.
+            RequestFlow::AnsweredLocally => Action::Pause,
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -2,7 +2,7 @@
 //! filter's cost per request, published as the `appinsights.host_calls` stat and pinned
 //! by tests (with [`super::fake::FakeHost`] on the host, and in the real Envoy).
 
-use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
+use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, LocalResponse, MetricKind};
 use crate::headers::HeaderMap;
 use std::cell::Cell;
 
@@ -106,5 +106,20 @@ impl<H: Host> Host for Counted<'_, H> {
     fn set_shared_data(&mut self, key: &str, value: &[u8]) {
         self.count();
         self.host.set_shared_data(key, value)
+    }
+
+    fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.count();
+        self.host.shared_data_cas(key)
+    }
+
+    fn set_shared_data_if(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        self.count();
+        self.host.set_shared_data_if(key, value, cas)
+    }
+
+    fn send_response(&mut self, response: &LocalResponse<'_>) {
+        self.count();
+        self.host.send_response(response)
     }
 }

@@ -6,7 +6,8 @@
 //! [`FakeHost::exchange`] sets up what Envoy knows about a proxied exchange; [`drive`]
 //! runs a stream through Envoy's callbacks in order and returns the calls of each.
 
-use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
+use super::shared_store::SharedStore;
+use super::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, LocalResponse, MetricKind};
 use crate::headers::HeaderMap;
 use crate::pipeline::plugin::Plugin;
 use crate::pipeline::stream::Stream;
@@ -34,6 +35,10 @@ pub enum Call {
     Environment(String),
     SharedData(String),
     SetSharedData(String),
+    /// A compare-and-swap write of shared data.
+    SetSharedDataIf(String),
+    /// A local reply, with its status.
+    SendResponse(u32),
 }
 
 impl Call {
@@ -64,6 +69,14 @@ pub struct SentCallout {
     pub body: Vec<u8>,
 }
 
+/// A local reply the filter sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentResponse {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 /// A stat as the fake host keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
@@ -83,13 +96,16 @@ pub struct FakeHost {
     pub callout_response_headers: Vec<(String, String)>,
     pub buffers: HashMap<BufferKind, Vec<u8>>,
     pub environment: HashMap<String, String>,
-    /// Envoy's shared data (share one map between two hosts to play two workers).
-    pub shared: HashMap<String, Vec<u8>>,
+    /// Envoy's shared data, with versions (clone it into another host to play two
+    /// workers of one Envoy).
+    pub shared: SharedStore,
     /// The clock; each reading moves it on by `clock_step`.
     pub now: u64,
     pub clock_step: u64,
     /// Callouts started (answered by the test through the root context).
     pub callouts: Vec<SentCallout>,
+    /// Local replies sent.
+    pub responses: Vec<SentResponse>,
     pub last_callout_id: CalloutId,
     /// Clusters Envoy does not know: callouts to them are refused.
     pub unknown_clusters: Vec<String>,
@@ -135,10 +151,11 @@ impl FakeHost {
             callout_response_headers: Vec::new(),
             buffers: HashMap::new(),
             environment: HashMap::new(),
-            shared: HashMap::new(),
+            shared: SharedStore::default(),
             now: FAKE_NOW,
             clock_step: 1_000,
             callouts: Vec::new(),
+            responses: Vec::new(),
             last_callout_id: 0,
             unknown_clusters: Vec::new(),
             stats: Vec::new(),
@@ -368,13 +385,31 @@ impl Host for FakeHost {
     }
 
     fn shared_data(&mut self, key: &str) -> Option<Vec<u8>> {
-        self.record(Call::SharedData(key.to_string()));
-        self.shared.get(key).cloned()
+        self.shared_data_cas(key).map(|(value, _)| value)
     }
 
     fn set_shared_data(&mut self, key: &str, value: &[u8]) {
         self.record(Call::SetSharedData(key.to_string()));
-        self.shared.insert(key.to_string(), value.to_vec());
+        self.shared.set(key, value, 0);
+    }
+
+    fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.record(Call::SharedData(key.to_string()));
+        self.shared.get(key)
+    }
+
+    fn set_shared_data_if(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        self.record(Call::SetSharedDataIf(key.to_string()));
+        self.shared.set(key, value, cas)
+    }
+
+    fn send_response(&mut self, response: &LocalResponse<'_>) {
+        self.record(Call::SendResponse(response.status));
+        self.responses.push(SentResponse {
+            status: response.status,
+            headers: pairs(response.headers),
+            body: response.body.to_vec(),
+        });
     }
 }
 

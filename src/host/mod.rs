@@ -1,6 +1,7 @@
 //! What the core asks of the host it runs in, and nothing more: read an attribute, a
-//! header map or a buffer; set or remove a header; read the clock; start an HTTP callout;
-//! define and move a stat; a few lifecycle calls.
+//! header map or a buffer; set or remove a header; answer a request locally; read the
+//! clock; start an HTTP callout; define and move a stat; read and compare-and-swap shared
+//! data; a few lifecycle calls.
 //!
 //! The pipeline reaches Envoy only through [`Host`] (its log lines excepted: they go
 //! through the `log` crate, which the proxy-wasm SDK routes to Envoy's log, and are not
@@ -12,6 +13,8 @@
 mod counted;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fake;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod shared_store;
 
 pub use counted::Counted;
 
@@ -122,6 +125,17 @@ pub struct Callout<'a> {
     pub timeout_ms: u64,
 }
 
+/// A response the filter gives itself, instead of passing the request on (Envoy's local
+/// reply).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalResponse<'a> {
+    pub status: u32,
+    /// Envoy's `response_code_details` for it (access logs): one token, no spaces.
+    pub details: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
 /// Envoy, as the core sees it. Every call may fail without harm: reads return `None` or
 /// an empty map, writes are best effort (the stream must go on).
 pub trait Host {
@@ -156,6 +170,16 @@ pub trait Host {
     fn shared_data(&mut self, key: &str) -> Option<Vec<u8>>;
     /// Sets a shared value (best effort: a failure is not an error for telemetry).
     fn set_shared_data(&mut self, key: &str, value: &[u8]);
+    /// A shared value with its version (Envoy's `cas`), for [`Host::set_shared_data_if`].
+    fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Sets a shared value only if it still has version `cas` (Envoy's compare-and-swap):
+    /// `false` when another worker wrote it since it was read, or Envoy refused. As in
+    /// Envoy, `cas` 0 writes whatever the key holds, and a key that does not exist yet is
+    /// written whatever `cas` says: creating a key cannot be compare-and-swapped.
+    fn set_shared_data_if(&mut self, key: &str, value: &[u8], cas: u32) -> bool;
+    /// Answers the current request (request headers only) with `response`: the request
+    /// goes no further; the caller stops the filter chain.
+    fn send_response(&mut self, response: &LocalResponse<'_>);
 
     /// The value at an attribute path given at run time (segments joined with NUL), such
     /// as a value of the dynamic metadata. Hosts that have none answer `None`.

@@ -19,20 +19,26 @@
 //! 5. [`sink`]: one logger's state on this worker; [`shared_pause`]: `Retry-After` for
 //!    every worker; [`notices`]: rate-limited log lines; [`stats`]: the Envoy stats;
 //!    [`cluster_tls`]: which clusters speak TLS.
+//! 6. [`health`]: the health endpoint the stream answers itself; [`availability`]: the
+//!    built-in availability tests the tick runs, once per gateway, and [`test_verdict`]:
+//!    what their answers mean.
 
 pub mod aggregates;
+pub mod availability;
 pub mod backend;
 pub mod begin;
 pub mod callouts;
 pub mod cluster_targets;
 pub mod cluster_tls;
 pub mod finish;
+pub mod health;
 pub mod notices;
 pub mod plugin;
 pub mod shared_pause;
 pub mod sink;
 pub mod stats;
 pub mod stream;
+pub mod test_verdict;
 #[cfg(test)]
 mod testing;
 
@@ -77,6 +83,8 @@ pub struct Pipeline {
     metadata_used: Vec<Vec<crate::config::MetadataPath>>,
     /// What each diagnostic's metric rules read at log time, in diagnostic order.
     metric_reads: Vec<finish::MetricReads>,
+    /// The built-in availability tests on this worker.
+    tests: availability::Tests,
 }
 
 impl Pipeline {
@@ -99,7 +107,9 @@ impl Pipeline {
         };
         let metadata_used = diagnostics().map(finish::metadata_used).collect();
         let metric_reads = diagnostics().map(finish::MetricReads::of).collect();
+        let tests = availability::Tests::new(&config.availability, roles);
         Pipeline {
+            tests,
             metrics,
             metadata_used,
             metric_reads,
@@ -139,16 +149,18 @@ impl Pipeline {
         (begun.sampled || d.always_log_errors) && !d.capture.backend_response.headers.is_empty()
     }
 
-    /// Whether nothing is waiting or in flight in any logger, metric aggregates included.
+    /// Whether nothing is waiting or in flight in any logger, metric aggregates and
+    /// availability tests included.
     pub fn is_idle(&self) -> bool {
-        self.sinks.iter().all(|s| s.outbox.is_idle() && s.aggregator.is_empty())
+        self.sinks.iter().all(|s| s.outbox.is_idle() && s.aggregator.is_empty()) && !self.tests.in_flight()
     }
 
     /// Whether a drain ending at `deadline` may still deliver something: a logger with
-    /// telemetry has a callout in flight, or may send before then.
+    /// telemetry has a callout in flight, or may send before then; or an availability test
+    /// waits for its answer.
     pub fn can_deliver_by(&self, deadline: u64) -> bool {
         let may = |o: &crate::delivery::Outbox| o.in_flight() > 0 || o.paused_until() < deadline;
-        self.sinks.iter().any(|s| !s.outbox.is_idle() && may(&s.outbox))
+        self.sinks.iter().any(|s| !s.outbox.is_idle() && may(&s.outbox)) || self.tests.in_flight()
     }
 
     /// Drops what every logger still holds, counted as `items_dropped_shutdown`; returns

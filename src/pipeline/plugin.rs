@@ -80,6 +80,7 @@ impl Plugin {
                 )
             })
             .collect();
+        let availability = describe_availability(&config);
         let mut pipeline = Pipeline::new(config, &roles, host.random_seed());
         // Metrics of unsampled exchanges use the tick's clock: start it now.
         pipeline.flush_metrics(host.now_nanos(), false);
@@ -92,7 +93,7 @@ impl Plugin {
             .map_err(|s| format!("could not set the tick period: {s}"))?;
         let (id, role, instance) = (self.context_id, roles.role, roles.instance);
         log::info!(
-            "appinsights[{id}]: configured; role {role:?}, instance {instance:?}; loggers: {}",
+            "appinsights[{id}]: configured; role {role:?}, instance {instance:?}; loggers: {}{availability}",
             loggers.join(", ")
         );
         Ok(())
@@ -113,6 +114,7 @@ impl Plugin {
         } else {
             self.adopt_pauses(host);
             self.flush_metrics(host, false);
+            self.run_tests(host);
             self.pump(host, false);
         }
         let Some(shared) = &self.shared else { return };
@@ -121,38 +123,23 @@ impl Plugin {
         }
     }
 
-    /// The answer to `callout`: read it, apply it, and send what waited for the slot.
+    /// The answer to `callout` (an availability test's, else a batch's or a token's): read
+    /// it, apply it, and send what waited for the slot.
     pub fn answer(&mut self, host: &mut impl Host, callout: CalloutId, num_headers: usize, body_size: usize) {
         let Some(shared) = self.shared.clone() else { return };
-        let headers = if num_headers > 0 {
-            host.header_map(HeaderMapKind::CalloutResponse)
+        let notices = if shared.pipeline.try_borrow().is_ok_and(|p| p.owns_test_callout(callout)) {
+            let (status, body) = super::availability::read_answer(host, num_headers, body_size);
+            let now = host.now_nanos();
+            let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+                return;
+            };
+            p.test_answered(callout, status, &body, now)
         } else {
-            Default::default()
+            let Some(notices) = ingestion_answer(&shared, host, callout, num_headers, body_size) else {
+                return;
+            };
+            notices
         };
-        let status = headers
-            .get(b":status")
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| s.parse().ok());
-        let text = |name: &[u8]| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
-        let (retry_after, location) = (text(b"retry-after"), text(b"location"));
-        let body = match body_size {
-            0 => Vec::new(),
-            n => host
-                .buffer(BufferKind::CalloutResponseBody, n.min(MAX_ANSWER_BYTES))
-                .unwrap_or_default(),
-        };
-        let answer = Answer {
-            status,
-            retry_after,
-            location,
-            body: &body,
-        };
-        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
-            return;
-        };
-        let notices = p.completed(callout, answer, host.now_nanos());
-        p.share_pauses(host);
-        drop(p);
         self.emit(&notices);
         if self.draining_until.is_some() {
             if self.drain_step(host) {
@@ -189,6 +176,26 @@ impl Plugin {
             return;
         };
         let notices = p.flush_metrics(now, all);
+        drop(p);
+        self.emit(&notices);
+    }
+
+    /// Runs the availability tests that are due and that this worker wins (none while
+    /// draining). Until one is due this costs no call: the clock is the one the metrics
+    /// flush just read.
+    fn run_tests(&self, host: &mut impl Host) {
+        let Some(shared) = &self.shared else { return };
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        if p.config().availability.tests.is_empty() {
+            return;
+        }
+        let now = match p.clock() {
+            0 => host.now_nanos(),
+            clock => clock,
+        };
+        let notices = p.run_due_tests(host, now);
         drop(p);
         self.emit(&notices);
     }
@@ -246,6 +253,9 @@ impl Plugin {
             }
             _ => return false,
         };
+        // Tests still out will not be answered in time: their results say so, and are
+        // counted with the rest.
+        let given_up = p.give_up_tests("gateway draining: no answer before the drain deadline", now);
         let dropped = p.abandon();
         if let Some(why) = why {
             let id = self.context_id;
@@ -255,6 +265,8 @@ impl Plugin {
             );
         }
         self.stats.retire(host, &p, shared.host_calls.get());
+        drop(p);
+        self.emit(&given_up);
         self.draining_until = None;
         true
     }
@@ -264,6 +276,44 @@ impl Plugin {
             n.emit(self.context_id);
         }
     }
+}
+
+/// Reads the answer to an ingestion or token callout and applies it (`None`: the pipeline
+/// is busy, which cannot happen in a callback of its own).
+fn ingestion_answer(
+    shared: &Shared,
+    host: &mut impl Host,
+    callout: CalloutId,
+    num_headers: usize,
+    body_size: usize,
+) -> Option<Vec<Notice>> {
+    let headers = if num_headers > 0 {
+        host.header_map(HeaderMapKind::CalloutResponse)
+    } else {
+        Default::default()
+    };
+    let status = headers
+        .get(b":status")
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok());
+    let text = |name: &[u8]| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
+    let (retry_after, location) = (text(b"retry-after"), text(b"location"));
+    let body = match body_size {
+        0 => Vec::new(),
+        n => host
+            .buffer(BufferKind::CalloutResponseBody, n.min(MAX_ANSWER_BYTES))
+            .unwrap_or_default(),
+    };
+    let answer = Answer {
+        status,
+        retry_after,
+        location,
+        body: &body,
+    };
+    let mut p = shared.pipeline.try_borrow_mut().ok()?;
+    let notices = p.completed(callout, answer, host.now_nanos());
+    p.share_pauses(host);
+    Some(notices)
 }
 
 /// Starts one callout and records whether Envoy took it.
@@ -316,6 +366,22 @@ fn resolve_roles(host: &mut impl Host, config: &Config) -> Roles {
         location: region.clone().unwrap_or_else(|| "Unknown".into()),
         region,
     }
+}
+
+/// The health endpoint and the availability tests, for the configuration's log line.
+fn describe_availability(config: &Config) -> String {
+    let a = &config.availability;
+    let mut out = String::new();
+    if let Some(path) = &a.health_path {
+        out.push_str(&format!("; health endpoint {}", crate::config::excerpt(path)));
+    }
+    if !a.tests.is_empty() {
+        out.push_str(&format!(
+            "; availability tests: {}",
+            crate::config::test_names(&a.tests)
+        ));
+    }
+    out
 }
 
 /// A text attribute of Envoy's node, if it has one.

@@ -21,7 +21,9 @@
 //! - response body chunks are also read whole where token metrics apply (JSON or event
 //!   streams, not compressed), for the `usage` object.
 //!
-//! The stream never pauses: every callback lets the exchange go on.
+//! The stream never pauses: every callback lets the exchange go on — except a health
+//! check (`availability.health_path`, [`super::health`]), which the filter answers itself
+//! at request headers from the map it read anyway, and which then costs nothing more.
 
 use super::plugin::Shared;
 use super::{Begun, Finished, Injection, Needs, Pipeline, RouteInfo};
@@ -50,6 +52,17 @@ pub struct Stream {
     /// Token usage read from the response body as it streams by (token metrics only).
     usage: Option<Box<UsageScanner>>,
     streamed: Streamed,
+    /// A health check the filter answered itself: nothing more to do.
+    answered: bool,
+}
+
+/// What the filter does with a request after its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFlow {
+    /// It goes on through the chain (every request but a health check).
+    Continue,
+    /// The filter answered it: the chain stops here.
+    AnsweredLocally,
 }
 
 /// What the stream callbacks saw, so log time need not ask Envoy: body bytes each way,
@@ -85,18 +98,27 @@ impl Stream {
             response_body: None,
             usage: None,
             streamed: Streamed::default(),
+            answered: false,
         }
     }
 
-    pub fn on_request_headers(&mut self, host: &mut impl Host, _end_of_stream: bool) {
-        let Some(shared) = self.shared.clone() else { return };
+    pub fn on_request_headers(&mut self, host: &mut impl Host, _end_of_stream: bool) -> RequestFlow {
+        let Some(shared) = self.shared.clone() else {
+            return RequestFlow::Continue;
+        };
         let host = &mut Counted::new(host, &shared.host_calls);
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
-            return;
+            return RequestFlow::Continue;
         };
         // The request as the client sent it: later filters and the router may rewrite it.
-        let headers = host.header_map(HeaderMapKind::Request);
-        let (mut started, injection) = start(&mut p, host, headers);
+        let frontend = Frontend::from_headers(host.header_map(HeaderMapKind::Request));
+        if super::health::is_health_check(&p.config().availability, &frontend) {
+            drop(p);
+            super::health::answer(host, frontend.method() == b"HEAD");
+            self.answered = true;
+            return RequestFlow::AnsweredLocally;
+        }
+        let (mut started, injection) = start(&mut p, host, frontend);
         if let Some(kept) = p.keep_only_used(&started.begun, &started.frontend) {
             // Injection already read what it needed; log time needs far less.
             started.frontend = kept;
@@ -114,6 +136,7 @@ impl Stream {
             self.streamed.forwarded_at = host.now_nanos();
         }
         self.started = Some(started);
+        RequestFlow::Continue
     }
 
     /// Envoy hands over the current chunk only and the stream never waits for the filter:
@@ -171,6 +194,9 @@ impl Stream {
 
     /// The exchange is over: reads what the items need and writes them.
     pub fn on_log(&mut self, host: &mut impl Host) {
+        if self.answered {
+            return;
+        }
         let Some(shared) = self.shared.clone() else { return };
         let host = &mut Counted::new(host, &shared.host_calls);
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
@@ -181,8 +207,8 @@ impl Stream {
         let (started, streamed) = match self.started.take() {
             Some(s) => (s, Some(&self.streamed)),
             None => {
-                let headers = host.header_map(HeaderMapKind::Request);
-                (start(&mut p, host, headers).0, None)
+                let frontend = Frontend::from_headers(host.header_map(HeaderMapKind::Request));
+                (start(&mut p, host, frontend).0, None)
             }
         };
         if !p.may_emit(&started.begun) {
@@ -269,8 +295,7 @@ impl Stream {
 }
 
 /// Reads the route facts API matching needs and begins the exchange.
-fn start(p: &mut Pipeline, host: &mut impl Host, headers: HeaderMap) -> (Started, Injection) {
-    let frontend = Frontend::from_headers(headers);
+fn start(p: &mut Pipeline, host: &mut impl Host, frontend: Frontend) -> (Started, Injection) {
     // The route name is read now only if API matching needs it, else at log time if an
     // item is written.
     let route_name = if p.route_needed_early() {
@@ -981,5 +1006,62 @@ mod tests {
         assert!(!host.configure(&mut plugin, r#"{"loggers": {}}"#));
         let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         assert_eq!(calls.total(), 0);
+    }
+
+    /// A plugin configured with `diagnostic` and the health endpoint at `/healthz`.
+    fn with_health_path(diagnostic: Value) -> (Plugin, FakeHost) {
+        let config = json!({"loggers": {"a": {"connection_string": LOGGER}}, "diagnostic": diagnostic,
+                            "availability": {"health_path": "/healthz"}});
+        let mut host = FakeHost::benchmark_exchange();
+        let mut plugin = Plugin::new(1);
+        assert!(host.configure(&mut plugin, &config.to_string()));
+        (plugin, host)
+    }
+
+    #[test]
+    fn a_health_check_is_answered_at_request_headers_and_nothing_else_happens() {
+        use super::RequestFlow;
+        let (mut plugin, mut host) = with_health_path(four_headers(100));
+        for (method, body) in [("GET", super::super::health::BODY), ("HEAD", &b""[..])] {
+            host.request_headers = vec![
+                (":method".into(), method.into()),
+                (":path".into(), "/healthz?from=azure".into()),
+                (":authority".into(), "gw.example".into()),
+            ];
+            let mut stream = plugin.stream();
+            host.take_calls();
+            assert_eq!(stream.on_request_headers(&mut host, true), RequestFlow::AnsweredLocally);
+            assert_eq!(host.take_calls(), [HeaderMap(Request), Call::SendResponse(200)]);
+            let sent = host.responses.pop().unwrap();
+            assert_eq!(sent.body, body, "{method}");
+            assert!(sent
+                .headers
+                .contains(&("content-type".into(), "application/json".into())));
+            // Envoy runs the local reply through the encoder callbacks, then logs it.
+            stream.on_response_headers(&mut host, body.is_empty());
+            stream.on_response_body(&mut host, body.len(), true);
+            stream.on_log(&mut host);
+            assert_eq!(host.take_calls(), [], "no telemetry, nothing read: {method}");
+        }
+        host.now += 2_000_000_000;
+        plugin.tick(&mut host);
+        assert!(host.callouts.is_empty(), "no item was written");
+        assert_eq!(host.stat("appinsights.a.items_created"), Some(0));
+    }
+
+    #[test]
+    fn a_health_path_costs_other_requests_no_call() {
+        for diagnostic in [
+            four_headers(100),
+            four_headers(0),
+            json!({"standard_metrics": false, "sampling_percentage": 0}),
+        ] {
+            let (plugin, mut host) = configured(diagnostic.clone());
+            let without = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+            let (plugin, mut host) = with_health_path(diagnostic.clone());
+            let with = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+            assert_eq!(with, without, "{diagnostic}");
+            assert!(host.responses.is_empty());
+        }
     }
 }

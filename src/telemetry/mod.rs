@@ -4,12 +4,15 @@
 //! ([`request`], [`dependency`], [`exception`], [`trace`]) appends one NDJSON line (one
 //! envelope) to the batch of each logger the diagnostic sends to → the batch is posted to
 //! `/v2.1/track`. All items of an exchange share its operation id; the Request is the
-//! parent of the others.
+//! parent of the others. Items that no exchange produces are written the same way: the
+//! metric aggregates (`crate::metrics::item`) and the availability tests' results
+//! ([`availability`]).
 //!
 //! Everything that is the same for every item of a logger (`iKey`, role tags, SDK version)
 //! is escaped once per configuration in [`Sender`]; per-item work is copying bytes and
 //! escaping the few values that vary. Field limits come from the official schema.
 
+pub mod availability;
 pub mod dependency;
 pub mod envelope;
 pub mod exception;

@@ -6,7 +6,9 @@
 use crate::runner::show;
 use envoy_appinsights::headers::HeaderMap;
 use envoy_appinsights::host::fake::FakeHost;
-use envoy_appinsights::host::{Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, MetricKind};
+use envoy_appinsights::host::{
+    Attribute, BufferKind, Callout, CalloutId, HeaderMapKind, Host, LocalResponse, MetricKind,
+};
 use envoy_appinsights::pipeline::plugin::Plugin;
 use serde_json::Value;
 
@@ -101,6 +103,15 @@ impl Host for Envoy {
     }
     fn set_shared_data(&mut self, key: &str, value: &[u8]) {
         self.fake.set_shared_data(key, value)
+    }
+    fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.fake.shared_data_cas(key)
+    }
+    fn set_shared_data_if(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        self.fake.set_shared_data_if(key, value, cas)
+    }
+    fn send_response(&mut self, response: &LocalResponse<'_>) {
+        self.fake.send_response(response)
     }
 }
 

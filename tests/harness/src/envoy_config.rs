@@ -45,6 +45,8 @@ pub struct Settings {
     pub admin_port: u16,
     /// `host:port` of the plain-HTTP backend.
     pub backend: String,
+    /// More plain-HTTP clusters: (name, `host:port`), e.g. targets of availability tests.
+    pub extra_clusters: Vec<(String, String)>,
     /// Path of the wasm module as Envoy will see it.
     pub wasm_path: String,
     pub filter: FilterKind,
@@ -83,6 +85,7 @@ impl Settings {
             admin_address: "127.0.0.1".into(),
             admin_port: 9901,
             backend: backend.into(),
+            extra_clusters: Vec::new(),
             wasm_path: wasm_path.into(),
             filter: FilterKind::AppInsights,
             plugin_config,
@@ -120,6 +123,9 @@ pub fn with_connection_string(mut plugin_config: Value, connection_string: Optio
 /// Renders the whole Envoy bootstrap configuration (YAML).
 pub fn render(s: &Settings) -> Result<String, String> {
     let mut clusters = vec![cluster_yaml("backend", &backend_endpoint(&s.backend)?, None)];
+    for (name, address) in &s.extra_clusters {
+        clusters.push(cluster_yaml(name, &backend_endpoint(address)?, None));
+    }
     let mut more_listeners = String::new();
     let filters = match s.filter {
         FilterKind::AppInsights => {

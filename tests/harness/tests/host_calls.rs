@@ -20,7 +20,12 @@ use std::time::Duration;
 /// Sends `n` requests shaped like the benchmark's (POST, 1 KB each way) and returns the
 /// host calls they cost, after the items (if any) arrived and the stat was published.
 fn calls_for(diagnostic: Value, n: usize, items_per_request: usize) -> (i64, Vec<Value>) {
-    let s = start(json!({"diagnostic": diagnostic}), &[]);
+    calls_with(json!({"diagnostic": diagnostic}), n, items_per_request)
+}
+
+/// [`calls_for`] with more of the plugin configuration than the diagnostic.
+fn calls_with(config: Value, n: usize, items_per_request: usize) -> (i64, Vec<Value>) {
+    let s = start(config, &[]);
     let body = vec![b'a'; 1024];
     for i in 0..n {
         let r = http::request(
@@ -125,5 +130,24 @@ fn two_custom_metric_rules_cost_one_more_call_unsampled_and_none_sampled() {
     assert!(
         (n as i64 * 11..=n as i64 * 11 + 1).contains(&calls),
         "{calls} host calls for {n} requests (+1 for the TLS cache)"
+    );
+}
+
+#[test]
+fn a_health_endpoint_costs_other_requests_no_call() {
+    // The health check compares the :path of the request header map read anyway.
+    let n = 40;
+    let config = json!({"diagnostic": four_headers(0), "availability": {"health_path": "/healthz"}});
+    let planned_with = harness::floor::exchange_calls(&config).unwrap().total() as i64;
+    assert_eq!(
+        planned_with,
+        planned(four_headers(0)),
+        "the core's read plan (pipeline::stream)"
+    );
+    let (calls, _) = calls_with(config, n, 0);
+    assert_eq!(
+        calls,
+        n as i64 * 7 + 1,
+        "{calls} host calls for {n} requests (+1: the target)"
     );
 }

@@ -26,6 +26,7 @@ fn compose_settings() -> Settings {
             "cloud_role": "envoy-gateway"
         }),
         ca_bundle: DEFAULT_CA_BUNDLE.into(),
+        extra_clusters: Vec::new(),
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),

@@ -74,6 +74,7 @@ fn settings() -> Result<Settings, String> {
         filter,
         plugin_config,
         ca_bundle: var("CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.into()),
+        extra_clusters: Vec::new(),
         extra_routes: Vec::new(),
         extra_virtual_hosts: Vec::new(),
         filters_before: Vec::new(),
