@@ -244,13 +244,17 @@ impl Pipeline {
         };
         let elapsed = end.saturating_sub(start);
         let verdict = test_verdict::judge(ending, test.expected_status, elapsed / NANOS_PER_MS, test.timeout_ms);
+        let duration = match verdict.timed_out {
+            true => elapsed.max(test.timeout_ms.saturating_mul(NANOS_PER_MS)),
+            false => elapsed,
+        };
         let facts = Facts::of(test, status);
         let properties = facts.properties();
         let result = TestResult {
             id,
             name: &test.name,
             start_unix_nanos: start,
-            duration_nanos: elapsed,
+            duration_nanos: duration,
             success: verdict.success,
             run_location: &self.tests.location,
             message: &verdict.message,

@@ -31,6 +31,10 @@ pub enum Ending<'a> {
 pub struct Verdict {
     pub success: bool,
     pub message: String,
+    /// The run ended at its timeout: its duration is the timeout (Envoy's timers run on
+    /// the event loop's cached clock and may fire a few milliseconds before the filter's
+    /// clock says the timeout passed).
+    pub timed_out: bool,
 }
 
 impl Verdict {
@@ -38,13 +42,17 @@ impl Verdict {
         Verdict {
             success: false,
             message,
+            timed_out: false,
         }
     }
 }
 
 /// Judges a run that expected `expected`, waited `elapsed_ms` and had `timeout_ms`.
 pub fn judge(ending: Ending<'_>, expected: u16, elapsed_ms: u64, timeout_ms: u64) -> Verdict {
-    let no_answer_within = || Verdict::failed(format!("no answer within {timeout_ms} ms"));
+    let no_answer_within = || Verdict {
+        timed_out: true,
+        ..Verdict::failed(format!("no answer within {timeout_ms} ms"))
+    };
     match ending {
         Ending::NotStarted(why) => Verdict::failed(format!("could not start the request: {why}")),
         Ending::GivenUp(why) => Verdict::failed(why.to_string()),
@@ -63,6 +71,7 @@ pub fn judge(ending: Ending<'_>, expected: u16, elapsed_ms: u64, timeout_ms: u64
             None if status == expected => Verdict {
                 success: true,
                 message: format!("passed: status {status}"),
+                timed_out: false,
             },
             None => Verdict::failed(format!("expected status {expected}, got {status}")),
         },
@@ -100,7 +109,8 @@ mod tests {
             answered(Some(200), b"", 12),
             Verdict {
                 success: true,
-                message: "passed: status 200".into()
+                message: "passed: status 200".into(),
+                timed_out: false
             }
         );
         let v = answered(Some(503), br#"{"status":503}"#, 12);
@@ -123,6 +133,12 @@ mod tests {
     fn no_answer_is_a_timeout_once_the_timeout_passed_else_a_connection_failure() {
         assert_eq!(answered(None, b"", 5000).message, "no answer within 5000 ms");
         assert_eq!(answered(None, b"", 5003).message, "no answer within 5000 ms");
+        assert!(answered(None, b"", 5003).timed_out);
+        assert!(
+            answered(Some(504), b"upstream request timeout", 4997).timed_out,
+            "Envoy's timer, early"
+        );
+        assert!(!answered(None, b"", 4000).timed_out);
         assert_eq!(answered(None, b"", 2).message, "no answer (connection failed or reset)");
         assert!(!answered(None, b"", 2).success);
     }
@@ -169,7 +185,8 @@ before headers. reset reason: connection failure, transport failure reason: dela
             v,
             Verdict {
                 success: false,
-                message: "could not start the request: Envoy has no cluster named nope".into()
+                message: "could not start the request: Envoy has no cluster named nope".into(),
+                timed_out: false
             }
         );
         assert_eq!(
