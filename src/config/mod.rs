@@ -482,6 +482,16 @@ mod tests {
     }
 
     #[test]
+    fn custom_properties_may_not_take_the_sdk_properties_names() {
+        let e = error_of(json!({"loggers": {"main": {"connection_string": CS}},
+                                "diagnostic": {"properties": {"_MS.ProcessedByMetricExtractors": "x"}}}));
+        assert!(
+            e.starts_with("diagnostic.properties._MS.ProcessedByMetricExtractors: is a name the filter uses itself"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn service_dimensions_are_settable_and_checked() {
         let with = |service: Value| parse(json!({"loggers": {"main": {"connection_string": CS}}, "service": service}));
         let c = with(

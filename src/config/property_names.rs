@@ -34,7 +34,10 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
 ];
 
 fn is_reserved(name: &str) -> bool {
-    RESERVED_PROPERTIES.contains(&name) || name.starts_with("Request-") || name.starts_with("Response-")
+    RESERVED_PROPERTIES.contains(&name)
+        || name.starts_with("Request-")
+        || name.starts_with("Response-")
+        || name.starts_with("_MS.")
 }
 
 /// Every property name of an item must be unique.

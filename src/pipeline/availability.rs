@@ -248,7 +248,7 @@ impl Pipeline {
             true => elapsed.max(test.timeout_ms.saturating_mul(NANOS_PER_MS)),
             false => elapsed,
         };
-        let facts = Facts::of(test, status);
+        let facts = Facts::of(test, status, &self.config.diagnostic.masking);
         let properties = facts.properties();
         let result = TestResult {
             id,
@@ -282,10 +282,12 @@ struct Facts<'t> {
 }
 
 impl<'t> Facts<'t> {
-    fn of(test: &'t AvailabilityTest, status: Option<u16>) -> Facts<'t> {
+    /// `masking`: what hides secret query parameters of the probed path (`?code=…`).
+    fn of(test: &'t AvailabilityTest, status: Option<u16>, masking: &crate::masking::Masking) -> Facts<'t> {
+        let path = masking.path_and_query(test.path.as_bytes());
         Facts {
             test,
-            target: format!("{}{}", test.authority, test.path),
+            target: format!("{}{}", test.authority, String::from_utf8_lossy(&path)),
             expected: test.expected_status.to_string(),
             status: status.map(|s| s.to_string()),
         }
@@ -323,10 +325,12 @@ fn claim(host: &mut impl Host, key: &str, interval_ms: u64, now: u64) -> Claim {
         return Claim::NotDue { due: next };
     };
     let due = match decode(&value) {
-        Some((due, stored)) if stored == interval_ms => due,
-        // Set with another interval (an earlier configuration): no later than our own
-        // next boundary.
-        Some((due, _)) => due.min(next),
+        // More than an interval beyond our own next boundary (a worker whose clock is a
+        // tick behind sees the next boundary as one interval off): set with a longer
+        // interval (an earlier configuration), or before the clock was stepped back.
+        // Waiting for it could stop the test for as long: it is due now.
+        Some((due, _)) if due > next.saturating_add(interval) => 0,
+        Some((due, _)) => due,
         None => 0,
     };
     if due > now {
@@ -377,10 +381,11 @@ pub fn read_answer(host: &mut impl Host, num_headers: usize, body_size: usize) -
 
 #[cfg(test)]
 mod tests {
-    use super::KEY_PREFIX;
+    use super::{encode, KEY_PREFIX};
     use crate::host::fake::{Call, FakeHost, SentCallout, FAKE_NOW};
     use crate::host::shared_store::SharedStore;
     use crate::host::BufferKind;
+    use crate::host::Host;
     use crate::pipeline::plugin::Plugin;
     use serde_json::{json, Value};
 
@@ -532,6 +537,40 @@ mod tests {
             );
             assert!(!host_b.calls.contains(&Call::SharedData(key.clone())));
         }
+    }
+
+    #[test]
+    fn a_due_time_left_far_ahead_by_a_clock_stepped_back_does_not_stop_the_test() {
+        let store = SharedStore::default();
+        let (mut plugin, mut host) = worker(&store, one_test(1000));
+        let key = format!("{KEY_PREFIX}orders");
+        let a_day_ahead = FAKE_NOW + 86_400_000 * MS;
+        let (_, cas) = host.shared_data_cas(&key).unwrap_or_default();
+        assert!(host.set_shared_data_if(&key, &encode(a_day_ahead, 1000), cas));
+        run_until(&mut plugin, &mut host, FAKE_NOW + 2100 * MS);
+        assert!(!probes(&host).is_empty(), "runs at the next boundary all the same");
+    }
+
+    #[test]
+    fn the_probed_target_has_its_secret_query_parameters_masked() {
+        let store = SharedStore::default();
+        let test = json!({"tests": [{"name": "fn", "cluster": "func", "path": "/api/health?code=SUPERSECRET&x=1",
+                                     "interval_ms": 1000, "timeout_ms": 500}]});
+        let (mut plugin, mut host) = worker(&store, test);
+        run_until(&mut plugin, &mut host, FAKE_NOW + 2100 * MS);
+        answer_probe(&mut plugin, &mut host, Some("200"), b"", 1);
+        host.now += 2_000 * MS;
+        plugin.tick(&mut host);
+        let sent: Vec<String> = host
+            .callouts
+            .iter()
+            .filter(|c| c.cluster == "ingest")
+            .map(|c| String::from_utf8_lossy(&c.body).into_owned())
+            .collect();
+        let all = sent.join("\n");
+        assert!(all.contains("AvailabilityData"), "{all}");
+        assert!(!all.contains("SUPERSECRET"), "{all}");
+        assert!(all.contains("/api/health?code=***&x=1"), "{all}");
     }
 
     #[test]

@@ -173,36 +173,60 @@ fn properties_read_responses(d: &Diagnostic) -> bool {
     d.dynamic_properties.iter().any(|(_, t)| t.needs_response_headers())
 }
 
-/// Every template of diagnostic `d`: trace messages and metadata, metric dimensions,
-/// dynamic properties.
+/// Every template of diagnostic `d`: trace messages and metadata, dynamic properties,
+/// metric dimensions.
 fn templates(d: &Diagnostic) -> impl Iterator<Item = &Template> {
     let traces = d
         .traces
         .iter()
         .flat_map(|r| std::iter::once(&r.message).chain(r.metadata.iter().map(|(_, t)| t)));
+    let properties = d.dynamic_properties.iter().map(|(_, t)| t);
+    traces.chain(properties).chain(metric_templates(d))
+}
+
+/// The templates of diagnostic `d`'s metric dimensions (rendered for every exchange).
+fn metric_templates(d: &Diagnostic) -> impl Iterator<Item = &Template> {
     let rules = d.active_metric_rules().iter().flat_map(|r| r.templates());
     let tokens = d
         .active_token_metrics()
         .into_iter()
         .flat_map(|t| crate::config::metric_templates(&t.dimensions));
-    let properties = d.dynamic_properties.iter().map(|(_, t)| t);
-    traces.chain(rules).chain(tokens).chain(properties)
+    rules.chain(tokens)
 }
 
-/// The dynamic metadata values diagnostic `d`'s templates print, sorted.
-pub fn metadata_used(d: &Diagnostic) -> Vec<MetadataPath> {
-    let mut paths: Vec<MetadataPath> = templates(d).flat_map(|t| t.metadata()).cloned().collect();
-    paths.sort();
-    paths.dedup();
-    paths
+/// The dynamic metadata values a diagnostic's templates print, sorted: all of them (read
+/// when an item is written), and those its metrics print (read for every exchange).
+#[derive(Debug, Default)]
+pub struct MetadataUse {
+    pub all: Vec<MetadataPath>,
+    pub metrics: Vec<MetadataPath>,
+}
+
+pub fn metadata_used(d: &Diagnostic) -> MetadataUse {
+    let sorted = |paths: Vec<MetadataPath>| {
+        let mut paths = paths;
+        paths.sort();
+        paths.dedup();
+        paths
+    };
+    MetadataUse {
+        all: sorted(templates(d).flat_map(|t| t.metadata()).cloned().collect()),
+        metrics: sorted(metric_templates(d).flat_map(|t| t.metadata()).cloned().collect()),
+    }
 }
 
 impl Pipeline {
-    /// The dynamic metadata values the diagnostic of `begun` may print.
-    pub fn metadata_of(&self, begun: &Begun) -> &[MetadataPath] {
-        self.metadata_used
-            .get(super::diagnostic_index(begun.api))
-            .map_or(&[], Vec::as_slice)
+    /// The dynamic metadata values the diagnostic of `begun` may print: all of them when
+    /// items are written, else those its metrics print.
+    pub fn metadata_of(&self, begun: &Begun, items: bool) -> &[MetadataPath] {
+        let Some(used) = self.metadata_used.get(super::diagnostic_index(begun.api)) else {
+            return &[];
+        };
+        if items {
+            &used.all
+        } else {
+            &used.metrics
+        }
     }
 
     /// The request as an exchange in flight keeps it: only the headers its items may use
@@ -253,11 +277,15 @@ impl Pipeline {
             backend: request || reads.backend,
             backend_item: request,
             route: items || reads.route,
-            response_headers: (request && (d.capture.needs_response_headers() || properties_read_responses(d)))
+            response_headers: (request && d.capture.needs_response_headers())
+                || (items && properties_read_responses(d))
                 || trace_headers
                 || reads.response_headers,
             // Metadata only item templates print is read only when items are written.
-            metadata: (items || reads.metadata) && self.metadata_used.get(index).is_some_and(|m| !m.is_empty()),
+            metadata: self
+                .metadata_used
+                .get(index)
+                .is_some_and(|m| (items && !m.all.is_empty()) || (reads.metadata && !m.metrics.is_empty())),
         }
     }
 
@@ -706,8 +734,9 @@ mod tests {
             &[("x-product", "starter"), ("authorization", "Bearer secret-token")],
         );
         let (begun, _) = p.begin(&fe, &RouteInfo::default());
-        assert_eq!(p.metadata_of(&begun).len(), 2, "both metadata values are read");
-        let metadata = [(p.metadata_of(&begun)[0].clone(), b"contoso-sub".to_vec())];
+        assert_eq!(p.metadata_of(&begun, true).len(), 2, "both metadata values are read");
+        assert!(p.metadata_of(&begun, false).is_empty(), "none without an item");
+        let metadata = [(p.metadata_of(&begun, true)[0].clone(), b"contoso-sub".to_vec())];
         let oc = outcome(200);
         p.finish(&Finished {
             metadata: &metadata,
@@ -785,8 +814,8 @@ mod tests {
             assert!(item.to_string().len() <= 64 * 1024);
             let props = &item["data"]["baseData"]["properties"];
             assert!(
-                props.get("P1").is_none() && props.get("Region").is_none(),
-                "lean: no custom properties"
+                props.get("P1").is_none() && props.get("Region") != Some(&json!("West Europe")),
+                "lean: no custom properties (the Request's Region is the service's again)"
             );
             assert_eq!(
                 item["tags"]["ai.operation.id"], "4bf92f3577b34da6a3ce929d0e0e4736",

@@ -80,7 +80,7 @@ pub struct Pipeline {
     cluster_targets: cluster_targets::ClusterTargets,
     metrics: aggregates::Metrics,
     /// The dynamic metadata values each diagnostic's templates print, in diagnostic order.
-    metadata_used: Vec<Vec<crate::config::MetadataPath>>,
+    metadata_used: Vec<finish::MetadataUse>,
     /// What each diagnostic's metric rules read at log time, in diagnostic order.
     metric_reads: Vec<finish::MetricReads>,
     /// The built-in availability tests on this worker.

@@ -269,11 +269,13 @@ impl Stream {
         if status.clean && needs.backend_item && backend.as_ref().is_none_or(|b| b.attempts == 0) {
             // A clean answer no backend gave (a cache hit, a direct response): its flags
             // say which (the Request's `Cache`); backend answers skip this call.
-            outcome.response_flags = host.property_u64(Attribute::ResponseFlags).unwrap_or(0);
+            // Only the cache's flag: the success the items were planned with stands.
+            let flags = host.property_u64(Attribute::ResponseFlags).unwrap_or(0);
+            outcome.response_flags |= flags & crate::exchange::flags::RESPONSE_FROM_CACHE_FILTER;
         }
         let response_headers = read_response_headers(host, needs, status.response_headers);
         let metadata = if needs.metadata {
-            read_metadata(host, p.metadata_of(&started.begun))
+            read_metadata(host, p.metadata_of(&started.begun, needs.items))
         } else {
             Vec::new()
         };
@@ -616,6 +618,30 @@ mod tests {
         let (plugin, mut host) = configured(rules(100));
         exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
         assert_eq!(exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES).total(), 11);
+    }
+
+    #[test]
+    fn an_unsampled_exchange_reads_only_the_metadata_its_metrics_print() {
+        let mut d = four_headers(0);
+        d["metrics"] = json!(true);
+        d["emit_metrics"] =
+            json!([{"name": "Calls", "dimensions": [{"name": "Team", "value": "{metadata.teams/id}"}]}]);
+        d["dynamic_properties"] =
+            json!({"Subscription Name": "{metadata.jwt/sub}", "Product Name": "{metadata.jwt/product}"});
+        let (plugin, mut host) = configured(d);
+        exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let calls = exchange(&plugin, &mut host, FakeHost::BENCHMARK_BODIES);
+        let metadata: Vec<&crate::host::fake::Call> = calls
+            .log
+            .iter()
+            .filter(|c| matches!(c, crate::host::fake::Call::PropertyAt(_)))
+            .collect();
+        assert_eq!(
+            metadata,
+            [&crate::host::fake::Call::PropertyAt(
+                "metadata.filter_metadata.teams.id".into()
+            )]
+        );
     }
 
     /// Every item the plugin sent (batches are not gzip-compressed in these tests).

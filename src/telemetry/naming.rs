@@ -7,12 +7,16 @@
 //! - a number (`42`), or digits with separators holding at least 4 digits (`2026-12-01`);
 //! - hexadecimal with at least 8 hex digits and at least one decimal digit, dashes allowed
 //!   (UUIDs, Mongo ObjectIds, hashes; `deadbeef` and `facade` stay words);
-//! - a token of at least 16 characters of the base64 / base64url alphabet holding a digit
-//!   and either a second digit or both letter cases (keys, JWT parts, encoded ids; a long
-//!   slug such as `api-v2-internal-services` stays);
+//! - a number of at least 4 digits with a prefix or suffix (`ORD-12345`, `user_4711`);
+//! - a token of the base64 / base64url alphabet, not made of words (not a slug like
+//!   `text-embedding-ada-002` or `api-v2-internal-services`, not camel case like
+//!   `getUserProfileV2`): 16 or more characters with a digit and either a second digit
+//!   or both letter cases (keys, JWT parts, encoded ids), or 8 or more with both cases and
+//!   two digits (`Ab3xYz9Q`);
 //! - anything holding `@` or `%` (e-mail addresses, percent-encoded values);
-//! - any of these followed by a short file extension (`12345.pdf` → `{id}.pdf`; the
-//!   extension starts with a letter, so `2.0` stays a version).
+//! - any of these followed by a short file extension or a custom method (`12345.pdf` →
+//!   `{id}.pdf`, `12345:cancel` → `{id}:cancel`; the extension starts with a letter, so
+//!   `2.0` stays a version).
 //!
 //! The same rules the OpenTelemetry and APM agents apply to URL paths when no route
 //! template is known; they err on the side of keeping words.
@@ -76,43 +80,118 @@ fn push_template(out: &mut Vec<u8>, path: &[u8]) {
     }
 }
 
-/// `Some(extension)` (possibly empty) when `segment` is an id, the extension kept.
+/// `Some(suffix)` (possibly empty) when `segment` is an id, a suffix kept: a short file
+/// extension (`.pdf`) or a custom method (`:cancel`, as Google's APIs write actions).
 fn id_like(segment: &[u8]) -> Option<&[u8]> {
-    if is_id(segment) {
-        return Some(b"");
+    if segment.iter().any(|&b| b == b'@' || b == b'%') {
+        return Some(b""); // an address or an encoded value, whole
     }
-    let dot = segment.iter().rposition(|&b| b == b'.')?;
-    let (stem, ext) = segment.split_at(dot);
-    let short_ext = (2..=6).contains(&ext.len())
-        && ext.get(1).is_some_and(u8::is_ascii_alphabetic)
-        && ext.iter().skip(1).all(u8::is_ascii_alphanumeric);
-    (short_ext && is_id(stem)).then_some(ext)
+    if let Some(at) = segment.iter().rposition(|&b| b == b'.' || b == b':') {
+        let (stem, suffix) = segment.split_at(at);
+        let word =
+            suffix.get(1).is_some_and(u8::is_ascii_alphabetic) && suffix.iter().skip(1).all(u8::is_ascii_alphanumeric);
+        let short = suffix.first() == Some(&b':') || (2..=6).contains(&suffix.len());
+        if word && short && is_id(stem) {
+            return Some(suffix);
+        }
+    }
+    is_id(segment).then_some(b"")
+}
+
+/// What kinds of characters a segment holds (one pass).
+#[derive(Default)]
+struct Chars {
+    digits: usize,
+    hex: usize,
+    upper: bool,
+    lower: bool,
+    /// Only digits and separators.
+    numeric: bool,
+    /// Only hex digits and dashes.
+    hexadecimal: bool,
+    /// Only the base64 / base64url alphabet (and `.`, `~`).
+    base64: bool,
+    /// Holds `@` or `%`.
+    marked: bool,
+}
+
+fn separator(b: &u8) -> bool {
+    matches!(b, b'-' | b'_' | b'.' | b':' | b',' | b'+' | b'~')
+}
+
+impl Chars {
+    fn of(s: &[u8]) -> Chars {
+        let mut c = Chars {
+            numeric: true,
+            hexadecimal: true,
+            base64: true,
+            ..Chars::default()
+        };
+        for b in s {
+            c.digits += usize::from(b.is_ascii_digit());
+            c.hex += usize::from(b.is_ascii_hexdigit());
+            c.upper |= b.is_ascii_uppercase();
+            c.lower |= b.is_ascii_lowercase();
+            c.marked |= matches!(b, b'@' | b'%');
+            c.numeric &= b.is_ascii_digit() || separator(b);
+            c.hexadecimal &= b.is_ascii_hexdigit() || *b == b'-';
+            c.base64 &= b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'=' | b'.' | b'~');
+        }
+        c
+    }
 }
 
 fn is_id(s: &[u8]) -> bool {
     if s.is_empty() {
         return false;
     }
-    // One pass: what kinds of characters the segment holds.
-    let (mut digits, mut hex, mut upper, mut lower) = (0, 0, false, false);
-    let (mut numeric, mut hexadecimal, mut base64) = (true, true, true);
-    for &b in s {
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'@' | b'%' => return true,
-            _ => {}
-        }
-        hex += usize::from(b.is_ascii_hexdigit());
-        upper |= b.is_ascii_uppercase();
-        lower |= b.is_ascii_lowercase();
-        numeric &= b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.' | b':' | b',' | b'+');
-        hexadecimal &= b.is_ascii_hexdigit() || b == b'-';
-        base64 &= b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'=' | b'.' | b'~');
+    let c = Chars::of(s);
+    let mut parts = s.split(separator);
+    if c.digits == s.len() || c.marked || (c.numeric && c.digits >= 4) {
+        return true;
     }
-    digits == s.len()
-        || (numeric && digits >= 4)
-        || (hexadecimal && hex >= 8 && digits > 0)
-        || (base64 && s.len() >= 16 && digits > 0 && (digits >= 2 || (upper && lower)))
+    if (c.hexadecimal && c.hex >= 8 && c.digits > 0) || parts.any(|p| p.len() >= 4 && p.iter().all(u8::is_ascii_digit))
+    {
+        return true; // a UUID, a hash; a number with a prefix (`ORD-12345`, `user_4711`)
+    }
+    if !c.base64 || slug(s) || camel_case(s) {
+        return false;
+    }
+    let mixed = c.upper && c.lower;
+    (s.len() >= 16 && c.digits > 0 && (c.digits >= 2 || mixed)) || (s.len() >= 8 && mixed && c.digits >= 2)
+}
+
+/// Words joined by separators, as names are written: every part is a word in one case, a
+/// number, or short (`text-embedding-ada-002`, `gpt-35-turbo-16k`, `jquery-3.6.0.min.js`).
+fn slug(s: &[u8]) -> bool {
+    let word = |p: &[u8]| {
+        p.len() <= 4
+            || p.iter().all(u8::is_ascii_lowercase)
+            || p.iter().all(u8::is_ascii_uppercase)
+            || p.iter().all(u8::is_ascii_digit)
+    };
+    s.iter().any(separator) && s.split(separator).all(word)
+}
+
+/// An identifier in camel case, maybe with a version at its end (`getUserProfileV2`,
+/// `iPhone15`): every capital starts a word of at least three letters.
+fn camel_case(s: &[u8]) -> bool {
+    let trailing_digits = s.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let Some(body) = s.get(..s.len() - trailing_digits) else {
+        return false;
+    };
+    let starts_word = |i: usize| {
+        i + 1 == body.len()
+            || body
+                .get(i + 1..i + 3)
+                .is_some_and(|n| n.iter().all(u8::is_ascii_lowercase))
+    };
+    !body.is_empty()
+        && body.iter().all(u8::is_ascii_alphabetic)
+        && body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| !b.is_ascii_uppercase() || starts_word(i))
 }
 
 #[cfg(test)]
@@ -133,11 +212,30 @@ mod tests {
             ("/objects/507f1f77bcf86cd799439011", "/objects/{id}"),
             ("/commits/9fceb02d0ae598e95dc970b74767f19372d61af8", "/commits/{id}"),
             ("/keys/dGhpcyBpcyBhIHNlY3JldCB0b2tlbg2", "/keys/{id}"),
-            ("/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "/t/{id}"),
+            (
+                "/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+                "/t/{id}",
+            ),
             ("/days/2026-12-01/report", "/days/{id}/report"),
             ("/files/12345.pdf", "/files/{id}.pdf"),
             ("/people/jane.doe@example.com", "/people/{id}"),
             ("/search/hello%20world", "/search/{id}"),
+            ("/orders/ORD-12345", "/orders/{id}"),
+            ("/users/user_4711/x", "/users/{id}/x"),
+            ("/jobs/12345:cancel", "/jobs/{id}:cancel"),
+            ("/s/Ab3xYz9Q", "/s/{id}"),
+            (
+                "/openai/deployments/text-embedding-ada-002/embeddings",
+                "/openai/deployments/text-embedding-ada-002/embeddings",
+            ),
+            (
+                "/openai/deployments/gpt-35-turbo-16k/chat",
+                "/openai/deployments/gpt-35-turbo-16k/chat",
+            ),
+            ("/api/getUserProfileV2", "/api/getUserProfileV2"),
+            ("/shop/iphone-15-pro-max", "/shop/iphone-15-pro-max"),
+            ("/js/jquery-3.6.0.min.js", "/js/jquery-3.6.0.min.js"),
+            ("/p/iPhone15", "/p/iPhone15"),
             ("/api/v1/status", "/api/v1/status"),
             ("/api/2.0/items", "/api/2.0/items"),
             ("/oauth2/token", "/oauth2/token"),

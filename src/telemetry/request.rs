@@ -106,8 +106,9 @@ fn write_properties(out: &mut Vec<u8>, who: &Sender, facts: &Facts<'_>) {
     facts.write_api(&mut p);
     p.string("API Type", facts.api.map_or("http", |a| a.kind).as_bytes());
     for (i, (name, value)) in super::SERVICE_PROPERTIES.iter().zip(&who.service).enumerate() {
-        // A static custom property of the same name wins (`properties: {"Region": …}`).
-        if !value.is_empty() && facts.service_overrides & (1 << i) == 0 {
+        // A static custom property of the same name wins (`properties: {"Region": …}`),
+        // unless the item is lean (it carries no custom properties).
+        if !value.is_empty() && (facts.service_overrides & (1 << i) == 0 || facts.lean) {
             p.raw_string(name, value);
         }
     }
