@@ -36,7 +36,8 @@ fn requests_carry_apim_dimensions_from_configuration_jwt_claims_and_the_cache() 
         json!({
             "service": {"type": "API Management", "id": "contoso-gw", "region": "West Europe"},
             "diagnostic": {"dynamic_properties": {"Subscription Name": claim("sub"), "Product Name": claim("product")}},
-            "apis": [{"name": "orders", "type": "http", "match": {"path_prefixes": ["/orders"]}}]
+            "apis": [{"name": "orders", "type": "http", "match": {"path_prefixes": ["/orders"]},
+                      "operations": [{"name": "get-order", "method": "GET", "path": "/orders/{id}"}]}]
         }),
         &["--service-cluster", "contoso-edge"],
         |s| {
@@ -62,6 +63,7 @@ fn requests_carry_apim_dimensions_from_configuration_jwt_claims_and_the_cache() 
     let order = one_at(&items, "RequestData", "/orders/1");
     let p = props(&order);
     assert_eq!(p["API Name"], "orders");
+    assert_eq!(p["Operation Name"], "get-order");
     assert_eq!(p["API Type"], "http");
     assert_eq!(p["Service Name"], "contoso-edge", "unset: the cloud role");
     assert_eq!(p["Service Type"], "API Management");
@@ -77,6 +79,26 @@ fn requests_carry_apim_dimensions_from_configuration_jwt_claims_and_the_cache() 
         client_ms >= 0.0 && client_ms <= total_ms + 0.001,
         "{client_ms} of {total_ms} ms"
     );
+
+    // The table in docs/telemetry.md is what users read: every APIM field it lists is on
+    // the Request (captured headers aside: none are captured here).
+    let docs = std::fs::read_to_string(harness::envoy::repo_root().join("docs/telemetry.md")).unwrap();
+    let table = docs.split("#### APIM's Request dimensions").nth(1).unwrap();
+    let fields: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| APIM's field"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('`').nth(1))
+        .filter(|f| !f.contains('<'))
+        .collect();
+    assert!(fields.len() >= 14, "{fields:?}");
+    for field in fields {
+        assert!(
+            p.get(field).is_some() || m.get(field).is_some(),
+            "{field} is in the docs' table, not on the Request"
+        );
+    }
 
     let cached: Vec<Value> = kind(&items, "RequestData")
         .into_iter()
