@@ -134,7 +134,10 @@ impl Pipeline {
             let (Some(run), Some(test)) = (self.tests.runs.get_mut(i), self.config.availability.tests.get(i)) else {
                 continue;
             };
-            if now < run.known_due {
+            // Quiet until the known due time, unless the clock went back more than an
+            // interval since it was read (then the key is read again).
+            let interval = test.interval_ms.saturating_mul(NANOS_PER_MS);
+            if now < run.known_due && run.known_due <= now.saturating_add(interval) {
                 continue;
             }
             match claim(host, &run.key, test.interval_ms, now) {
@@ -549,6 +552,20 @@ mod tests {
         assert!(host.set_shared_data_if(&key, &encode(a_day_ahead, 1000), cas));
         run_until(&mut plugin, &mut host, FAKE_NOW + 2100 * MS);
         assert!(!probes(&host).is_empty(), "runs at the next boundary all the same");
+    }
+
+    #[test]
+    fn a_worker_whose_clock_went_back_reads_the_key_again() {
+        let store = SharedStore::default();
+        let (mut plugin, mut host) = worker(&store, one_test(1000));
+        run_until(&mut plugin, &mut host, FAKE_NOW + 2100 * MS);
+        let ran = probes(&host).len();
+        assert!(ran >= 1);
+        // Stepped back an hour: the worker's own idea of the next due time is far off.
+        host.now -= 3_600_000 * MS;
+        let back = host.now;
+        run_until(&mut plugin, &mut host, back + 2100 * MS);
+        assert!(probes(&host).len() > ran, "runs within two intervals of the new clock");
     }
 
     #[test]
