@@ -20,7 +20,7 @@ Which hash Istio checks: for an oci:// url, WasmPlugin's `sha256` is the image M
 http(s):// url it is the sha256 of the module bytes. Both are printed.
 
   oci.py build [--wasm FILE] [--out DIR] [--version V]   layouts and tarballs in DIR (dist/oci)
-  oci.py push REF [--layout DIR] [--plain-http]          registry HTTP API v2 (no auth)
+  oci.py push REF [--layout DIR|TAR] [--plain-http]      registry HTTP API v2 (no auth)
   oci.py pull REF OUT.wasm [--plain-http]                the module back out of either variant
 """
 
@@ -181,7 +181,7 @@ def cmd_build(args):
         manifest, blobs = image(wasm, pkg, variant)
         directory = os.path.join(args.out, variant)
         tarball = write_layout(directory, manifest, blobs, version)
-        tar_path = os.path.join(args.out, f"envoy-appinsights-{version}-{variant}.tar")
+        tar_path = os.path.join(args.out, f"envoy_appinsights-{version}-image-{variant}.tar")
         with open(tar_path, "wb") as f:
             f.write(tarball)
         size = sum(len(b) for b in blobs.values())
@@ -216,13 +216,23 @@ def call(method, url, body=None, headers=None, ok=(200,)):
         die(f"{method} {url}: {e.reason}")
 
 
+def layout_reader(path):
+    """read(name) of a file in an OCI image layout: a directory or a tarball of one."""
+    if os.path.isdir(path):
+        return lambda name: open(os.path.join(path, name), "rb").read()
+    try:
+        tar = tarfile.open(path)
+    except (OSError, tarfile.TarError) as e:
+        die(f"{path} is neither an OCI image layout directory nor a tarball of one: {e}")
+    return lambda name: tar.extractfile(name.removeprefix("./")).read()
+
+
 def cmd_push(args):
     registry, repo, tag = parse_ref(args.ref)
     base = f"{base_url(registry, args.plain_http)}/v2/{repo}"
-    with open(os.path.join(args.layout, "index.json"), "rb") as f:
-        index = json.load(f)
-    manifest_digest = index["manifests"][0]["digest"]
-    blob = lambda d: open(os.path.join(args.layout, "blobs", "sha256", d.split(":", 1)[1]), "rb").read()
+    read = layout_reader(args.layout)
+    manifest_digest = json.loads(read("index.json"))["manifests"][0]["digest"]
+    blob = lambda d: read(f"blobs/sha256/{d.split(':', 1)[1]}")
     manifest = blob(manifest_digest)
     parsed = json.loads(manifest)
     for desc in [parsed["config"], *parsed["layers"]]:
@@ -283,7 +293,8 @@ def main():
     b.add_argument("--version", help="image version and tag (default: Cargo.toml's)")
     s = sub.add_parser("push", help="push a layout to a registry (HTTP API v2, no authentication)")
     s.add_argument("ref")
-    s.add_argument("--layout", default=os.path.join(ROOT, "dist", "oci", "compat"))
+    s.add_argument("--layout", default=os.path.join(ROOT, "dist", "oci", "compat"),
+                   help="an OCI image layout: directory or tarball (default dist/oci/compat)")
     s.add_argument("--plain-http", action="store_true", help="http even for a non-loopback registry")
     g = sub.add_parser("pull", help="pull an image and write its module")
     g.add_argument("ref")

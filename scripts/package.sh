@@ -4,8 +4,9 @@
 #   scripts/package.sh [build]              dist/envoy_appinsights.wasm -> dist/oci/{compat,oci}/
 #                                           (OCI image layouts) and their tarballs; prints the
 #                                           module's sha256 and each variant's manifest digest
-#   scripts/package.sh push REF [--layout DIR] [--plain-http]
-#                                           pushes a layout (default dist/oci/compat) through the
+#   scripts/package.sh push REF [--layout DIR|TAR] [--plain-http]
+#                                           pushes a layout (default dist/oci/compat; a release's
+#                                           layout tarball works too) through the
 #                                           registry HTTP API v2; REF is registry/repository:tag;
 #                                           plain HTTP for a loopback registry; no authentication
 #   scripts/package.sh pull REF OUT.wasm    the module back, from either variant (REF may be @sha256:...)

@@ -65,7 +65,7 @@ fn two_builds_give_the_same_bytes_and_digests() {
     let module = std::fs::read(filter_wasm()).unwrap();
     assert_eq!(printed(&printed_a, "module"), digest(&module), "{printed_a}");
     for variant in VARIANTS {
-        let tarball = format!("envoy-appinsights-{}-{variant}.tar", version());
+        let tarball = format!("envoy_appinsights-{}-image-{variant}.tar", version());
         let (ta, tb) = (
             std::fs::read(a.join(&tarball)).unwrap(),
             std::fs::read(b.join(&tarball)).unwrap(),
