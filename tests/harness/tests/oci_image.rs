@@ -202,5 +202,11 @@ fn a_real_registry_takes_the_push_and_gives_the_module_back_by_digest() {
         let by_digest = format!("{}/envoy-appinsights@{manifest_digest}", registry.addr);
         package(&["pull", &by_digest, out.to_str().unwrap()]);
         assert!(std::fs::read(&out).unwrap() == module);
+
+        // The layout's tarball (what a release ships) pushes as the same image.
+        let tarball = dir.join(format!("envoy_appinsights-{}-image-{variant}.tar", version()));
+        let from_tar = format!("{}/envoy-appinsights:{tag}-tar", registry.addr);
+        let pushed = package(&["push", &from_tar, "--layout", tarball.to_str().unwrap()]);
+        assert_eq!(printed(&pushed, "digest"), manifest_digest, "{pushed}");
     }
 }
