@@ -176,7 +176,7 @@ def cmd_build(args):
         die(f"{args.wasm}: {e.strerror}: run scripts/build.sh first")
     if wasm[:4] != b"\0asm":
         die(f"{args.wasm} is not a wasm module")
-    print(f"module  sha256:{sha256(wasm)}  {len(wasm)} bytes  {args.wasm}")
+    print(f"module  sha256:{sha256(wasm)}  {len(wasm)} bytes  {os.path.relpath(args.wasm)}")
     for variant in VARIANTS:
         manifest, blobs = image(wasm, pkg, variant)
         directory = os.path.join(args.out, variant)
@@ -185,7 +185,7 @@ def cmd_build(args):
         with open(tar_path, "wb") as f:
             f.write(tarball)
         size = sum(len(b) for b in blobs.values())
-        print(f"{variant:<7} sha256:{sha256(manifest)}  {size} bytes  {directory}/  {tar_path}")
+        print(f"{variant:<7} sha256:{sha256(manifest)}  {size} bytes  {os.path.relpath(directory)}/  {os.path.relpath(tar_path)}")
     print("WasmPlugin sha256: the manifest digest for oci:// urls, the module's sha256 for https:// urls")
 
 
