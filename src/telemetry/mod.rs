@@ -266,3 +266,26 @@ impl Facts<'_> {
         naming::request_line(fe.method(), fe.path(), self.templated_names)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SDK_VERSION;
+
+    #[test]
+    fn the_sdk_version_is_a_lowercase_name_and_the_module_semver() {
+        let (name, version) = SDK_VERSION.split_once(':').unwrap();
+        assert_eq!(name, "envoyappinsights");
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase()), "{name}");
+        assert_eq!(version, crate::VERSION);
+        let core = version.split(['-', '+']).next().unwrap();
+        let parts: Vec<&str> = core.split('.').collect();
+        assert_eq!(parts.len(), 3, "SemVer major.minor.patch: {version}");
+        assert!(
+            parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            "{version}"
+        );
+        assert!(SDK_VERSION.len() <= 64, "the tag is cut at 64 characters");
+    }
+}

@@ -41,6 +41,13 @@ const EXCHANGES: &[(&str, &str, &str, &str, u16, u64)] = &[
     ("POST", "/status/400?bad=1", "POST /status/{id}", "not json", 400, 0),
 ];
 
+/// The version in the repository's Cargo.toml, read as a release reads it.
+fn cargo_version() -> String {
+    let cargo = std::fs::read_to_string(harness::envoy::repo_root().join("Cargo.toml")).unwrap();
+    let line = cargo.lines().find(|l| l.starts_with("version = ")).unwrap();
+    line.trim_start_matches("version = ").trim_matches('"').to_string()
+}
+
 fn item_for<'a>(items: &'a [Value], url: &str) -> &'a Value {
     let found: Vec<&Value> = items.iter().filter(|i| i["data"]["baseData"]["url"] == url).collect();
     assert_eq!(found.len(), 1, "exactly one item for {url}; items: {items:#?}");
@@ -100,10 +107,10 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
         assert_eq!(tags["ai.operation.name"], *name, "no API, an unnamed route: the name");
         assert_eq!(tags["ai.cloud.role"], "it-gateway");
         assert_eq!(tags["ai.cloud.roleInstance"], "it-node-1");
-        assert!(tags["ai.internal.sdkVersion"]
-            .as_str()
-            .unwrap()
-            .starts_with("envoyappinsights:"));
+        assert_eq!(
+            tags["ai.internal.sdkVersion"],
+            format!("envoyappinsights:{}", cargo_version())
+        );
         assert!(
             tags.get("ai.location.ip").is_none(),
             "client IP is not logged by default"
@@ -128,6 +135,13 @@ fn every_request_becomes_exactly_one_schema_valid_request_item() {
         let t = item["time"].as_str().unwrap();
         assert!(t.starts_with(&today), "time {t} is today ({today})");
     }
+    // The log line at load names the version.
+    let loaded = format!("envoy-appinsights {} configured", cargo_version());
+    assert!(
+        stack.envoy.log().contains(&loaded),
+        "no {loaded:?} in the log:\n{}",
+        stack.envoy.log()
+    );
     // Every request reached the backend.
     assert_eq!(stack.backend.requests().len(), EXCHANGES.len());
     // Track requests went to /v2.1/track as NDJSON.
