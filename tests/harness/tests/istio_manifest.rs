@@ -44,12 +44,16 @@ fn mutated(from: &str, to: &str) -> PathBuf {
 
 /// The manifest's documents as JSON (PyYAML reads them, as the API server's YAML would).
 fn documents() -> Vec<Value> {
+    documents_of(&repo_root().join(MANIFEST))
+}
+
+fn documents_of(file: &Path) -> Vec<Value> {
     let out = Command::new(python())
         .args([
             "-c",
             "import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], sys.stdout)",
         ])
-        .arg(repo_root().join(MANIFEST))
+        .arg(file)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -143,4 +147,29 @@ fn the_sha256_placeholder_is_a_valid_pin_once_uncommented() {
     let (ok, text) = validate(&mutated(&placeholder, &format!("sha256: \"sha256:{zeros}\"")));
     assert!(!ok, "accepted a prefixed digest:\n{text}");
     assert!(text.contains("spec.sha256"), "{text}");
+}
+
+#[test]
+fn the_readmes_istio_examples_match_the_schemas_and_the_filter() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme.find("\n## Istio\n").expect("the README has an Istio section");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert!(blocks.len() >= 2, "the Istio section's YAML examples are gone");
+    let dir = scratch_dir("istio-readme");
+    for (i, block) in blocks.iter().enumerate() {
+        let file = dir.join(format!("example-{i}.yaml"));
+        std::fs::write(&file, block).unwrap();
+        let (ok, text) = validate(&file);
+        assert!(ok, "README Istio example {}:\n{block}\n{text}", i + 1);
+        for doc in documents_of(&file).iter().filter(|d| d["kind"] == "WasmPlugin") {
+            envoy_appinsights::config::Config::from_value(&doc["spec"]["pluginConfig"])
+                .unwrap_or_else(|e| panic!("README Istio example {}: pluginConfig: {e}", i + 1));
+        }
+    }
 }
