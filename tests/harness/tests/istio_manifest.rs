@@ -173,3 +173,15 @@ fn the_readmes_istio_examples_match_the_schemas_and_the_filter() {
         }
     }
 }
+
+#[test]
+fn two_fields_of_a_one_of_group_are_refused() {
+    // Istio's CRDs say "only one of" with oneOf over `required`: one is fine, two are not.
+    let one = "  trafficPolicy:\n    loadBalancer: {consistentHash: {useSourceIp: true}}\n";
+    let (ok, text) = validate(&mutated("  trafficPolicy:\n", one));
+    assert!(ok, "{text}");
+    let two = "  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN, consistentHash: {useSourceIp: true}}\n";
+    let (ok, text) = validate(&mutated("  trafficPolicy:\n", two));
+    assert!(!ok, "accepted two of a oneOf group:\n{text}");
+    assert!(text.contains("spec.trafficPolicy.loadBalancer"), "{text}");
+}
