@@ -281,3 +281,58 @@ fn live_ecds_updates_fail_no_request_and_lose_telemetry_only_with_the_module() {
     assert_eq!(on_second[2], v2.len(), "both loggers got v2's operations");
     assert!(on_second[1] + 60 >= v1.len() && on_second[1] <= v1.len());
 }
+
+/// What a drain does per kind of update, with nothing sent before (a minute's flush
+/// interval): a new module loses what the first one buffered; a new configuration of the
+/// same module flushes the old one's items at once. Pinned, so the README changes when
+/// Envoy starts waiting for the old VM's drain.
+#[test]
+fn a_new_module_loses_what_the_old_vm_buffered_a_new_configuration_drains_it() {
+    let main = IngestServer::start(IngestConfig::default()).unwrap();
+    let backend = Backend::start("127.0.0.1:0").unwrap();
+    let dir = scratch_dir("ecds-drain");
+    let ecds = dir.join("appinsights.yaml");
+    let config = |role: &str| {
+        json!({"cloud_role": role, "loggers": {"main": logger_for(&main, "appinsights")},
+               "delivery": {"flush_interval_ms": 60000}})
+    };
+    let mut s = Settings::local(
+        &backend.addr().to_string(),
+        filter_wasm().to_str().unwrap(),
+        config("old"),
+    );
+    s.ecds_path = Some(ecds.to_str().unwrap().into());
+    publish(&ecds, &render_ecds(&s).unwrap());
+    let envoy = Envoy::start(&s, &["--service-cluster", "ecds", "--service-node", "ecds-0"]).unwrap();
+    let send = |path: &str| {
+        for i in 0..3 {
+            let r = http::request(envoy.listener, "GET", &format!("/{path}/{i}"), &[], b"").unwrap();
+            assert_eq!(r.status, 200);
+        }
+    };
+    send("old");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(main.items().is_empty(), "nothing sent before the update");
+
+    // A new module: the old VM goes as soon as no exchange uses it, drain or not.
+    s.wasm_path = module_copy(&dir).to_str().unwrap().into();
+    s.plugin_config = config("mid");
+    publish(&ecds, &render_ecds(&s).unwrap());
+    wait_for("the new module", &envoy, Duration::from_secs(15), || {
+        ecds_counter(&envoy, "update_success") == 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        main.items().is_empty(),
+        "the replaced module's VM went without its drain: {:?}",
+        main.items()
+    );
+
+    // A new configuration of the same module: the old one drains at once.
+    send("mid");
+    s.plugin_config = config("new");
+    publish(&ecds, &render_ecds(&s).unwrap());
+    let items = main.wait_for_items(6, Duration::from_secs(5));
+    assert_eq!(items.len(), 6, "the old configuration drained at once");
+    assert!(items.iter().all(|i| i["tags"]["ai.cloud.role"] == "mid"));
+}
