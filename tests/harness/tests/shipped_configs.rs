@@ -34,6 +34,7 @@ fn compose_settings() -> Settings {
         imds_address: harness::envoy_config::DEFAULT_IMDS_ADDRESS.into(),
         otlp_address: harness::envoy_config::DEFAULT_OTLP_ADDRESS.into(),
         redirect_proxy_port: harness::envoy_config::DEFAULT_REDIRECT_PROXY_PORT,
+        ecds_path: None,
     }
 }
 

@@ -14,9 +14,11 @@
 //! | `CA_BUNDLE` | `/etc/ssl/certs/ca-certificates.crt` | CAs trusted for https ingestion |
 //! | `IMDS_ADDRESS` | `169.254.169.254:80` | the metadata endpoint, for loggers with `identity` |
 //! | `REDIRECT_PROXY_PORT` | `15901` | loopback port of the listener that follows ingestion redirects, for loggers with `redirect_cluster` |
+//! | `ECDS_FILE` | | the wasm filter comes through extension config discovery (ECDS) from this file, as Istio delivers it: replace the file (rename a new one over it) and Envoy applies it without a restart |
+//! | `RENDER` | `bootstrap` | `bootstrap` (Envoy's configuration) or `ecds` (the ECDS resource for `ECDS_FILE`: the filter with `PLUGIN_CONFIG` and `WASM`) |
 
 use harness::envoy_config::{
-    render, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS,
+    render, render_ecds, with_connection_string, FilterKind, Settings, DEFAULT_CA_BUNDLE, DEFAULT_IMDS_ADDRESS,
     DEFAULT_OTLP_ADDRESS, DEFAULT_REDIRECT_PROXY_PORT,
 };
 use std::process::ExitCode;
@@ -82,11 +84,17 @@ fn settings() -> Result<Settings, String> {
         imds_address: var("IMDS_ADDRESS").unwrap_or_else(|| DEFAULT_IMDS_ADDRESS.into()),
         otlp_address: var("OTLP_ADDRESS").unwrap_or_else(|| DEFAULT_OTLP_ADDRESS.into()),
         redirect_proxy_port: port("REDIRECT_PROXY_PORT", DEFAULT_REDIRECT_PROXY_PORT)?,
+        ecds_path: var("ECDS_FILE"),
     })
 }
 
 fn main() -> ExitCode {
-    match settings().and_then(|s| render(&s)) {
+    let output = match var("RENDER").as_deref() {
+        None | Some("bootstrap") => settings().and_then(|s| render(&s)),
+        Some("ecds") => settings().and_then(|s| render_ecds(&s)),
+        Some(other) => Err(format!("RENDER must be bootstrap or ecds, got {other:?}")),
+    };
+    match output {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS
