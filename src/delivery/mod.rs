@@ -25,6 +25,7 @@
 pub mod backoff;
 mod batch;
 pub mod gzip;
+pub mod handoff;
 pub mod redirect;
 mod stats;
 pub mod track;

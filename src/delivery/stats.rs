@@ -8,6 +8,10 @@ pub struct Stats {
     /// Items written for this logger, queued or not: each ends accepted or in exactly one
     /// `dropped_*` counter once it is no longer buffered.
     pub items_created: u64,
+    /// Items another VM of this configuration's predecessor handed over undelivered (a
+    /// replaced module's VM goes without its drain): counted here, not in
+    /// `items_created`; each ends accepted or dropped like the rest.
+    pub items_adopted: u64,
     /// Items handed to Envoy in a callout (retries count again).
     pub items_sent: u64,
     /// Items the service stored.

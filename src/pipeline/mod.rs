@@ -31,6 +31,7 @@ pub mod callouts;
 pub mod cluster_targets;
 pub mod cluster_tls;
 pub mod finish;
+pub mod handoff;
 pub mod health;
 pub mod notices;
 pub mod plugin;
@@ -85,6 +86,8 @@ pub struct Pipeline {
     metric_reads: Vec<finish::MetricReads>,
     /// The built-in availability tests on this worker.
     tests: availability::Tests,
+    /// Undelivered telemetry handed to, or taken from, other VMs.
+    handoff: handoff::Handoff,
 }
 
 impl Pipeline {
@@ -108,14 +111,17 @@ impl Pipeline {
         let metadata_used = diagnostics().map(finish::metadata_used).collect();
         let metric_reads = diagnostics().map(finish::MetricReads::of).collect();
         let tests = availability::Tests::new(&config.availability, roles);
+        let mut ids = IdGenerator::from_seed(seed);
+        let token = String::from_utf8_lossy(&ids.span_id().to_hex()).into_owned();
         Pipeline {
+            handoff: handoff::Handoff::new(token),
             tests,
             metrics,
             metadata_used,
             metric_reads,
             config,
             sinks,
-            ids: IdGenerator::from_seed(seed),
+            ids,
             app_contexts,
             headers_used,
             sampled_out: 0,

@@ -15,6 +15,7 @@ pub const WARN_INTERVAL_NANOS: u64 = 10_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     Warn(String),
+    Info(String),
     Debug(String),
 }
 
@@ -23,6 +24,7 @@ impl Notice {
     pub fn emit(&self, context_id: u32) {
         match self {
             Notice::Warn(m) => log::warn!("appinsights[{context_id}]: {m}"),
+            Notice::Info(m) => log::info!("appinsights[{context_id}]: {m}"),
             Notice::Debug(m) => log::debug!("appinsights[{context_id}]: {m}"),
         }
     }

@@ -114,6 +114,7 @@ impl Plugin {
             }
         } else {
             self.adopt_pauses(host);
+            self.adopt_handoffs(host);
             self.flush_metrics(host, false);
             self.run_tests(host);
             self.pump(host, false);
@@ -143,6 +144,9 @@ impl Plugin {
         };
         self.emit(&notices);
         if self.draining_until.is_some() {
+            if let Ok(mut p) = shared.pipeline.try_borrow_mut() {
+                p.refresh_handoff(host);
+            }
             if self.drain_step(host) {
                 host.done();
             }
@@ -164,8 +168,19 @@ impl Plugin {
             .unwrap_or(0);
         // The open metric intervals go with the rest of the telemetry.
         self.flush_metrics(host, true);
-        self.draining_until = Some(host.now_nanos().saturating_add(timeout_ms * 1_000_000));
-        self.drain_step(host)
+        let deadline = host.now_nanos().saturating_add(timeout_ms * 1_000_000);
+        self.draining_until = Some(deadline);
+        if let Ok(mut p) = shared.pipeline.try_borrow_mut() {
+            // Envoy may destroy this VM at once (a replaced module) instead of waiting for
+            // its drain: what it holds waits in shared data for the next VM, and the stats
+            // so far are out.
+            p.hand_off(host, deadline.saturating_add(1_000_000_000));
+            self.stats.publish(host, &p, shared.host_calls.get());
+        }
+        // Sending starts on the next tick (in 100 ms at most), if this VM still exists: a
+        // request sent now could reach the service and be sent again by the VM that takes
+        // over.
+        self.drain_step_sending(host, false)
     }
 
     /// Writes the metric aggregates of ended intervals (`all`: every open one) into the
@@ -197,6 +212,21 @@ impl Plugin {
             clock => clock,
         };
         let notices = p.run_due_tests(host, now);
+        drop(p);
+        self.emit(&notices);
+    }
+
+    /// In a VM's first minute: takes over what replaced VMs could not deliver.
+    fn adopt_handoffs(&self, host: &mut impl Host) {
+        let Some(shared) = &self.shared else { return };
+        let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
+            return;
+        };
+        let now = match p.clock() {
+            0 => host.now_nanos(),
+            clock => clock,
+        };
+        let notices = p.adopt_handoffs(host, now);
         drop(p);
         self.emit(&notices);
     }
@@ -233,13 +263,21 @@ impl Plugin {
     /// wait longer). What is left then is dropped and counted (`items_dropped_shutdown`),
     /// and the last stats are published: the root context will not tick again.
     fn drain_step(&mut self, host: &mut impl Host) -> bool {
+        self.drain_step_sending(host, true)
+    }
+
+    /// [`Self::drain_step`]; `send`: whether this step may start callouts.
+    fn drain_step_sending(&mut self, host: &mut impl Host, send: bool) -> bool {
         let Some(deadline) = self.draining_until else {
             return false;
         };
         // Exchanges that end while the configuration drains still count.
         self.flush_metrics(host, true);
-        if host.now_nanos() < deadline {
+        if send && host.now_nanos() < deadline {
             self.pump(host, true);
+            if let Some(Ok(mut p)) = self.shared.as_ref().map(|s| s.pipeline.try_borrow_mut()) {
+                p.refresh_handoff(host); // what went out is no longer to be taken over
+            }
         }
         let Some(shared) = self.shared.clone() else { return true };
         let Ok(mut p) = shared.pipeline.try_borrow_mut() else {
@@ -257,6 +295,8 @@ impl Plugin {
         // Tests still out will not be answered in time: their results say so, and are
         // counted with the rest.
         let given_up = p.give_up_tests("gateway draining: no answer before the drain deadline", now);
+        // This VM saw its drain through: nothing is left for another to take.
+        p.withdraw_handoff(host);
         let dropped = p.abandon();
         if let Some(why) = why {
             let id = self.context_id;
@@ -494,8 +534,17 @@ mod tests {
     fn draining_waits_for_the_answers_then_says_done() {
         let (mut plugin, mut host) = configured(json!({}));
         drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
-        assert!(!plugin.done(&mut host), "a batch is in flight");
-        assert_eq!(host.callouts.len(), 1, "sent at once, before the flush interval");
+        assert!(!plugin.done(&mut host), "a batch waits");
+        assert!(
+            host.callouts.is_empty(),
+            "held a tick: a VM Envoy destroys at once hands it over"
+        );
+        plugin.tick(&mut host);
+        assert_eq!(
+            host.callouts.len(),
+            1,
+            "sent on the next tick, before the flush interval"
+        );
         assert!(!host.done_called);
         answer(&mut plugin, &mut host, "200", ANSWER);
         assert!(host.done_called, "done once delivered");
@@ -541,7 +590,8 @@ mod tests {
     fn exchanges_that_end_while_the_configuration_drains_are_measured_too() {
         let (mut plugin, mut host) = configured(json!({"delivery": {"gzip": false}}));
         drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
-        assert!(!plugin.done(&mut host), "the first batch is in flight");
+        assert!(!plugin.done(&mut host), "the first batch waits a tick");
+        plugin.tick(&mut host);
         drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
         let mut bodies: Vec<Vec<u8>> = Vec::new();
         for _ in 0..10 {
@@ -577,6 +627,7 @@ mod tests {
         let (mut plugin, mut host) = configured(json!({}));
         drive(&mut plugin.stream(), &mut host, FakeHost::BENCHMARK_BODIES);
         assert!(!plugin.done(&mut host));
+        plugin.tick(&mut host);
         let all_four = br#"{"itemsReceived":4,"itemsAccepted":4,"errors":[]}"#;
         answer(&mut plugin, &mut host, "200", all_four);
         assert!(host.done_called);

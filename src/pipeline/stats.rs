@@ -44,6 +44,7 @@ impl Pipeline {
             let tokens = s.token.as_ref().map(|t| t.stats).unwrap_or_default();
             let counters = [
                 ("items_created", st.items_created),
+                ("items_adopted", st.items_adopted),
                 ("items_sent", st.items_sent),
                 ("items_accepted", st.items_accepted),
                 ("items_retried", st.items_retried),
