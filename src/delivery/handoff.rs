@@ -1,7 +1,7 @@
 //! Telemetry one VM hands to the next. When Envoy replaces the module, it destroys the old
 //! VM as soon as no exchange uses it, without waiting for its drain: what it had not
-//! delivered would be lost. So a draining outbox writes what it still holds (waiting,
-//! retrying, in flight) as a [`record`], and the pipeline leaves it in Envoy's shared data
+//! delivered would be lost. So a draining outbox writes what it has not sent (waiting,
+//! retrying) as a record ([`Outbox::record`]), and the pipeline leaves it in Envoy's shared data
 //! (`crate::pipeline::handoff`); a VM that outlives it takes the batches over
 //! ([`Outbox::adopt`]).
 //!
