@@ -510,8 +510,8 @@
     return 10 * p;
   }
   // A small chart: bars (one series) or lines (several), positioned by time.
-  function chart({ title, buckets, bucketMs, series, kind, unit, fmt }) {
-    const W = 600; const H = 170; const L = 48; const R = 8; const T = 10; const B = 22;
+  function chart({ title, buckets, bucketMs, series, kind, unit, fmt, width }) {
+    const W = Math.max(260, Math.round(width || 600)); const H = 170; const L = 48; const R = 8; const T = 10; const B = 22;
     const t0 = parseTime(buckets[0].start);
     const t1 = parseTime(buckets[buckets.length - 1].start) + bucketMs;
     const span = Math.max(t1 - t0, 1);
@@ -554,7 +554,7 @@
     const total = series.map((s) => `${s.name}: max ${f(Math.max(0, ...buckets.map((b) => b[s.key] || 0)))}${unit ? ` ${unit}` : ''}`).join('; ');
     return el('figure', { class: 'chart' },
       el('figcaption', null, title, series.length > 1 ? el('span', { class: 'legend' }, series.map((s) => el('span', { class: `key s-${s.cls}` }, s.name))) : null),
-      svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${title}. ${total}`, preserveAspectRatio: 'none' }, g));
+      svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': `${title}. ${total}` }, g));
   }
   function MetricsView(root, route) {
     let range = route.params.range || '1h';
@@ -584,12 +584,15 @@
         tile('Dependencies', fmtNum(sum('dependencies'))),
         tile('Exceptions', fmtNum(sum('exceptions'))));
       const bucketMs = bucket * 1000;
+      const per = { 10: '10 s', 60: 'minute', 300: '5 min', 900: '15 min', 3600: 'hour' }[bucket] || fmtDur(bucketMs);
+      const cw = body.clientWidth || root.clientWidth || 600;
+      const width = (cw >= 880 ? (cw - 12) / 2 : cw) - 24;
       const charts = bs.length ? el('div', { class: 'charts' },
-        chart({ title: `Requests per ${fmtDur(bucketMs)}`, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'requests', name: 'Requests', cls: 'req' }] }),
-        chart({ title: `Failed requests per ${fmtDur(bucketMs)}`, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'failed', name: 'Failed', cls: 'fail' }] }),
-        chart({ title: 'Request duration', buckets: bs, bucketMs, kind: 'lines', unit: '', fmt: (v) => fmtDur(v) || '0',
+        chart({ title: `Requests per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'requests', name: 'Requests', cls: 'req' }] }),
+        chart({ title: `Failed requests per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'failed', name: 'Failed', cls: 'fail' }] }),
+        chart({ title: 'Request duration', width, buckets: bs, bucketMs, kind: 'lines', unit: '', fmt: (v) => fmtDur(v) || '0',
           series: [{ key: 'duration_p50', name: 'p50', cls: 'p50' }, { key: 'duration_p95', name: 'p95', cls: 'p95' }, { key: 'duration_p99', name: 'p99', cls: 'p99' }] }),
-        chart({ title: `Dependency calls per ${fmtDur(bucketMs)}`, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'dependencies', name: 'Dependencies', cls: 'dep' }] }))
+        chart({ title: `Dependency calls per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'dependencies', name: 'Dependencies', cls: 'dep' }] }))
         : empty('No requests in this window.');
       const custom = (data.custom || []).map((m) => {
         const dims = [...new Set((m.series || []).flatMap((s) => Object.keys(s.dimensions || {})))];
@@ -602,6 +605,10 @@
       fill(body, el('p', { class: 'source', 'data-testid': 'metric-source', 'data-source': data.source || '' }, source), tiles, charts,
         section('Custom metrics', custom.length ? custom : empty('No custom metrics in this window.')));
     }
+    let rt = 0;
+    let lastW = root.clientWidth;
+    const onResize = () => { clearTimeout(rt); rt = setTimeout(() => { if (!root.isConnected) { window.removeEventListener('resize', onResize); return; } if (Math.abs(root.clientWidth - lastW) > 20) { lastW = root.clientWidth; refresh(true); } }, 200); };
+    window.addEventListener('resize', onResize);
     return { refresh, editing: () => form.contains(document.activeElement) };
   }
   function tile(k, v) {
@@ -653,7 +660,7 @@
       fill(body, el('ol', { class: 'rejected' }, items.map((r) => {
         const line = String(r.line || '');
         return el('li', { class: 'panel', 'data-testid': 'rejected-row', 'data-index': r.index },
-          el('p', { class: 'meta' }, el('time', { datetime: r.received }, fmtTime(r.received)), ` · item ${r.index} of its batch`),
+          el('p', { class: 'meta' }, el('time', { datetime: r.received }, fmtTime(r.received)), ` · index ${r.index} in its batch`),
           el('p', { class: 'fail reason', 'data-testid': 'rejected-reason' }, r.reason || ''),
           line.length > 240
             ? el('details', null, el('summary', null, el('code', null, `${line.slice(0, 240)}…`)), el('pre', { class: 'long' }, line))
