@@ -1,5 +1,6 @@
 // Drives the page in headless Chromium over the DevTools protocol and checks the main flows
 // against the fixture server: python3 local/ui/dev/serve.py --live & node --experimental-websocket local/ui/dev/check.mjs
+import { spawn } from 'node:child_process';
 const base = process.env.BASE || 'http://127.0.0.1:8099/';
 const chrome = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-port=9333', '--window-size=1280,900', 'about:blank'], { stdio: 'ignore' });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
