@@ -325,8 +325,8 @@
     const op = tags['ai.operation.id'];
     return el('div', { class: 'item-details', 'data-seq': rec.seq },
       el('h3', null, typeBadge(data.baseType), ' ', base.name || (exceptions[0] && exceptions[0].typeName) || base.message || env.name || ''),
-      op ? el('p', null, el('a', { href: opHref(op, rec.seq) }, 'End-to-end transaction'), ' · ',
-        el('a', { href: `#/item/${rec.seq}` }, `Item #${rec.seq}`)) : null,
+      el('p', { class: 'links' }, op ? [el('a', { href: opHref(op, rec.seq) }, 'End-to-end transaction'), ' · '] : null,
+        el('a', { href: `#/item/${rec.seq}` }, `Item #${rec.seq}`), ' · ', el('a', { href: `api/items/${rec.seq}`, target: '_blank', rel: 'noopener' }, 'JSON')),
       el('h4', null, 'Item'), kvList(top, 'item'),
       el('h4', null, typeLabel(data.baseType)), kvList(main, 'data'),
       exceptions.map((x, i) => [el('h4', null, `Exception ${i + 1}`), kvList(x, 'exception')]),
@@ -461,7 +461,7 @@
 
   // ---------- failures ----------
   function FailuresView(root, route) {
-    let range = route.params.range || '24h';
+    let range = route.params.range || 'all';
     const seen = changeTracker();
     const form = el('form', { class: 'filters', 'aria-label': 'Failures window' },
       field('Time range', rangeSelect('fl-range', range, (e) => { range = e.target.value === 'custom' ? 'all' : e.target.value; history.replaceState(null, '', `#/failures?range=${range}`); app.refresh(true); })));
@@ -510,20 +510,26 @@
     return 10 * p;
   }
   // A small chart: bars (one series) or lines (several), positioned by time.
-  function chart({ title, buckets, bucketMs, series, kind, unit, fmt, width }) {
+  function chart({ title, buckets, bucketMs, series, kind, unit, fmt, width, log }) {
     const W = Math.max(260, Math.round(width || 600)); const H = 170; const L = 48; const R = 8; const T = 10; const B = 22;
     const t0 = parseTime(buckets[0].start);
     const t1 = parseTime(buckets[buckets.length - 1].start) + bucketMs;
     const span = Math.max(t1 - t0, 1);
     const x = (t) => L + ((t - t0) / span) * (W - L - R);
     const vals = series.flatMap((s) => buckets.map((b) => b[s.key])).filter((v) => v != null && !isNaN(v));
-    const max = niceMax(Math.max(0, ...vals));
-    const y = (v) => T + (1 - v / max) * (H - T - B);
+    const max = log ? 10 ** Math.ceil(Math.log10(Math.max(1, ...vals))) : niceMax(Math.max(0, ...vals));
+    const lo = log ? 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(...vals.filter((v) => v > 0), max)))) : 0;
+    const y = log
+      ? (v) => T + (1 - Math.log10(Math.max(v, lo) / lo) / Math.log10(max / lo || 10)) * (H - T - B)
+      : (v) => T + (1 - v / max) * (H - T - B);
     const f = fmt || fmtNum;
     const g = [];
-    for (const frac of [0, 0.5, 1]) {
-      g.push(svg('line', { x1: L, x2: W - R, y1: y(max * frac), y2: y(max * frac), class: 'grid' }));
-      g.push(svg('text', { x: L - 4, y: y(max * frac) + 4, 'text-anchor': 'end', class: 'axis' }, f(max * frac)));
+    const levels = [];
+    if (log) for (let v = lo; v <= max * 1.001; v *= 10) levels.push(v);
+    else levels.push(0, max / 2, max);
+    for (const v of levels) {
+      g.push(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
+      g.push(svg('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, f(v)));
     }
     const lastStart = new Date(t1 - bucketMs).toISOString();
     g.push(svg('text', { x: L, y: H - 6, class: 'axis' }, fmtTime(buckets[0].start).slice(0, 8)));
@@ -559,12 +565,15 @@
   function MetricsView(root, route) {
     let range = route.params.range || '1h';
     let bucket = Number(route.params.bucket_s) || 60;
+    let scale = route.params.scale || 'auto';
     const seen = changeTracker();
-    const write = () => { history.replaceState(null, '', `#/metrics?range=${range}&bucket_s=${bucket}`); app.refresh(true); };
+    const write = () => { history.replaceState(null, '', `#/metrics?${qs({ range, bucket_s: bucket, scale: scale === 'auto' ? '' : scale })}`); app.refresh(true); };
     const form = el('form', { class: 'filters', 'aria-label': 'Metrics window' },
       field('Time range', rangeSelect('m-range', range, (e) => { range = e.target.value === 'custom' ? 'all' : e.target.value; write(); })),
       field('Interval', el('select', { id: 'm-bucket', onchange: (e) => { bucket = Number(e.target.value); write(); } },
-        [[10, '10 s'], [60, '1 min'], [300, '5 min'], [900, '15 min'], [3600, '1 hour']].map(([v, l]) => el('option', { value: v, selected: v === bucket }, l)))));
+        [[10, '10 s'], [60, '1 min'], [300, '5 min'], [900, '15 min'], [3600, '1 hour']].map(([v, l]) => el('option', { value: v, selected: v === bucket }, l)))),
+      field('Duration scale', el('select', { id: 'm-scale', onchange: (e) => { scale = e.target.value; write(); } },
+        [['auto', 'Auto'], ['linear', 'Linear'], ['log', 'Logarithmic']].map(([v, l]) => el('option', { value: v, selected: v === scale }, l)))));
     form.addEventListener('submit', (e) => e.preventDefault());
     const body = el('div');
     root.append(el('h1', { class: 'view-title' }, 'Metrics'), form, body);
@@ -585,12 +594,15 @@
         tile('Exceptions', fmtNum(sum('exceptions'))));
       const bucketMs = bucket * 1000;
       const per = { 10: '10 s', 60: 'minute', 300: '5 min', 900: '15 min', 3600: 'hour' }[bucket] || fmtDur(bucketMs);
+      const p50s = bs.map((b) => b.duration_p50).filter((v) => v > 0).sort((a, b) => a - b);
+      const p99max = Math.max(0, ...bs.map((b) => b.duration_p99 || 0));
+      const logDur = scale === 'log' || (scale === 'auto' && p50s.length > 0 && p99max > 20 * p50s[p50s.length >> 1]);
       const cw = body.clientWidth || root.clientWidth || 600;
       const width = (cw >= 880 ? (cw - 12) / 2 : cw) - 24;
       const charts = bs.length ? el('div', { class: 'charts' },
         chart({ title: `Requests per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'requests', name: 'Requests', cls: 'req' }] }),
         chart({ title: `Failed requests per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'failed', name: 'Failed', cls: 'fail' }] }),
-        chart({ title: 'Request duration', width, buckets: bs, bucketMs, kind: 'lines', unit: '', fmt: (v) => fmtDur(v) || '0',
+        chart({ title: `Request duration${logDur ? ' (log scale)' : ''}`, width, log: logDur, buckets: bs, bucketMs, kind: 'lines', unit: '', fmt: (v) => fmtDur(v) || '0',
           series: [{ key: 'duration_p50', name: 'p50', cls: 'p50' }, { key: 'duration_p95', name: 'p95', cls: 'p95' }, { key: 'duration_p99', name: 'p99', cls: 'p99' }] }),
         chart({ title: `Dependency calls per ${per}`, width, buckets: bs, bucketMs, kind: 'bars', series: [{ key: 'dependencies', name: 'Dependencies', cls: 'dep' }] }))
         : empty('No requests in this window.');
@@ -739,9 +751,12 @@
       try {
         await Promise.all([loadSummary(force), cur.inst.refresh(force)]);
         setStatus(`Updated ${fmtTime(new Date().toISOString()).slice(0, 8)}`, '');
+        $('#error').hidden = true;
       } catch (e) {
-        setStatus(`Server unreachable: ${e.message}`, 'error');
-        if (force && cur === this.current) $('#main').append(errorBox(e));
+        setStatus(e.status ? 'Server error' : 'Server unreachable', 'error');
+        const box = $('#error');
+        box.textContent = `Could not load: ${e.message}. ${$('#live').checked ? 'Retrying every 2 s.' : ''}`;
+        box.hidden = false;
       } finally {
         this.busy = false;
       }
