@@ -201,7 +201,7 @@
       el('div', { class: 'field actions' },
         el('button', { type: 'submit' }, 'Search'),
         el('button', { type: 'button', class: 'secondary', onclick: reset }, 'Clear')));
-    const status = el('p', { class: 'muted', 'aria-live': 'polite' });
+    const status = el('p', { class: 'muted' });
     const results = el('div');
     const newerBtn = el('button', { type: 'button', class: 'secondary', onclick: goNewer }, '← Newer');
     const newestBtn = el('button', { type: 'button', class: 'secondary', onclick: goNewest }, 'Newest');
@@ -369,7 +369,7 @@
     const seen = changeTracker();
     const head = el('div', { class: 'op-head' });
     const tree = el('div', { class: 'op-tree' });
-    const details = el('div', { class: 'op-details', 'aria-live': 'polite' });
+    const details = el('div', { class: 'op-details' });
     root.append(el('h1', { class: 'view-title' }, 'End-to-end transaction'), head,
       el('div', { class: 'op-layout' }, section('Timeline', tree), el('section', { class: 'panel' }, el('h2', null, 'Details'), details)));
     let bySeq = new Map();
@@ -731,8 +731,8 @@
       const key = `${route.view}/${route.arg}`;
       if (route.view === 'search') lastSearchHash = location.hash || '#/search';
       updateNav(route.view);
-      if (this.current && this.current.key === key) {
-        if (this.current.inst.update) this.current.inst.update(route);
+      if (this.current && this.current.key === key && this.current.inst.update) {
+        this.current.inst.update(route);
         return;
       }
       const main = $('#main');
@@ -753,7 +753,7 @@
         setStatus(`Updated ${fmtTime(new Date().toISOString()).slice(0, 8)}`, '');
         $('#error').hidden = true;
       } catch (e) {
-        setStatus(e.status ? 'Server error' : 'Server unreachable', 'error');
+        setStatus(e.status ? 'Server error' : 'Server unreachable', 'st-error');
         const box = $('#error');
         box.textContent = `Could not load: ${e.message}. ${$('#live').checked ? 'Retrying every 2 s.' : ''}`;
         box.hidden = false;
@@ -776,7 +776,7 @@
   function tick() {
     const live = $('#live');
     if (!live.checked || document.hidden || app.busy) return;
-    if (editing()) { setStatus('Paused while you edit a filter', 'paused'); return; }
+    if (editing()) { setStatus('Paused while you edit a filter', 'st-paused'); return; }
     app.refresh(false);
   }
 
@@ -785,7 +785,7 @@
     try { live.checked = localStorage.getItem('appinsights-local.live') !== 'off'; } catch (_) { /* private mode */ }
     live.addEventListener('change', () => {
       try { localStorage.setItem('appinsights-local.live', live.checked ? 'on' : 'off'); } catch (_) { /* ignore */ }
-      setStatus(live.checked ? 'Live' : 'Paused', live.checked ? '' : 'paused');
+      setStatus(live.checked ? 'Live' : 'Paused', live.checked ? '' : 'st-paused');
       if (live.checked) app.refresh(false);
     });
     window.addEventListener('hashchange', () => app.navigate());

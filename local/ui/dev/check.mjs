@@ -56,6 +56,12 @@ try {
   check('paused while editing', (await ev(`return document.querySelector('#status').textContent`)).includes('Paused'), await ev(`return document.querySelector('#status').textContent`));
   check('hash keeps filters', (await ev(`return location.hash`)).includes('result=504'));
   await ev(`document.activeElement.blur()`);
+  // a header chip filters the search, also while on the search
+  await ev(`document.querySelector('#summary a[data-type=ExceptionData]').click()`);
+  await waitFor(`document.querySelector('#f-type').value === 'ExceptionData' && [...document.querySelectorAll('[data-testid=search-row]')].every(r => r.dataset.type === 'ExceptionData')`);
+  check('header chip filters the search', true);
+  await ev(`history.back()`);
+  await waitFor(`document.querySelector('#f-result') && document.querySelector('#f-result').value === '504' && document.querySelector('[data-testid=search-row]')`);
   // click a row -> operation
   await ev(`document.querySelector('[data-testid=search-row] td:first-child').click()`);
   await waitFor(`document.querySelector('[data-testid=tree-node]')`);
