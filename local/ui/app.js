@@ -283,7 +283,7 @@
         cells: [
           el('time', { datetime: s.time, title: s.time }, fmtTime(s.time)),
           typeBadge(s.type),
-          el('a', { href: itemHref(s), class: 'name' }, s.name || s.message || '(no name)'),
+          el('a', { href: itemHref(s), class: 'name', title: s.message && s.message !== s.name ? s.message : null }, s.name || s.message || '(no name)'),
           outcome(s),
           fmtDur(s.duration_ms),
           s.role || '',
