@@ -1,13 +1,17 @@
 // Drives the page in headless Chromium over the DevTools protocol and checks the main flows
 // against the fixture server: python3 local/ui/dev/serve.py --live & node --experimental-websocket local/ui/dev/check.mjs
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 const base = process.env.BASE || 'http://127.0.0.1:8099/';
-const chrome = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-port=9333', '--window-size=1280,900', 'about:blank'], { stdio: 'ignore' });
+const profile = mkdtempSync(`${tmpdir()}/viewer-check-`);
+const chrome = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--remote-debugging-port=0', `--user-data-dir=${profile}`, '--window-size=1280,900', 'about:blank'], { stdio: 'ignore' });
+const devtoolsPort = () => (existsSync(`${profile}/DevToolsActivePort`) ? readFileSync(`${profile}/DevToolsActivePort`, 'utf8').split('\n')[0] : 'none');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let ws, id = 0; const pending = new Map();
 async function connect() {
   for (let i = 0; i < 50; i++) {
-    try { const l = await (await fetch('http://127.0.0.1:9333/json/list')).json(); const p = l.find((t) => t.type === 'page'); if (p) return p.webSocketDebuggerUrl; } catch (_) {}
+    try { const l = await (await fetch(`http://127.0.0.1:${devtoolsPort()}/json/list`)).json(); const p = l.find((t) => t.type === 'page'); if (p) return p.webSocketDebuggerUrl; } catch (_) {}
     await sleep(200);
   }
   throw new Error('no chrome');
@@ -109,5 +113,5 @@ try {
   check('unknown operation message', true);
 } catch (e) { console.log('ERROR', e.message); fails++; }
 check('no page errors', errors.length === 0, errors);
-chrome.kill();
+chrome.kill(); await new Promise((r) => { chrome.on('exit', r); setTimeout(r, 3000); }); rmSync(profile, { recursive: true, force: true });
 process.exit(fails ? 1 : 0);

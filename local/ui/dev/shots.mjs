@@ -1,16 +1,20 @@
 // Screenshots of every view, desktop and phone, light and dark, through the DevTools protocol:
 //   node --experimental-websocket local/ui/dev/shots.mjs [outdir]   (fixture server on :8099)
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
 const base = process.env.BASE || 'http://127.0.0.1:8099/';
 const out = process.argv[2] || '/tmp';
-const chrome = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--remote-debugging-port=9334', 'about:blank'], { stdio: 'ignore' });
+const profile = mkdtempSync(`${tmpdir()}/viewer-check-`);
+const chrome = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank'], { stdio: 'ignore' });
+const devtoolsPort = () => (existsSync(`${profile}/DevToolsActivePort`) ? readFileSync(`${profile}/DevToolsActivePort`, 'utf8').split('\n')[0] : 'none');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let ws; let id = 0; const pending = new Map();
 const send = (method, params = {}) => new Promise((res, rej) => { const i = ++id; pending.set(i, { res, rej }); ws.send(JSON.stringify({ id: i, method, params })); });
 async function target() {
   for (let i = 0; i < 50; i++) {
-    try { const p = (await (await fetch('http://127.0.0.1:9334/json/list')).json()).find((t) => t.type === 'page'); if (p) return p.webSocketDebuggerUrl; } catch (_) { /* not up yet */ }
+    try { const p = (await (await fetch(`http://127.0.0.1:${devtoolsPort()}/json/list`)).json()).find((t) => t.type === 'page'); if (p) return p.webSocketDebuggerUrl; } catch (_) { /* not up yet */ }
     await sleep(200);
   }
   throw new Error('chromium did not start');
@@ -37,4 +41,4 @@ try {
       }
     }
   }
-} finally { chrome.kill(); }
+} finally { chrome.kill(); await new Promise((r) => { chrome.on('exit', r); setTimeout(r, 3000); }); rmSync(profile, { recursive: true, force: true }); }
