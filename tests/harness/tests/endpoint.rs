@@ -91,6 +91,18 @@ fn every_base_type_is_accepted_on_both_paths() {
     assert_eq!(paths, ["/v2/track", "/v2.1/track"]);
 }
 
+/// The Python exporter (azure-monitor-opentelemetry-exporter) posts to `{IngestionEndpoint}/v2.1/track`
+/// without trimming the endpoint's trailing `/`, so a connection string as the portal gives it
+/// (`IngestionEndpoint=https://<region>.in.applicationinsights.azure.com/`) yields `//v2.1/track`.
+#[test]
+fn a_doubled_leading_slash_reaches_track() {
+    let ing = start();
+    let body = ndjson(&[item("RequestData")]);
+    let resp = http::post(ing.addr(), "//v2.1/track", "application/x-json-stream", &body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(ing.items().len(), 1);
+}
+
 #[test]
 fn a_json_array_body_is_accepted() {
     let ing = start();
