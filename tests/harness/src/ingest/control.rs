@@ -62,7 +62,12 @@ fn track(shared: &Shared, req: &Request) -> Reply {
     }
     let decoded = payload::decode_body(req);
     let mut outcome = match &decoded {
-        Ok(body) => payload::judge(body, shared.expected_ikey.as_deref(), SystemTime::now()),
+        Ok(body) => payload::judge_tolerating(
+            body,
+            shared.expected_ikey.as_deref(),
+            &shared.tolerated_tags,
+            SystemTime::now(),
+        ),
         Err(msg) => payload::Outcome {
             verdicts: Vec::new(),
             payload_error: Some(msg.clone()),
