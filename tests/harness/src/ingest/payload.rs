@@ -124,13 +124,15 @@ fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Judges every item of a decoded body. `expected_ikey`, when set, must match each
-/// item's `iKey` case-insensitively.
+/// [`judge_tolerating`] with no tolerated tags.
+#[cfg(test)]
 pub fn judge(body: &[u8], expected_ikey: Option<&str>, now: SystemTime) -> Outcome {
     judge_tolerating(body, expected_ikey, &[], now)
 }
 
-/// As [`judge`], accepting the context tags `tolerated` (string values) beyond the schema.
+/// Judges every item of a decoded body. `expected_ikey`, when set, must match each
+/// item's `iKey` case-insensitively; the context tags `tolerated` (string values) are
+/// accepted beyond the schema.
 pub fn judge_tolerating(body: &[u8], expected_ikey: Option<&str>, tolerated: &[String], now: SystemTime) -> Outcome {
     let judged = match first_non_space(body) {
         None => return Outcome::rejected("no telemetry items in the payload".to_string()),
