@@ -14,6 +14,8 @@
 //! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
 //! - [`envoy`]: runs the real Envoy binary for the integration tests;
 //! - [`floor`]: the host-call floor filter's configuration, from the filter's read plan;
+//! - [`otel_backend`]: runs `tests/otel-backend/app.py`, a backend instrumented with the
+//!   official Azure Monitor OpenTelemetry distro for Python;
 //! - [`oci`]: reading the OCI images `scripts/package.sh` writes, and a real registry on loopback;
 //! - `src/bin/ingest.rs`, `src/bin/backend.rs`: the two servers as stand-alone programs;
 //! - `src/bin/envoy-config.rs`: the renderer as a program (used by `scripts/gateway.sh`);
@@ -28,4 +30,5 @@ pub mod http;
 pub mod imds;
 pub mod ingest;
 pub mod oci;
+pub mod otel_backend;
 pub mod schema;
