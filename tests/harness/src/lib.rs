@@ -10,6 +10,7 @@
 //! - [`imds`]: a double of Azure's instance metadata endpoint (managed identity tokens);
 //! - [`backend`]: a sample upstream service with status/delay/bytes/SSE/echo routes, and
 //!   OpenAI-compatible answers with known token usage;
+//! - [`browser`]: headless Chromium for page tests (the DOM after scripts ran, screenshots);
 //! - [`cli`]: the small argument parser shared by the two programs;
 //! - [`envoy_config`]: renders the Envoy configuration (gateway, tests, compose, benchmark);
 //! - [`envoy`]: runs the real Envoy binary for the integration tests;
@@ -22,6 +23,7 @@
 //! - `src/bin/host-calls.rs`: [`floor`] as a program (used by `scripts/bench.sh`).
 
 pub mod backend;
+pub mod browser;
 pub mod cli;
 pub mod envoy;
 pub mod envoy_config;
