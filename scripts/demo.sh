@@ -8,8 +8,13 @@
 # With it: telemetry goes to that Application Insights resource; the demo prints what the
 # ingestion service answered (look for the items in the portal's Transaction search).
 #
+# With OTEL_BACKEND=1: the backend behind the gateway is tests/otel-backend/app.py, instrumented
+# with the official Azure Monitor OpenTelemetry distro for Python; it sends its own telemetry
+# to the same place, and its items nest under the gateway's (its Request is the child of the
+# gateway's Dependency). It calls the sample backend as its own dependency.
+#
 # Ports (override with env): DEMO_PORT=10000 (gateway), DEMO_ADMIN_PORT=19901,
-# DEMO_BACKEND_PORT=18080, DEMO_INGEST_PORT=19001.
+# DEMO_BACKEND_PORT=18080, DEMO_INGEST_PORT=19001, DEMO_OTEL_PORT=18081 (OTEL_BACKEND=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,6 +23,8 @@ DEMO_PORT="${DEMO_PORT:-10000}"
 DEMO_ADMIN_PORT="${DEMO_ADMIN_PORT:-19901}"
 DEMO_BACKEND_PORT="${DEMO_BACKEND_PORT:-18080}"
 DEMO_INGEST_PORT="${DEMO_INGEST_PORT:-19001}"
+DEMO_OTEL_PORT="${DEMO_OTEL_PORT:-18081}"
+OTEL_BACKEND="${OTEL_BACKEND:-0}"
 
 SKIP_LOAD_TOOLS=1 scripts/setup.sh
 scripts/build.sh
@@ -40,7 +47,9 @@ pids+=($!)
 if [ -z "${APPLICATIONINSIGHTS_CONNECTION_STRING:-}" ]; then
   local_ingest=1
   rm -f .work/demo-items.ndjson
-  target/debug/ingest --listen "127.0.0.1:$DEMO_INGEST_PORT" --store .work/demo-items.ndjson > .work/demo-ingest.log 2>&1 &
+  # The Python exporter adds ai.user.userAgent, a tag outside the schema: tolerated, not rejected.
+  target/debug/ingest --listen "127.0.0.1:$DEMO_INGEST_PORT" --store .work/demo-items.ndjson --tolerate-tag ai.user.userAgent \
+    > .work/demo-ingest.log 2>&1 &
   pids+=($!)
   export APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-00000000de70;IngestionEndpoint=http://127.0.0.1:$DEMO_INGEST_PORT/"
   wait_for "the local ingestion endpoint" curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats"
@@ -50,10 +59,20 @@ else
   step "telemetry goes to the Application Insights resource in APPLICATIONINSIGHTS_CONNECTION_STRING"
 fi
 
+upstream="127.0.0.1:$DEMO_BACKEND_PORT"
+if [ "$OTEL_BACKEND" = 1 ]; then
+  step "starting the instrumented backend (Azure Monitor OpenTelemetry distro) on 127.0.0.1:$DEMO_OTEL_PORT"
+  .venv/bin/python tests/otel-backend/app.py --listen "127.0.0.1:$DEMO_OTEL_PORT" --role orders-backend \
+    --downstream "http://127.0.0.1:$DEMO_BACKEND_PORT" > .work/demo-otel-backend.log 2>&1 &
+  pids+=($!)
+  wait_for "the instrumented backend (log: .work/demo-otel-backend.log)" curl -sf "http://127.0.0.1:$DEMO_OTEL_PORT/health"
+  upstream="127.0.0.1:$DEMO_OTEL_PORT"
+fi
+
 # The demo's filter configuration: an "orders" API with operations, a trace rule for 5xx.
 # The logger comes from APPLICATIONINSIGHTS_CONNECTION_STRING.
 PLUGIN_CONFIG="$PWD/scripts/demo-plugin.json" \
-BACKEND="127.0.0.1:$DEMO_BACKEND_PORT" LISTEN_ADDRESS=127.0.0.1 LISTEN_PORT="$DEMO_PORT" ADMIN_PORT="$DEMO_ADMIN_PORT" \
+BACKEND="$upstream" LISTEN_ADDRESS=127.0.0.1 LISTEN_PORT="$DEMO_PORT" ADMIN_PORT="$DEMO_ADMIN_PORT" \
   CONCURRENCY=1 SERVICE_CLUSTER=demo-gateway SERVICE_NODE=demo-gateway-0 \
   scripts/gateway.sh > .work/demo-gateway.log 2>&1 &
 pids+=($!)
@@ -65,6 +84,9 @@ requests=(
   "DELETE /api/orders/7" "GET /api/customers?name=ada" "GET /status/404" "GET /status/500"
   "GET /status/503" "GET /delay/150" "GET /bytes/2048" "GET /api/health"
 )
+if [ "$OTEL_BACKEND" = 1 ]; then # what the instrumented backend serves
+  requests=("GET /api/orders/42" "GET /api/orders/7" "GET /health" "GET /fail" "GET /api/unknown")
+fi
 for r in "${requests[@]}"; do
   method="${r%% *}"; path="${r#* }"
   body=(); [ "$method" = GET ] || body=(-H 'content-type: application/json' --data-binary '{"demo":true}')

@@ -8,6 +8,9 @@
 #   - wrk and h2load (load generators for scripts/bench.sh)
 #   - the CNCF distribution registry (Debian's docker-registry), which the OCI image test
 #     pushes to and pulls from on loopback
+#   - the Azure Monitor OpenTelemetry distro for Python, Flask and requests in .venv/ (the
+#     instrumented backend, tests/otel-backend/app.py)
+#   - Debian's chromium, headless, for tests that load pages (tests/harness/src/browser.rs)
 # Idempotent: run it as often as you like. Prints each step; exits non-zero with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,9 @@ source scripts/lib.sh
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
 JSONSCHEMA_VERSION=4.26.0
 PYYAML_VERSION=6.0.3
+AZURE_MONITOR_OTEL_VERSION=1.8.11
+FLASK_VERSION=3.1.3
+REQUESTS_VERSION=2.34.2
 
 apt_install() {
   local pkgs=("$@")
@@ -97,6 +103,34 @@ setup_schema_tools() {
   ok "jsonschema and PyYAML installed (.venv)"
 }
 
+# The instrumented backend (tests/otel-backend/app.py): the official distro, and a web
+# framework and HTTP client it instruments.
+setup_otel_backend() {
+  local pin="azure-monitor-opentelemetry==$AZURE_MONITOR_OTEL_VERSION flask==$FLASK_VERSION requests==$REQUESTS_VERSION"
+  if .venv/bin/python - "$AZURE_MONITOR_OTEL_VERSION" "$FLASK_VERSION" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(0 if (version("azure-monitor-opentelemetry"), version("flask")) == tuple(sys.argv[1:]) else 1)
+PY
+  then ok "azure-monitor-opentelemetry $AZURE_MONITOR_OTEL_VERSION and Flask present (.venv)"; return; fi
+  step "pip install $pin (.venv)"
+  # shellcheck disable=SC2086
+  .venv/bin/pip install -q --disable-pip-version-check $pin || die "pip install $pin failed"
+  ok "azure-monitor-opentelemetry $AZURE_MONITOR_OTEL_VERSION and Flask installed (.venv)"
+}
+
+# Headless Chromium for page tests; without recommends (no fonts/desktop extras it can do
+# without). Checked by rendering a data: URL as root would (--no-sandbox).
+setup_chromium() {
+  if ! command -v chromium >/dev/null; then
+    APT_OPTS=--no-install-recommends apt_install chromium
+  fi
+  command -v chromium >/dev/null || die "installed chromium but it is not on PATH"
+  chromium --headless --no-sandbox --disable-gpu --dump-dom 'data:text/html,<p>ok</p>' 2>/dev/null | grep -q '<p>ok</p>' \
+    || die "chromium does not run headless (chromium --headless --no-sandbox --dump-dom)"
+  ok "chromium present, runs headless ($(chromium --version 2>/dev/null))"
+}
+
 # `docker-compose config` checks docker-compose.yml without a Docker daemon. Debian ships
 # Compose v1 as docker-compose; without recommends it does not pull in the Docker engine.
 setup_compose() {
@@ -130,6 +164,8 @@ setup_lint_tools
 setup_envoy
 setup_registry
 setup_schema_tools
+setup_otel_backend
+setup_chromium
 setup_compose
 if [ "${SKIP_LOAD_TOOLS:-}" != 1 ]; then setup_load_tools; fi
 ok "setup complete"

@@ -24,10 +24,34 @@ def describe(item):
     return kind, json.dumps(d)[:60], "", ""
 
 
+def depth(item, by_id):
+    """How deep `item` nests under its operation's root (parentId → id), at most 5."""
+    n, parent = 0, item["tags"].get("ai.operation.parentId")
+    while parent in by_id and n < 5:
+        n, parent = n + 1, by_id[parent]["tags"].get("ai.operation.parentId")
+    return n
+
+
 def main():
     items = [json.loads(line) for line in sys.stdin if line.strip()]
     items.sort(key=lambda i: i["time"])
+    roles = {i["tags"].get("ai.cloud.role", "") for i in items}
     print(f"\n{len(items)} items arrived:\n")
+    if len(roles) > 1:
+        # Several apps (the gateway and an instrumented backend): operations together,
+        # each item indented under its parent, with the app that sent it.
+        first = {}
+        for i in items:
+            first.setdefault(i["tags"].get("ai.operation.id", ""), i["time"])
+        items.sort(key=lambda i: (first[i["tags"].get("ai.operation.id", "")], i["time"]))
+        by_id = {i["data"]["baseData"]["id"]: i for i in items if "id" in i["data"]["baseData"]}
+        print(f"{'time (UTC)':<16} {'operation':<10} {'role':<15} {'item':<16} {'name':<30} {'result':<12} duration")
+        for item in items:
+            kind, name, result, duration = describe(item)
+            nested = "  " * depth(item, by_id) + kind
+            print(f"{item['time'][11:26]:<16} {item['tags'].get('ai.operation.id', '')[:8]:<10} "
+                  f"{item['tags'].get('ai.cloud.role', '')[:15]:<15} {nested:<16} {name[:30]:<30} {result[:12]:<12} {duration}")
+        return
     print(f"{'time (UTC)':<16} {'operation':<10} {'item':<10} {'name':<30} {'result':<12} {'duration':<17} operation name")
     for item in items:
         kind, name, result, duration = describe(item)

@@ -50,6 +50,10 @@ pub struct IngestConfig {
     /// When set, only the newest `keep` items and requests stay in memory (counters go on):
     /// for long runs such as the benchmark. `None` keeps everything (tests).
     pub keep: Option<usize>,
+    /// Context tags accepted (as strings) although the schema does not list them, for
+    /// SDK output that the real service takes: the Python Azure Monitor exporter's
+    /// `ai.user.userAgent` (reference §2.5, "Not exposed in Swagger"). Empty: strict.
+    pub tolerated_tags: Vec<String>,
 }
 
 impl Default for IngestConfig {
@@ -59,6 +63,7 @@ impl Default for IngestConfig {
             expected_ikey: None,
             store_path: None,
             keep: None,
+            tolerated_tags: Vec::new(),
         }
     }
 }
@@ -119,6 +124,7 @@ struct Shared {
     started: Instant,
     expected_ikey: Option<String>,
     keep: Option<usize>,
+    tolerated_tags: Vec<String>,
     recorded: Mutex<Recorded>,
     items_changed: Condvar,
 }
@@ -146,6 +152,7 @@ impl IngestServer {
             started: Instant::now(),
             expected_ikey: cfg.expected_ikey,
             keep: cfg.keep,
+            tolerated_tags: cfg.tolerated_tags,
             recorded: Mutex::new(Recorded {
                 store,
                 ..Recorded::default()

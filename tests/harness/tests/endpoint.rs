@@ -91,6 +91,49 @@ fn every_base_type_is_accepted_on_both_paths() {
     assert_eq!(paths, ["/v2/track", "/v2.1/track"]);
 }
 
+/// The Python exporter (azure-monitor-opentelemetry-exporter) posts to `{IngestionEndpoint}/v2.1/track`
+/// without trimming the endpoint's trailing `/`, so a connection string as the portal gives it
+/// (`IngestionEndpoint=https://<region>.in.applicationinsights.azure.com/`) yields `//v2.1/track`.
+#[test]
+fn a_doubled_leading_slash_reaches_track() {
+    let ing = start();
+    let body = ndjson(&[item("RequestData")]);
+    let resp = http::post(ing.addr(), "//v2.1/track", "application/x-json-stream", &body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(ing.items().len(), 1);
+}
+
+/// A tag outside the schema is rejected unless the endpoint was told to tolerate it (the
+/// Python exporter's `ai.user.userAgent`, reference §2.5); the item is stored as sent.
+#[test]
+fn a_tolerated_tag_is_accepted_only_where_configured() {
+    let mut it = item("RequestData");
+    it["tags"]["ai.user.userAgent"] = json!("curl/8");
+    let body = ndjson(std::slice::from_ref(&it));
+    let strict = start();
+    http::post(strict.addr(), TRACK, "application/x-json-stream", &body).unwrap();
+    assert_eq!(strict.stats().items_rejected, 1);
+    let tolerant = IngestServer::start(IngestConfig {
+        tolerated_tags: vec!["ai.user.userAgent".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let resp = http::post(tolerant.addr(), TRACK, "application/x-json-stream", &body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(tolerant.items()[0]["tags"]["ai.user.userAgent"], "curl/8");
+    // Only that tag, and only as a string.
+    it["tags"]["ai.user.userAgent"] = json!(1);
+    it["tags"]["ai.user.other"] = json!("x");
+    http::post(
+        tolerant.addr(),
+        TRACK,
+        "application/json",
+        &serde_json::to_vec(&[it]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tolerant.stats().items_rejected, 1);
+}
+
 #[test]
 fn a_json_array_body_is_accepted() {
     let ing = start();

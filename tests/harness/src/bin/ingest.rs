@@ -1,4 +1,5 @@
-//! `ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N]`
+//! `ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N]
+//!        [--tolerate-tag ai.user.userAgent]`
 //!
 //! Runs the local Application Insights ingestion endpoint in the foreground. Prints
 //! `listening on <addr>` when ready; stops on SIGTERM/SIGINT (stored lines are
@@ -11,11 +12,12 @@ use std::process::ExitCode;
 use harness::cli;
 use harness::ingest::{IngestConfig, IngestServer};
 
-const USAGE: &str = "usage: ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N]";
+const USAGE: &str =
+    "usage: ingest [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] [--keep N] [--tolerate-tag TAG]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match cli::parse_flags(&args, &["listen", "ikey", "store", "keep"]) {
+    let flags = match cli::parse_flags(&args, &["listen", "ikey", "store", "keep", "tolerate-tag"]) {
         Ok(flags) => flags,
         Err(msg) => return usage_error(&msg),
     };
@@ -28,6 +30,10 @@ fn main() -> ExitCode {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return usage_error("--keep needs a number"),
         },
+        tolerated_tags: cli::flag(&flags, "tolerate-tag")
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
     };
     match IngestServer::start(cfg) {
         Ok(server) => {

@@ -22,7 +22,10 @@ use crate::http::{Reply, Request, Response};
 /// Dispatches one request.
 pub(super) fn route(shared: &Shared, req: &Request) -> Reply {
     let method = req.method.as_str();
-    let resp = match (req.path_only(), method) {
+    // Leading slashes collapse to one: the Python exporter appends `/v2.1/track` to an
+    // `IngestionEndpoint` that ends in `/`, as the portal's connection strings do.
+    let path = format!("/{}", req.path_only().trim_start_matches('/'));
+    let resp = match (path.as_str(), method) {
         ("/v2/track" | "/v2.1/track", "POST") => return track(shared, req),
         ("/v2/track" | "/v2.1/track", _) => not_allowed("POST"),
         ("/_items", "GET") => items_ndjson(shared),
@@ -59,7 +62,12 @@ fn track(shared: &Shared, req: &Request) -> Reply {
     }
     let decoded = payload::decode_body(req);
     let mut outcome = match &decoded {
-        Ok(body) => payload::judge(body, shared.expected_ikey.as_deref(), SystemTime::now()),
+        Ok(body) => payload::judge_tolerating(
+            body,
+            shared.expected_ikey.as_deref(),
+            &shared.tolerated_tags,
+            SystemTime::now(),
+        ),
         Err(msg) => payload::Outcome {
             verdicts: Vec::new(),
             payload_error: Some(msg.clone()),

@@ -124,13 +124,20 @@ fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Judges every item of a decoded body. `expected_ikey`, when set, must match each
-/// item's `iKey` case-insensitively.
+/// [`judge_tolerating`] with no tolerated tags.
+#[cfg(test)]
 pub fn judge(body: &[u8], expected_ikey: Option<&str>, now: SystemTime) -> Outcome {
+    judge_tolerating(body, expected_ikey, &[], now)
+}
+
+/// Judges every item of a decoded body. `expected_ikey`, when set, must match each
+/// item's `iKey` case-insensitively; the context tags `tolerated` (string values) are
+/// accepted beyond the schema.
+pub fn judge_tolerating(body: &[u8], expected_ikey: Option<&str>, tolerated: &[String], now: SystemTime) -> Outcome {
     let judged = match first_non_space(body) {
         None => return Outcome::rejected("no telemetry items in the payload".to_string()),
-        Some(b'[') => judge_array(body, now),
-        Some(_) => Ok(judge_ndjson(body, now)),
+        Some(b'[') => judge_array(body, tolerated, now),
+        Some(_) => Ok(judge_ndjson(body, tolerated, now)),
     };
     match judged {
         Ok(verdicts) => Outcome {
@@ -145,7 +152,23 @@ fn first_non_space(body: &[u8]) -> Option<u8> {
     body.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
-fn judge_array(body: &[u8], now: SystemTime) -> Result<Vec<Verdict>, String> {
+/// Validates `item` as if the tolerated tags (where strings) were not there.
+fn validate(item: &Value, tolerated: &[String], now: SystemTime) -> Result<(), String> {
+    let has_tolerated = item
+        .get("tags")
+        .and_then(Value::as_object)
+        .is_some_and(|tags| tolerated.iter().any(|t| tags.get(t).is_some_and(Value::is_string)));
+    if !has_tolerated {
+        return schema::validate_envelope(item, now);
+    }
+    let mut stripped = item.clone();
+    if let Some(tags) = stripped.get_mut("tags").and_then(Value::as_object_mut) {
+        tags.retain(|k, v| !(v.is_string() && tolerated.iter().any(|t| t == k)));
+    }
+    schema::validate_envelope(&stripped, now)
+}
+
+fn judge_array(body: &[u8], tolerated: &[String], now: SystemTime) -> Result<Vec<Verdict>, String> {
     let items: Vec<Value> = serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
     let judge_one = |item: Value| {
         let size = item.to_string().len();
@@ -155,7 +178,7 @@ fn judge_array(body: &[u8], now: SystemTime) -> Result<Vec<Verdict>, String> {
                 schema::MAX_ITEM_BYTES
             ));
         }
-        match schema::validate_envelope(&item, now) {
+        match validate(&item, tolerated, now) {
             Ok(()) => Verdict::Accepted(item),
             Err(msg) => Verdict::Invalid(msg),
         }
@@ -164,11 +187,21 @@ fn judge_array(body: &[u8], now: SystemTime) -> Result<Vec<Verdict>, String> {
 }
 
 /// One item per non-empty line; the index counts items, not blank lines.
-fn judge_ndjson(body: &[u8], now: SystemTime) -> Vec<Verdict> {
+fn judge_ndjson(body: &[u8], tolerated: &[String], now: SystemTime) -> Vec<Verdict> {
+    let judge_line = |line: &[u8]| {
+        if tolerated.is_empty() {
+            return schema::validate_line(line, now);
+        }
+        if line.len() > schema::MAX_ITEM_BYTES {
+            return schema::validate_line(line, now); // the size verdict
+        }
+        let item: Value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
+        validate(&item, tolerated, now).map(|()| item)
+    };
     body.split(|b| *b == b'\n')
         .map(|line| line.trim_ascii())
         .filter(|line| !line.is_empty())
-        .map(|line| match schema::validate_line(line, now) {
+        .map(|line| match judge_line(line) {
             Ok(item) => Verdict::Accepted(item),
             Err(msg) => Verdict::Invalid(msg),
         })
