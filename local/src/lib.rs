@@ -17,4 +17,6 @@
 pub mod cli;
 pub mod http;
 pub mod ingest;
+pub mod sample;
 pub mod schema;
+pub mod store;
