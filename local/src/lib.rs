@@ -11,12 +11,24 @@
 //!   published schema (field types, required fields, maximum lengths);
 //! - [`ingest`]: the ingestion endpoint (`/v2/track`, `/v2.1/track`) that validates,
 //!   stores and records what it receives, with fault injection and an HTTP control API;
+//! - [`store`]: the product's bounded store of accepted and rejected items (and its file);
+//! - [`api`]: the JSON query API over the store (docs/local.md);
+//! - [`ui`]: the viewer page, embedded;
+//! - [`sample`]: envelopes of every kind from a few fields (tests, demos);
 //! - [`cli`]: the small argument parser shared by the programs;
 //! - `src/bin/appinsights-local.rs`: the endpoint as a program.
 
+// Server code paths handle untrusted network input: no panics (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod api;
 pub mod cli;
 pub mod http;
 pub mod ingest;
 pub mod sample;
 pub mod schema;
 pub mod store;
+pub mod ui;

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-pub use record::{iso, parse_iso_ms, Kind, Record, Summary};
+pub use record::{iso, parse_iso_ms, Kind, Record, Summary, KINDS};
 
 /// Bytes counted per item on top of its JSON (the extracted fields, the buffer slot).
 const ENTRY_OVERHEAD_BYTES: usize = 256;

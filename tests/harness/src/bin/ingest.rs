@@ -4,6 +4,9 @@
 //! `listening on <addr>` when ready; stops on SIGTERM/SIGINT (stored lines are
 //! written and flushed per request, so nothing is lost). `--keep N` bounds what stays in
 //! memory for long runs (counters keep counting). See `harness::ingest`.
+//!
+//! The test-oriented alias of `appinsights-local` (`local/`): same endpoint, same query
+//! API and viewer, but the recorded lists stay unbounded unless `--keep` is given.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return usage_error("--keep needs a number"),
         },
+        ..IngestConfig::default()
     };
     match IngestServer::start(cfg) {
         Ok(server) => {

@@ -1,0 +1,2 @@
+// Placeholder: the viewer's script replaces this file.
+"use strict";
