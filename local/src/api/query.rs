@@ -34,8 +34,8 @@ pub fn summary(store: &Store) -> Value {
 #[derive(Debug, Default)]
 pub struct Filter {
     pub kind: Option<Kind>,
-    /// Lower-cased; matched case-insensitively (ASCII) against the item's JSON.
-    pub q: Option<String>,
+    /// Matched case-insensitively (ASCII) against the item's JSON.
+    pub q: Option<Needle>,
     pub operation_name: Option<String>,
     pub result: Option<String>,
     pub success: Option<bool>,
@@ -45,7 +45,7 @@ pub struct Filter {
 
 impl Filter {
     /// The filter of a request's parameters.
-    pub fn of(params: &Params) -> Result<Filter, String> {
+    pub fn of(params: &Params, store: &Store) -> Result<Filter, String> {
         let kind = match params.get("type") {
             None => None,
             Some(t) => match Kind::from_base_type(t) {
@@ -55,7 +55,9 @@ impl Filter {
         };
         Ok(Filter {
             kind,
-            q: params.get("q").map(str::to_lowercase),
+            q: params
+                .get("q")
+                .map(|q| Needle::new(q, store.newest_first().take(64).map(|e| e.text.as_str()))),
             operation_name: params.get("operation_name").map(str::to_string),
             result: params.get("result").map(str::to_string),
             success: params.boolean("success")?,
@@ -73,44 +75,57 @@ impl Filter {
             && self.success.is_none_or(|s| r.success == Some(s))
             && self.result.as_deref().is_none_or(|x| r.result.as_deref() == Some(x))
             && self.operation_name.as_deref().is_none_or(|x| r.operation_name == x)
-            && self.q.as_deref().is_none_or(|q| contains_ignore_ascii_case(&e.text, q))
+            && self.q.as_ref().is_none_or(|q| q.found_in(&e.text))
     }
 }
 
-/// Whether `hay` contains `needle_lower` (already lower-case), ignoring ASCII case.
-pub fn contains_ignore_ascii_case(hay: &str, needle_lower: &str) -> bool {
-    let (hay, needle) = (hay.as_bytes(), needle_lower.as_bytes());
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let upper = first.to_ascii_uppercase();
-    let last_start = match hay.len().checked_sub(needle.len()) {
-        Some(n) => n,
-        None => return false,
-    };
-    let mut i = 0;
-    while i <= last_start {
-        let Some(offset) = hay
-            .get(i..=last_start)
-            .and_then(|h| h.iter().position(|&b| b == first || b == upper))
-        else {
+/// A lower-cased search text and the position of its rarest byte, the anchor that
+/// memchr looks for (in either case) before comparing the whole text.
+#[derive(Debug, Default)]
+pub struct Needle {
+    lower: Vec<u8>,
+    anchor: usize,
+}
+
+impl Needle {
+    /// `text` lower-cased; the anchor is the byte least frequent in `sample`.
+    pub fn new<'a>(text: &str, sample: impl Iterator<Item = &'a str>) -> Needle {
+        let lower = text.to_lowercase().into_bytes();
+        let mut freq = [0u32; 256];
+        for b in sample.flat_map(str::bytes) {
+            if let Some(f) = freq.get_mut(usize::from(b.to_ascii_lowercase())) {
+                *f += 1;
+            }
+        }
+        let rank = |b: &u8| freq.get(usize::from(*b)).copied().unwrap_or(0);
+        let anchor = (0..lower.len())
+            .min_by_key(|&i| lower.get(i).map_or(0, rank))
+            .unwrap_or(0);
+        Needle { lower, anchor }
+    }
+
+    /// Whether `hay` contains the text, ignoring ASCII case.
+    pub fn found_in(&self, hay: &str) -> bool {
+        let (hay, needle) = (hay.as_bytes(), self.lower.as_slice());
+        let Some(&anchor) = needle.get(self.anchor) else {
+            return true;
+        };
+        let Some(last_start) = hay.len().checked_sub(needle.len()) else {
             return false;
         };
-        let start = i + offset + 1;
-        if hay
-            .get(start..start + rest.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(rest))
-        {
-            return true;
-        }
-        i = start;
+        let Some(candidates) = hay.get(self.anchor..=last_start + self.anchor) else {
+            return false;
+        };
+        memchr::memchr2_iter(anchor, anchor.to_ascii_uppercase(), candidates).any(|at| {
+            hay.get(at..at + needle.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(needle))
+        })
     }
-    false
 }
 
 /// `/api/items`: matching items' summaries, newest first, one page.
 pub fn items(store: &Store, params: &Params) -> Result<Value, String> {
-    let filter = Filter::of(params)?;
+    let filter = Filter::of(params, store)?;
     let limit = params.limit()?;
     let before = params.number::<u64>("before_seq")?.unwrap_or(u64::MAX);
     let (mut total, mut page) = (0usize, Vec::new());

@@ -392,3 +392,16 @@ fn the_endpoint_serves_the_api_and_the_page_over_http() {
     assert_eq!(client::get(server.addr(), "/ui/nope.js").unwrap().status, 404);
     assert_eq!(server.items().len(), 1, "the test-facing list is fed too");
 }
+
+#[test]
+fn the_text_search_anchors_on_any_byte_and_ignores_ascii_case() {
+    let texts = ["aaaa xyz", "aaaa"];
+    let needle = query::Needle::new("AXy", texts.iter().copied());
+    assert!(!needle.found_in("aaaa xyz"));
+    assert!(needle.found_in("..aXY.."));
+    assert!(needle.found_in("AXY"));
+    assert!(!needle.found_in("AX"));
+    assert!(!needle.found_in("XY"));
+    assert!(query::Needle::new("", texts.iter().copied()).found_in("anything"));
+    assert!(query::Needle::new("ünï", texts.iter().copied()).found_in("x ünï"));
+}
