@@ -22,8 +22,8 @@ fn envelope(op: &Op, base_type: &str, name: &str, parent: &str, base: Value) -> 
         "ai.cloud.role": op.role,
         "ai.cloud.roleInstance": "local-1",
     });
-    if !parent.is_empty() {
-        tags["ai.operation.parentId"] = json!(parent);
+    if let (false, Some(tags)) = (parent.is_empty(), tags.as_object_mut()) {
+        tags.insert("ai.operation.parentId".into(), json!(parent));
     }
     json!({
         "name": format!("Microsoft.ApplicationInsights.{name}"),
@@ -80,8 +80,8 @@ pub fn metric(op: &Op, name: &str, namespace: &str, stats: [f64; 4], properties:
     let [value, count, min, max] = stats;
     let mut m = json!({"name": name, "kind": "Aggregation", "value": value, "count": count.round() as i64,
         "min": min, "max": max, "stdDev": 0.0});
-    if !namespace.is_empty() {
-        m["ns"] = json!(namespace);
+    if let (false, Some(m)) = (namespace.is_empty(), m.as_object_mut()) {
+        m.insert("ns".into(), json!(namespace));
     }
     let base = json!({"ver": 2, "metrics": [m], "properties": properties});
     envelope(op, "MetricData", "Metric", "", base)

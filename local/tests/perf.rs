@@ -28,9 +28,9 @@ fn operation(n: usize) -> Vec<Value> {
         operation_name: name,
         role,
         time_ms: T0 + (n as i64) * 36 + ms,
-        sample_rate: if n % 3 == 0 { 50.0 } else { 100.0 },
+        sample_rate: if n.is_multiple_of(3) { 50.0 } else { 100.0 },
     };
-    let code = if n % 17 == 0 { 500 } else { 200 };
+    let code = if n.is_multiple_of(17) { 500 } else { 200 };
     let (g, b) = (at("gateway", 0), at("backend", 2));
     let mut items = vec![
         sample::request(&g, &gw, "", code, 20.0 + (n % 200) as f64),
@@ -62,7 +62,7 @@ fn periodic(n: usize) -> Vec<Value> {
             [120.0, 3.0, 10.0, 80.0],
             json!({"model": "gpt"}),
         ),
-        sample::availability(&o, &format!("a{n}"), "gateway health", "local", n % 40 != 0),
+        sample::availability(&o, &format!("a{n}"), "gateway health", "local", !n.is_multiple_of(40)),
     ]
 }
 
@@ -71,7 +71,7 @@ fn filled() -> Store {
     let (mut n, mut stored) = (0, 0);
     while stored < ITEMS {
         let mut batch = operation(n);
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             batch.extend(periodic(n));
         }
         batch.truncate(ITEMS - stored);
