@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The shape of the filter's source: lines per file and per function, outside tests.
+"""The shape of the product's source: lines per file and per function, outside tests.
 
 Run by scripts/test.sh after `cargo fmt --check` (the measure relies on rustfmt's layout:
 a function's closing brace sits alone on a line at the indentation of its `fn`). Fails
 when a file in src/ holds more than MAX_FILE_LINES lines of non-test code or a function
 is longer than MAX_FN_LINES, so long files and functions are a decision, not a drift.
+Checked: the filter (src/) and appinsights-local (local/src/).
 
     scripts/code_shape.py            # check, print a one-line summary
     scripts/code_shape.py --list 30  # also list the functions longer than 30 lines
@@ -73,10 +74,14 @@ def functions(numbered):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", type=int, metavar="N", help="list functions longer than N lines")
-    parser.add_argument("--root", default=pathlib.Path(__file__).resolve().parent.parent / "src")
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    parser.add_argument("--root", action="append", help="a source tree to check (default: src/ and local/src/)")
     args = parser.parse_args()
     problems, lengths, listed = [], [], []
-    for path in sorted(pathlib.Path(args.root).rglob("*.rs")):
+    roots = args.root or [repo / "src", repo / "local" / "src"]
+    # A `tests.rs` file is a test module (`#[cfg(test)] mod tests;` in its parent).
+    sources = (p for root in roots for p in pathlib.Path(root).rglob("*.rs") if p.name != "tests.rs")
+    for path in sorted(sources):
         lines = path.read_text().splitlines()
         code = non_test_lines(lines)
         if len(code) > MAX_FILE_LINES:

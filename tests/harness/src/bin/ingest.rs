@@ -4,7 +4,11 @@
 //! Runs the local Application Insights ingestion endpoint in the foreground. Prints
 //! `listening on <addr>` when ready; stops on SIGTERM/SIGINT (stored lines are
 //! written and flushed per request, so nothing is lost). `--keep N` bounds what stays in
-//! memory for long runs (counters keep counting). See `harness::ingest`.
+//! memory for long runs (counters keep counting; the query API's store keeps N items too).
+//! See `harness::ingest`.
+//!
+//! The test-oriented alias of `appinsights-local` (`local/`): same endpoint, same query
+//! API and viewer, but the recorded lists stay unbounded unless `--keep` is given.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +25,7 @@ fn main() -> ExitCode {
         Ok(flags) => flags,
         Err(msg) => return usage_error(&msg),
     };
-    let cfg = IngestConfig {
+    let mut cfg = IngestConfig {
         bind: cli::flag(&flags, "listen").unwrap_or("127.0.0.1:9001").to_string(),
         expected_ikey: cli::flag(&flags, "ikey").map(str::to_string),
         store_path: cli::flag(&flags, "store").map(PathBuf::from),
@@ -34,7 +38,12 @@ fn main() -> ExitCode {
             .map(str::to_string)
             .into_iter()
             .collect(),
+        ..IngestConfig::default()
     };
+    // `--keep` bounds the query API's store too (long runs such as the benchmark).
+    if let Some(keep) = cfg.keep {
+        cfg.limits.max_items = keep.max(1);
+    }
     match IngestServer::start(cfg) {
         Ok(server) => {
             cli::announce(server.addr());

@@ -10,6 +10,8 @@
 //! | `GET /_requests` | received `track` requests as NDJSON (body as UTF-8 text) |
 //! | `POST /_fault` | set a fault, e.g. `{"mode":"status","code":503,"retry_after":"5","count":3}` |
 //! | `GET /_health` | 200 `ok` |
+//! | `GET /api/...` | the query API ([`crate::api`]) |
+//! | `GET /`, `GET /ui/<file>` | the viewer page ([`crate::ui`]) |
 
 use std::thread;
 use std::time::SystemTime;
@@ -41,6 +43,8 @@ pub(super) fn route(shared: &Shared, req: &Request) -> Reply {
         ("/_fault", "POST") => post_fault(shared, &req.body),
         ("/_fault", _) => not_allowed("POST"),
         ("/_health", _) => Response::text(200, "ok"),
+        (path, _) if path.starts_with("/api/") => crate::api::route(&shared.store(), req),
+        (path, "GET" | "HEAD") if let Some(page) = crate::ui::route(path) => page,
         _ => Response::json(404, &json!({"error": "not found", "path": req.path})),
     };
     Reply::Send(resp)

@@ -9,7 +9,8 @@
 //!
 //! The same port serves a control API for other processes (see `control.rs`):
 //! `GET /_items`, `GET /_stats`, `GET /_requests`, `DELETE /_items`, `POST /_fault`,
-//! `GET /_health`.
+//! `GET /_health`; and the product's query API (`/api/...`, [`crate::api`]) over a
+//! bounded [`Store`] of the accepted and rejected items, and the viewer page ([`crate::ui`]).
 //!
 //! Layout: this file holds the server and the recorded state; `payload.rs` judges a
 //! request; `fault.rs` defines faults; `control.rs` routes requests.
@@ -24,17 +25,17 @@ mod control;
 mod fault;
 mod payload;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::http::{self, Server};
+use crate::store::{Limits, Store};
 pub use fault::{Fault, FAULT_MESSAGE};
 use payload::Outcome;
 
@@ -45,15 +46,19 @@ pub struct IngestConfig {
     pub bind: String,
     /// When set, every item's `iKey` must equal it (case-insensitively).
     pub expected_ikey: Option<String>,
-    /// When set, accepted items are appended to this file as NDJSON (flushed per request).
+    /// When set, accepted items are appended to this file as NDJSON (flushed per request)
+    /// and its newest items are loaded into the [`Store`] on start.
     pub store_path: Option<PathBuf>,
-    /// When set, only the newest `keep` items and requests stay in memory (counters go on):
-    /// for long runs such as the benchmark. `None` keeps everything (tests).
+    /// When set, only the newest `keep` items and requests stay in the recorded lists
+    /// ([`IngestServer::items`], `/_items`; counters go on): for long runs such as the
+    /// benchmark and the product. `None` keeps everything (tests).
     pub keep: Option<usize>,
     /// Context tags accepted (as strings) although the schema does not list them, for
     /// SDK output that the real service takes: the Python Azure Monitor exporter's
     /// `ai.user.userAgent` (reference §2.5, "Not exposed in Swagger"). Empty: strict.
     pub tolerated_tags: Vec<String>,
+    /// Bounds of the [`Store`] the query API reads (always bounded).
+    pub limits: Limits,
 }
 
 impl Default for IngestConfig {
@@ -64,6 +69,7 @@ impl Default for IngestConfig {
             store_path: None,
             keep: None,
             tolerated_tags: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -114,7 +120,6 @@ struct Recorded {
     fault: Fault,
     /// Requests the current fault still applies to (`None`: until changed).
     fault_left: Option<u32>,
-    store: Option<File>,
     /// When set, track requests must carry `Authorization: Bearer <one of these>`.
     accepted_tokens: Option<Vec<String>>,
 }
@@ -127,11 +132,17 @@ struct Shared {
     tolerated_tags: Vec<String>,
     recorded: Mutex<Recorded>,
     items_changed: Condvar,
+    /// The product's bounded store (its own lock: queries do not hold up the recorder).
+    store: Mutex<Store>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Recorded> {
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -142,22 +153,20 @@ pub struct IngestServer {
 }
 
 impl IngestServer {
-    /// Starts the endpoint (opening `store_path` for appending first).
+    /// Starts the endpoint (loading `store_path` and opening it for appending first).
     pub fn start(cfg: IngestConfig) -> io::Result<IngestServer> {
         let store = match &cfg.store_path {
-            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
-            None => None,
+            Some(path) => Store::open(cfg.limits, path)?,
+            None => Store::new(cfg.limits),
         };
         let shared = Arc::new(Shared {
             started: Instant::now(),
             expected_ikey: cfg.expected_ikey,
             keep: cfg.keep,
             tolerated_tags: cfg.tolerated_tags,
-            recorded: Mutex::new(Recorded {
-                store,
-                ..Recorded::default()
-            }),
+            recorded: Mutex::new(Recorded::default()),
             items_changed: Condvar::new(),
+            store: Mutex::new(store),
         });
         let handler_state = shared.clone();
         let handler: http::Handler = Arc::new(move |req| control::route(&handler_state, req));
@@ -254,6 +263,11 @@ impl IngestServer {
         self.shared.lock().requests.clone()
     }
 
+    /// Runs `f` on the product's store (what the query API reads).
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.shared.store())
+    }
+
     /// Forgets items, requests and counters (the fault and the store file are kept).
     pub fn clear(&self) {
         clear(&self.shared);
@@ -282,6 +296,8 @@ fn clear(shared: &Shared) {
     rec.metrics.clear();
     rec.requests.clear();
     rec.stats = IngestStats::default();
+    drop(rec);
+    shared.store().clear();
 }
 
 fn set_fault(shared: &Shared, fault: Fault, count: Option<u32>) {
@@ -325,10 +341,11 @@ fn record(shared: &Shared, request: ReceivedRequest, outcome: &Outcome, store: b
     }
     stats.rejections.extend(outcome.payload_error.iter().cloned());
     stats.last_request_headers = request.headers.clone();
+    keep_rejected(shared, &request.body, outcome);
     rec.requests.push(request);
     if store {
         let accepted: Vec<Value> = outcome.accepted().cloned().collect();
-        append_to_store(rec.store.as_mut(), &accepted);
+        shared.store().push_all(&accepted, now_ms());
         let (metrics, items): (Vec<Value>, Vec<Value>) = accepted
             .into_iter()
             .partition(|i| i.pointer("/data/baseType").and_then(Value::as_str) == Some("MetricData"));
@@ -361,15 +378,30 @@ pub fn of_kind<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Appends items to the store file in one write, so a killed process leaves whole lines.
-fn append_to_store(file: Option<&mut File>, items: &[Value]) {
-    let Some(file) = file else { return };
-    let mut lines = String::new();
-    for item in items {
-        lines.push_str(&item.to_string());
-        lines.push('\n');
+/// Now in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Keeps the items that failed validation (and an unusable payload) in the store.
+fn keep_rejected(shared: &Shared, body: &[u8], outcome: &Outcome) {
+    let invalid = outcome.verdicts.iter().enumerate().filter_map(|(i, v)| match v {
+        payload::Verdict::Invalid(msg) => Some((i, msg)),
+        _ => None,
+    });
+    let mut invalid = invalid.peekable();
+    if invalid.peek().is_none() && outcome.payload_error.is_none() {
+        return;
     }
-    if let Err(e) = file.write_all(lines.as_bytes()).and_then(|_| file.flush()) {
-        eprintln!("ingest: cannot append to the store file: {e}");
+    let texts = payload::item_texts(body);
+    let now = now_ms();
+    let mut store = shared.store();
+    for (i, msg) in invalid {
+        store.reject(now, i, msg, texts.get(i).map_or("", String::as_str));
+    }
+    if let Some(msg) = &outcome.payload_error {
+        store.reject(now, 0, msg, &String::from_utf8_lossy(body));
     }
 }

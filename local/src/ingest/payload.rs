@@ -208,6 +208,21 @@ fn judge_ndjson(body: &[u8], tolerated: &[String], now: SystemTime) -> Vec<Verdi
         .collect()
 }
 
+/// The text of each item of a decoded body, by index (for keeping rejected items).
+pub fn item_texts(body: &[u8]) -> Vec<String> {
+    if first_non_space(body) == Some(b'[') {
+        return match serde_json::from_slice::<Vec<Value>>(body) {
+            Ok(items) => items.iter().map(Value::to_string).collect(),
+            Err(_) => Vec::new(),
+        };
+    }
+    body.split(|b| *b == b'\n')
+        .map(|line| line.trim_ascii())
+        .filter(|line| !line.is_empty())
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect()
+}
+
 fn check_ikeys(verdicts: Vec<Verdict>, expected: Option<&str>) -> Vec<Verdict> {
     let Some(expected) = expected else { return verdicts };
     let matches = |item: &Value| {
