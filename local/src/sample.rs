@@ -93,3 +93,72 @@ pub fn availability(op: &Op, id: &str, name: &str, location: &str, success: bool
         "runLocation": location, "message": if success { "Passed" } else { "Failed: 503" }});
     envelope(op, "AvailabilityData", "Availability", "", base)
 }
+
+/// `items` items of a realistic mix, starting at `t0` (unix ms), an operation every 36 ms:
+/// per operation the gateway's request and dependency, the backend's request, and a trace
+/// or (one in 17) an exception; every 20 operations standard and custom metrics and an
+/// availability result. For the performance tests of the API and the page.
+pub fn mix(items: usize, t0: i64) -> Vec<Value> {
+    let mut out = Vec::with_capacity(items);
+    let mut n = 0;
+    while out.len() < items {
+        out.extend(mix_operation(n, t0));
+        if n.is_multiple_of(20) {
+            out.extend(mix_periodic(n, t0));
+        }
+        n += 1;
+    }
+    out.truncate(items);
+    out
+}
+
+fn mix_operation(n: usize, t0: i64) -> Vec<Value> {
+    let (id, gw, be) = (format!("op{n:06}"), format!("g{n}"), format!("b{n}"));
+    let name = [
+        "GET /api/orders",
+        "POST /api/orders",
+        "GET /api/users/{id}",
+        "GET /health",
+    ][n % 4];
+    let at = |role, ms: i64| Op {
+        operation_id: &id,
+        operation_name: name,
+        role,
+        time_ms: t0 + (n as i64) * 36 + ms,
+        sample_rate: if n.is_multiple_of(3) { 50.0 } else { 100.0 },
+    };
+    let code = if n.is_multiple_of(17) { 500 } else { 200 };
+    let (g, b) = (at("gateway", 0), at("backend", 2));
+    let mut items = vec![
+        request(&g, &gw, "", code, 20.0 + (n % 200) as f64),
+        dependency(&g, &format!("d{n}"), &gw, "backend:8000", code, 18.0),
+        request(&b, &be, &format!("d{n}"), code, 15.0),
+    ];
+    items.push(match code {
+        500 => exception(&b, &be, "ConnectionError", "database unreachable"),
+        _ => trace(&b, &be, &format!("served order {n}"), "Information"),
+    });
+    items
+}
+
+fn mix_periodic(n: usize, t0: i64) -> Vec<Value> {
+    let o = Op {
+        operation_id: "",
+        operation_name: "",
+        role: "gateway",
+        time_ms: t0 + (n as i64) * 36,
+        sample_rate: 100.0,
+    };
+    let std = json!({"_MS.MetricId": "requests/duration", "_MS.IsAutocollected": "True", "Request.Success": "True"});
+    vec![
+        metric(&o, "Server response time", "", [500.0, 20.0, 5.0, 90.0], std),
+        metric(
+            &o,
+            "tokens",
+            "openai",
+            [120.0, 3.0, 10.0, 80.0],
+            json!({"model": "gpt"}),
+        ),
+        availability(&o, &format!("a{n}"), "gateway health", "local", !n.is_multiple_of(40)),
+    ]
+}

@@ -8,77 +8,15 @@ use std::time::{Duration, Instant};
 
 use appinsights_local::api;
 use appinsights_local::http::Request;
-use appinsights_local::sample::{self, Op};
+use appinsights_local::sample;
 use appinsights_local::store::{Limits, Store};
-use serde_json::{json, Value};
 
 const ITEMS: usize = 100_000;
 const T0: i64 = 1_790_000_000_000;
 
-fn operation(n: usize) -> Vec<Value> {
-    let (id, gw, be) = (format!("op{n:06}"), format!("g{n}"), format!("b{n}"));
-    let name = [
-        "GET /api/orders",
-        "POST /api/orders",
-        "GET /api/users/{id}",
-        "GET /health",
-    ][n % 4];
-    let at = |role, ms: i64| Op {
-        operation_id: &id,
-        operation_name: name,
-        role,
-        time_ms: T0 + (n as i64) * 36 + ms,
-        sample_rate: if n.is_multiple_of(3) { 50.0 } else { 100.0 },
-    };
-    let code = if n.is_multiple_of(17) { 500 } else { 200 };
-    let (g, b) = (at("gateway", 0), at("backend", 2));
-    let mut items = vec![
-        sample::request(&g, &gw, "", code, 20.0 + (n % 200) as f64),
-        sample::dependency(&g, &format!("d{n}"), &gw, "backend:8000", code, 18.0),
-        sample::request(&b, &be, &format!("d{n}"), code, 15.0),
-    ];
-    items.push(match code {
-        500 => sample::exception(&b, &be, "ConnectionError", "database unreachable"),
-        _ => sample::trace(&b, &be, &format!("served order {n}"), "Information"),
-    });
-    items
-}
-
-fn periodic(n: usize) -> Vec<Value> {
-    let o = Op {
-        operation_id: "",
-        operation_name: "",
-        role: "gateway",
-        time_ms: T0 + (n as i64) * 36,
-        sample_rate: 100.0,
-    };
-    let std = json!({"_MS.MetricId": "requests/duration", "_MS.IsAutocollected": "True", "Request.Success": "True"});
-    vec![
-        sample::metric(&o, "Server response time", "", [500.0, 20.0, 5.0, 90.0], std),
-        sample::metric(
-            &o,
-            "tokens",
-            "openai",
-            [120.0, 3.0, 10.0, 80.0],
-            json!({"model": "gpt"}),
-        ),
-        sample::availability(&o, &format!("a{n}"), "gateway health", "local", !n.is_multiple_of(40)),
-    ]
-}
-
 fn filled() -> Store {
     let mut store = Store::new(Limits::default());
-    let (mut n, mut stored) = (0, 0);
-    while stored < ITEMS {
-        let mut batch = operation(n);
-        if n.is_multiple_of(20) {
-            batch.extend(periodic(n));
-        }
-        batch.truncate(ITEMS - stored);
-        stored += batch.len();
-        store.push_all(&batch, T0);
-        n += 1;
-    }
+    store.push_all(&sample::mix(ITEMS, T0), T0);
     store
 }
 

@@ -32,6 +32,11 @@ OFFLINE_ENV = {
     # Resource detectors: only OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES; the distro's
     # default adds azure_app_service and azure_vm (the latter calls the IMDS at 169.254.169.254).
     "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+    # Keep every trace: the distro's default sampler keeps 5 traces per second
+    # (microsoft.rate_limited), which would drop requests of a burst. The fixed-percentage
+    # sampler uses the Application Insights score, as the gateway does.
+    "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage",
+    "OTEL_TRACES_SAMPLER_ARG": "1.0",
     # Flush quickly: spans, logs and metrics.
     "OTEL_BSP_SCHEDULE_DELAY": "200",
     "OTEL_BLRP_SCHEDULE_DELAY": "200",

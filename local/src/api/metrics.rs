@@ -1,12 +1,15 @@
 //! `/api/metrics`: request, failure, dependency and exception counts and request
 //! duration percentiles per time bucket, and the custom metrics' series.
 //!
-//! Counts come from the standard (pre-aggregated) metrics when the window holds any of
-//! that kind (`_MS.MetricId` `requests/duration`, `dependencies/duration`,
-//! `exceptions/count`: exact under sampling), else from the items, each weighted by
-//! 100/sampleRate. Percentiles always come from the Request items (the aggregates carry
-//! no distribution), weighted the same way. `source` names where the request counts came
-//! from; `sources` says it per count. Buckets run from the window's start to its newest
+//! Counts are what Application Insights counts: the standard (pre-aggregated) metrics
+//! (`_MS.MetricId` `requests/duration`, `dependencies/duration`, `exceptions/count`:
+//! exact under sampling), plus the items no such metric counted (those without
+//! `_MS.ProcessedByMetricExtractors`, as the service tells them apart), each weighted by
+//! 100/sampleRate. So a gateway that pre-aggregates and a backend whose SDK does not
+//! (or does for requests but not exceptions) add up right. Percentiles always come from
+//! the Request items (the aggregates carry no distribution), weighted the same way.
+//! `source` names where the request counts came from (`standard_metrics` when any
+//! aggregate counted them); `sources` says it per count. Buckets run from the window's start to its newest
 //! item; `bucket_s` grows so that there are at most [`MAX_BUCKETS`].
 
 use std::collections::BTreeMap;
@@ -138,13 +141,13 @@ fn add(b: &mut Bucket, e: &Entry, std: &Standard) {
             if let Some(d) = r.duration_ms {
                 b.durations.push((d, w));
             }
-            if !std.requests {
+            if !counted(r, std.requests) {
                 b.requests += w;
                 b.failed += if r.success == Some(false) { w } else { 0.0 };
             }
         }
-        (Kind::Dependency, _) if !std.dependencies => b.dependencies += w,
-        (Kind::Exception, _) if !std.exceptions => b.exceptions += w,
+        (Kind::Dependency, _) if !counted(r, std.dependencies) => b.dependencies += w,
+        (Kind::Exception, _) if !counted(r, std.exceptions) => b.exceptions += w,
         (Kind::Metric, Some(m)) => match m.metric_id.as_deref() {
             Some(REQUESTS) => {
                 b.requests += m.count;
@@ -156,6 +159,12 @@ fn add(b: &mut Bucket, e: &Entry, std: &Standard) {
         },
         _ => {}
     }
+}
+
+/// Whether a pre-aggregated metric counted this item: it is marked, and the window holds
+/// aggregates of its kind (a marked item whose aggregate was not received counts itself).
+fn counted(r: &crate::store::Record, aggregates_present: bool) -> bool {
+    r.pre_aggregated && aggregates_present
 }
 
 fn bucket_json(start_ms: i64, mut b: Bucket) -> Value {

@@ -277,8 +277,15 @@ fn metrics_prefer_standard_metrics_and_list_custom_series() {
             "Request.Success": success, "request/resultCode": "200"});
         sample::metric(&o, "Server response time", "", [count * 10.0, count, 1.0, 20.0], props)
     };
+    let mut marked = sample::request(&o, "r1", "", 200, 4.0);
+    marked["data"]["baseData"]["properties"] =
+        json!({"_MS.ProcessedByMetricExtractors": "(Name:'Requests', Ver:'1.1')"});
+    // Another role's request no aggregate counted (its SDK does not pre-aggregate): it
+    // counts itself, as the service counts it.
+    let other = sample::request(&op("op-t", "GET /t", "backend", 0, 100.0), "r2", "", 500, 6.0);
     let items = vec![
-        sample::request(&o, "r1", "", 200, 4.0),
+        marked,
+        other,
         std("True", 7.0),
         std("False", 3.0),
         sample::metric(&o, "queue length", "app", [6.0, 2.0, 1.0, 5.0], json!({"queue": "a"})),
@@ -292,10 +299,9 @@ fn metrics_prefer_standard_metrics_and_list_custom_series() {
     let b = &m["buckets"][0];
     assert_eq!(
         (b["requests"].as_f64(), b["failed"].as_f64()),
-        (Some(10.0), Some(3.0)),
-        "not 10 x the one item"
+        (Some(11.0), Some(4.0)),
+        "the aggregates' 10, not 10 x the marked item; and the unmarked one"
     );
-    assert_eq!(b["duration_p50"], 4.0, "percentiles from the items");
     let custom = m["custom"].as_array().unwrap();
     assert_eq!(custom.len(), 1, "standard metrics are not custom: {m}");
     assert_eq!(

@@ -100,6 +100,9 @@ pub struct Record {
     /// A dependency's target; an availability result's run location.
     pub target: Option<String>,
     pub metric: Option<Box<Metric>>,
+    /// The item carries `_MS.ProcessedByMetricExtractors`: a pre-aggregated standard
+    /// metric already counts it (the service does not count it again).
+    pub pre_aggregated: bool,
 }
 
 impl Record {
@@ -125,6 +128,9 @@ impl Record {
             message: message_of(kind, data),
             target: opt_text(data.get("target").or_else(|| data.get("runLocation"))),
             metric: metric_of(kind, data).map(Box::new),
+            pre_aggregated: data
+                .pointer("/properties/_MS.ProcessedByMetricExtractors")
+                .is_some_and(Value::is_string),
         }
     }
 
