@@ -114,12 +114,12 @@ pub fn mix(items: usize, t0: i64) -> Vec<Value> {
 
 fn mix_operation(n: usize, t0: i64) -> Vec<Value> {
     let (id, gw, be) = (format!("op{n:06}"), format!("g{n}"), format!("b{n}"));
-    let name = [
-        "GET /api/orders",
-        "POST /api/orders",
-        "GET /api/users/{id}",
-        "GET /health",
-    ][n % 4];
+    let name = match n % 4 {
+        0 => "GET /api/orders",
+        1 => "POST /api/orders",
+        2 => "GET /api/users/{id}",
+        _ => "GET /health",
+    };
     let at = |role, ms: i64| Op {
         operation_id: &id,
         operation_name: name,
