@@ -13,6 +13,10 @@
 # to the same place, and its items nest under the gateway's (its Request is the child of the
 # gateway's Dependency). It calls the sample backend as its own dependency.
 #
+# The local endpoint serves the viewer page at http://127.0.0.1:19001/; in a terminal the
+# demo keeps running for it until Ctrl-C (DEMO_KEEP=0 exits after the summary, DEMO_KEEP=1
+# keeps running anywhere).
+#
 # Ports (override with env): DEMO_PORT=10000 (gateway), DEMO_ADMIN_PORT=19901,
 # DEMO_BACKEND_PORT=18080, DEMO_INGEST_PORT=19001, DEMO_OTEL_PORT=18081 (OTEL_BACKEND=1).
 set -euo pipefail
@@ -54,6 +58,7 @@ if [ -z "${APPLICATIONINSIGHTS_CONNECTION_STRING:-}" ]; then
   export APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-00000000de70;IngestionEndpoint=http://127.0.0.1:$DEMO_INGEST_PORT/"
   wait_for "the local ingestion endpoint" curl -sf "http://127.0.0.1:$DEMO_INGEST_PORT/_stats"
   step "telemetry goes to the local ingestion endpoint on 127.0.0.1:$DEMO_INGEST_PORT"
+  step "viewer: http://127.0.0.1:$DEMO_INGEST_PORT/ (search, end-to-end transactions, failures, metrics)"
 else
   local_ingest=0
   step "telemetry goes to the Application Insights resource in APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -112,6 +117,11 @@ print("\nendpoint: %d track requests, %d items received, %d accepted (schema-val
 for r in s["rejections"][:5]:
     print("  rejected:", r)'
   echo "all items: .work/demo-items.ndjson"
+  # In a terminal, the gateway and the viewer stay up to be looked at (DEMO_KEEP=0: exit).
+  if [ "${DEMO_KEEP:-$([ -t 1 ] && echo 1 || echo 0)}" = 1 ]; then
+    step "viewer: http://127.0.0.1:$DEMO_INGEST_PORT/ — the gateway (127.0.0.1:$DEMO_PORT) and the viewer keep running; Ctrl-C stops them"
+    wait
+  fi
 else
   step "waiting for the gateway to deliver (flush interval 1 s)"
   sleep 3
