@@ -131,11 +131,20 @@ fn the_viewer_shows_search_operation_failures_metrics_and_rejections_of_real_tra
     let s = scene();
     let items = s.ingest.items();
 
-    // Search: every Request, of both roles, is listed.
-    let dom = page(&s.ingest, "search?type=RequestData");
-    let rows = tags(&dom, "search-row");
-    assert_eq!(rows.len(), 2 * (ORDERS + FAILURES), "{dom}");
-    assert!(rows.iter().all(|r| attr(r, "data-type") == Some("RequestData")));
+    // Search: every item, of every type and both roles, is listed (a type fits a page).
+    let summary: Value = serde_json::from_slice(&http::get(s.ingest.addr(), "/api/summary").unwrap().body).unwrap();
+    let by_type = summary["by_type"].as_object().unwrap();
+    assert!(by_type.len() >= 5, "{summary}");
+    let mut listed = 0;
+    for (base_type, n) in by_type {
+        let dom = page(&s.ingest, &format!("search?type={base_type}"));
+        let rows = tags(&dom, "search-row");
+        assert_eq!(rows.len() as u64, n.as_u64().unwrap(), "{base_type}: {dom}");
+        assert!(rows.iter().all(|r| attr(r, "data-type") == Some(base_type.as_str())));
+        listed += rows.len();
+    }
+    assert_eq!(listed as u64, summary["items"].as_u64().unwrap());
+    assert_eq!(by_type["RequestData"], 2 * (ORDERS + FAILURES));
 
     // An operation: gateway Request → gateway Dependency → backend Request → its children.
     let order = items
