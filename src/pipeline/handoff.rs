@@ -37,6 +37,8 @@ const CAS_TRIES: usize = 8;
 pub struct Handoff {
     /// Names this VM's records.
     token: String,
+    /// Each logger's destination index (made once: the tick reads them without allocating).
+    indexes: Vec<String>,
     /// While draining: the record key of each logger that handed something over.
     keys: Vec<Option<String>>,
     /// When other VMs may take this VM's records.
@@ -47,11 +49,17 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn new(token: String) -> Handoff {
+    /// `pause_keys`: each logger's shared pause key, which names its destination.
+    pub fn new<'a>(token: String, pause_keys: impl Iterator<Item = &'a str>) -> Handoff {
         Handoff {
             token,
+            indexes: pause_keys.map(index_key).collect(),
             ..Handoff::default()
         }
+    }
+
+    fn index(&self, sink: usize) -> &str {
+        self.indexes.get(sink).map_or("", String::as_str)
     }
 }
 
@@ -67,10 +75,10 @@ impl Pipeline {
             if record.is_empty() {
                 continue;
             }
-            let index = index_key(&sink.pause_key);
+            let index = self.handoff.index(i);
             let key = format!("{index} {}", self.handoff.token);
             host.set_shared_data(&key, &with_time(take_after, &record));
-            update_index(host, &index, |keys| keys.push(key.clone()));
+            update_index(host, index, |keys| keys.push(key.clone()));
             if let Some(slot) = self.handoff.keys.get_mut(i) {
                 *slot = Some(key);
             }
@@ -94,10 +102,10 @@ impl Pipeline {
     /// The drain ended: nothing is left for another VM.
     pub fn withdraw_handoff(&mut self, host: &mut impl Host) {
         let keys = std::mem::take(&mut self.handoff.keys);
-        for (sink, key) in self.sinks.iter().zip(keys) {
+        for (i, key) in keys.into_iter().enumerate() {
             let Some(key) = key else { continue };
             host.set_shared_data(&key, &[]);
-            update_index(host, &index_key(&sink.pause_key), |keys| keys.retain(|k| *k != key));
+            update_index(host, self.handoff.index(i), |keys| keys.retain(|k| *k != key));
         }
     }
 
@@ -112,9 +120,9 @@ impl Pipeline {
         }
         self.handoff.next_look = now.saturating_add(LOOK_EVERY_NANOS);
         let mut notices = Vec::new();
-        for sink in &mut self.sinks {
-            let index = index_key(&sink.pause_key);
-            let Some((listed, _)) = host.shared_data_cas(&index) else {
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            let index = self.handoff.index(i);
+            let Some((listed, _)) = host.shared_data_cas(index) else {
                 continue;
             };
             let mut done = Vec::new();
@@ -134,7 +142,7 @@ impl Pipeline {
                 done.push(key.to_string());
             }
             if !done.is_empty() {
-                update_index(host, &index, |keys| keys.retain(|k| !done.contains(k)));
+                update_index(host, index, |keys| keys.retain(|k| !done.contains(k)));
             }
         }
         notices

@@ -92,7 +92,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: Config, roles: &Roles, seed: [u8; 32]) -> Pipeline {
-        let sinks = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
+        let sinks: Vec<Sink> = config.loggers.iter().map(|l| Sink::new(l, roles, &config)).collect();
         let diagnostics = || std::iter::once(&config.diagnostic).chain(config.apis.iter().map(|a| &a.diagnostic));
         let app_contexts = diagnostics().map(|d| app_context(&config, d)).collect();
         let headers_used = diagnostics().map(finish::request_headers_used).collect();
@@ -114,7 +114,7 @@ impl Pipeline {
         let mut ids = IdGenerator::from_seed(seed);
         let token = String::from_utf8_lossy(&ids.span_id().to_hex()).into_owned();
         Pipeline {
-            handoff: handoff::Handoff::new(token),
+            handoff: handoff::Handoff::new(token, sinks.iter().map(|s: &Sink| s.pause_key.as_str())),
             tests,
             metrics,
             metadata_used,

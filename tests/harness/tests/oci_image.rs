@@ -58,10 +58,15 @@ fn printed(stdout: &str, label: &str) -> String {
 fn two_builds_give_the_same_bytes_and_digests() {
     let (a, b) = (scratch_dir("oci-a"), scratch_dir("oci-b"));
     let (printed_a, printed_b) = (build(&a), build(&b));
-    assert_eq!(
-        printed_a.replace(a.to_str().unwrap(), ""),
-        printed_b.replace(b.to_str().unwrap(), "")
-    );
+    // Label, digest and size of each line (the paths name the two output directories,
+    // relative to the repository when it can: the same directory differs in spelling).
+    let digests = |printed: &str| -> Vec<String> {
+        printed
+            .lines()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(digests(&printed_a), digests(&printed_b));
     let module = std::fs::read(filter_wasm()).unwrap();
     assert_eq!(printed(&printed_a, "module"), digest(&module), "{printed_a}");
     for variant in VARIANTS {
