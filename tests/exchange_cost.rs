@@ -337,9 +337,12 @@ fn an_unsampled_exchange_allocates_only_what_envoy_returns() {
     );
     report("0% + 4 headers, standard metrics off", &m);
     assert_eq!(m.items, 0.0);
-    // The request's header map and its status, as Envoy returns them into VM memory: nothing
-    // else, not even on the tick.
-    assert!(m.allocs <= 2.0, "{:.1} allocations per exchange", m.allocs);
+    // The request's header map and its status, as Envoy returns them into VM memory; and,
+    // once a second on the tick, the handoff index of the logger's destination (what a
+    // replaced module's VM left: src/pipeline/handoff.rs), here one per tick of 1,000
+    // exchanges. Nothing else.
+    let tick_reads = 2.0 / EXCHANGES_PER_TICK as f64;
+    assert!(m.allocs <= 2.0 + tick_reads, "{:.4} allocations per exchange", m.allocs);
     assert!(m.bytes <= 300.0, "{:.0} bytes allocated per exchange", m.bytes);
 }
 

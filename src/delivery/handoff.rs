@@ -25,17 +25,20 @@ pub struct HandedBatch {
 }
 
 impl Outbox {
-    /// What this outbox has not sent yet (the open batch, the waiting and retrying ones),
-    /// encoded as a record; empty when nothing waits. Batches in flight are not in it:
-    /// their request is on its way, and sending it again could store it twice (at most
-    /// once for those, rather than at least once).
-    pub fn record(&self) -> Vec<u8> {
+    /// Everything this outbox holds (the open batch, the waiting and retrying ones, those
+    /// in flight, whose answer will not come if Envoy destroys the VM), encoded as a
+    /// record headed by `take_after` (when another VM may take it); empty when it holds
+    /// nothing.
+    pub fn record(&self, take_after: u64) -> Vec<u8> {
         let held = std::iter::once(&self.open)
             .chain(self.queue.iter())
+            .chain(self.in_flight.iter().map(|(_, b)| b))
             .filter(|b| b.items > 0);
         let mut out = Vec::new();
         for b in held {
             if out.is_empty() {
+                out.reserve(8 + MAGIC.len() + self.buffered_bytes + 20 * (self.queue.len() + 2));
+                out.extend_from_slice(&take_after.to_le_bytes());
                 out.extend_from_slice(MAGIC);
             }
             out.extend_from_slice(&b.items.to_le_bytes());
@@ -45,6 +48,11 @@ impl Outbox {
             out.extend_from_slice(&b.body);
         }
         out
+    }
+
+    /// Bytes the memory budget still has room for.
+    pub fn room(&self) -> usize {
+        (self.limits.max_buffer_bytes as usize).saturating_sub(self.buffered_bytes)
     }
 
     /// Takes over batches another VM handed off: queued to be sent like any other (oldest
@@ -69,7 +77,7 @@ impl Outbox {
     }
 }
 
-/// The batches of a record (`None`: not a record, or cut short).
+/// The batches of a record without its time header (`None`: not a record, or cut short).
 pub fn decode(record: &[u8]) -> Option<Vec<HandedBatch>> {
     let mut rest = record.strip_prefix(MAGIC)?;
     let mut batches = Vec::new();
@@ -120,35 +128,36 @@ mod tests {
     }
 
     #[test]
-    fn what_an_outbox_has_not_sent_goes_to_another_whole_and_counted() {
+    fn what_an_outbox_holds_goes_to_another_whole_and_counted() {
         let mut old = outbox_with(5);
-        // One batch in flight (items 0 and 1), the others waiting or open: those are
-        // handed over.
+        // One batch in flight (items 0 and 1), the others waiting or open: all are handed
+        // over (the answer to the one in flight will not come if the VM goes).
         let flying = old.next_due(2_000_000_000, true).unwrap();
         old.sent(7, flying, 10);
-        let record = old.record();
-        let batches = decode(&record).unwrap();
-        assert_eq!(batches.iter().map(|b| b.items).sum::<u32>(), 3);
+        let record = old.record(9);
+        assert_eq!(record[..8], 9u64.to_le_bytes(), "headed by when it may be taken");
+        let batches = decode(&record[8..]).unwrap();
+        assert_eq!(batches.iter().map(|b| b.items).sum::<u32>(), 5, "the one in flight too");
         let mut new = Outbox::new(Delivery::default());
         new.adopt(batches);
-        assert_eq!(new.stats.items_adopted, 3);
+        assert_eq!(new.stats.items_adopted, 5);
         assert_eq!(new.stats.items_created, 0, "created where they were written");
-        assert_eq!(new.buffered_items(), 3);
+        assert_eq!(new.buffered_items(), 5);
         let mut bodies = Vec::new();
         while let Some(b) = new.next_due(2_000_000_000, true) {
             bodies.extend_from_slice(&b.body);
         }
         let text = String::from_utf8(bodies).unwrap();
-        for i in 2..5 {
+        for i in 0..5 {
             assert!(text.contains(&format!("{{\"n\":{i}}}")), "{text}");
         }
-        assert!(!text.contains("{\"n\":0}"), "the one in flight is not sent twice");
     }
 
     #[test]
     fn an_empty_outbox_hands_over_nothing_and_bad_records_are_refused() {
-        assert!(Outbox::new(Delivery::default()).record().is_empty());
-        let record = outbox_with(3).record();
+        assert!(Outbox::new(Delivery::default()).record(1).is_empty());
+        let full = outbox_with(3).record(1);
+        let record = full[8..].to_vec();
         assert!(decode(&record).is_some());
         for cut in 1..record.len() {
             let d = decode(&record[..cut]);
@@ -162,7 +171,7 @@ mod tests {
 
     #[test]
     fn adopted_batches_beyond_the_budget_are_dropped_and_counted() {
-        let batches = decode(&outbox_with(4).record()).unwrap();
+        let batches = decode(&outbox_with(4).record(1)[8..]).unwrap();
         let mut small = Outbox::new(Delivery {
             max_buffer_bytes: 8,
             ..Delivery::default()

@@ -98,6 +98,8 @@ pub struct FakeHost {
     pub environment: HashMap<String, String>,
     /// Envoy's shared data, with versions (clone it into another host to play two
     /// workers of one Envoy).
+    /// What `random_seed` fills its bytes with (7): tests of several VMs set it apart.
+    pub seed: u8,
     pub shared: SharedStore,
     /// The clock; each reading moves it on by `clock_step`.
     pub now: u64,
@@ -152,6 +154,7 @@ impl FakeHost {
             buffers: HashMap::new(),
             environment: HashMap::new(),
             shared: SharedStore::default(),
+            seed: 7,
             now: FAKE_NOW,
             clock_step: 1_000,
             callouts: Vec::new(),
@@ -376,7 +379,7 @@ impl Host for FakeHost {
 
     fn random_seed(&mut self) -> [u8; 32] {
         self.record(Call::RandomSeed);
-        [7; 32]
+        [self.seed; 32]
     }
 
     fn environment(&mut self, name: &str) -> Option<String> {
@@ -394,7 +397,11 @@ impl Host for FakeHost {
     }
 
     fn shared_data_cas(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.record(Call::SharedData(key.to_string()));
+        // (The key is copied only when calls are recorded: allocation counts stay the
+        // filter's own.)
+        if self.recording {
+            self.record(Call::SharedData(key.to_string()));
+        }
         self.shared.get(key)
     }
 

@@ -8,29 +8,33 @@
 //!   ([`crate::delivery::handoff`]) under `appinsights.handoff <destination> <vm>`, headed
 //!   by the time from which another VM may take it: the drain deadline plus a second. The
 //!   key is listed in the destination's index, `appinsights.handoff <destination>` (one
-//!   key per line, updated by compare-and-swap).
-//! - While the VM drains, each answer rewrites its records with what is left; when the
-//!   drain ends (delivered, or given up and counted), they are emptied. A VM that lives
-//!   through its drain hands nothing over.
-//! - A VM in its first minute looks at the index of each of its loggers' destinations once
-//!   a second. A record past its time is taken by compare-and-swap (emptied), so exactly
-//!   one VM takes it; its batches are queued like any others and counted in
-//!   `items_adopted` (they were counted as created where they were written).
+//!   key per line; compare-and-swap, read back until the key is there).
+//! - While the VM drains, each answer rewrites its records with what is left (the time
+//!   header stays, so nobody takes or forgets a record early); when the drain ends
+//!   (delivered, or given up and counted), they are emptied. A VM that lives through its
+//!   drain hands nothing over.
+//! - Every VM looks at the index of each of its loggers' destinations once a second. A
+//!   record past its time is taken by compare-and-swap (emptied), so exactly one VM takes
+//!   it, if its memory budget holds it (else it is left for another worker); its batches
+//!   are queued like any others and counted in `items_adopted` (they were counted as
+//!   created where they were written).
 //!
-//! A batch whose request was on the wire when the old VM went may arrive twice: across a
-//! module replacement delivery is at least once. Shared data belongs to a `vm_id`: the
-//! VMs must share one (the shipped configurations name it `appinsights`).
+//! Batches in flight when the old VM goes are handed over too: Envoy cancels the old VM's
+//! calls, and a request that reached the service before may be stored twice (at least
+//! once, rather than lost without a count). Shared data belongs to a `vm_id`: the VMs must
+//! share one (the shipped configurations name it `appinsights`). The destination names the
+//! cluster, the endpoint and the instrumentation key, so only a logger of the same
+//! resource takes a record.
 
 use super::{Notice, Pipeline};
 use crate::delivery::handoff;
 use crate::host::Host;
 
 const PREFIX: &str = "appinsights.handoff";
-/// How long a new VM looks for what its predecessors left.
-const LOOK_FOR_NANOS: u64 = 60 * 1_000_000_000;
 const LOOK_EVERY_NANOS: u64 = 1_000_000_000;
-/// Compare-and-swap attempts on an index before giving up (workers rarely collide).
-const CAS_TRIES: usize = 8;
+/// Compare-and-swap attempts on an index before giving up (each failure is another
+/// worker's success: this bounds the workers updating one index at the same moment).
+const CAS_TRIES: usize = 64;
 
 /// This VM's part in handoffs.
 #[derive(Debug, Default)]
@@ -39,21 +43,21 @@ pub struct Handoff {
     token: String,
     /// Each logger's destination index (made once: the tick reads them without allocating).
     indexes: Vec<String>,
-    /// While draining: the record key of each logger that handed something over.
-    keys: Vec<Option<String>>,
+    /// While draining: the record key of each logger that handed something over, and what
+    /// it last wrote there (items, bytes), not to write the same again.
+    keys: Vec<Option<(String, (u64, usize))>>,
     /// When other VMs may take this VM's records.
     take_after: u64,
-    /// Until when, and from when next, to look for other VMs' records.
-    look_until: u64,
     next_look: u64,
 }
 
 impl Handoff {
-    /// `pause_keys`: each logger's shared pause key, which names its destination.
-    pub fn new<'a>(token: String, pause_keys: impl Iterator<Item = &'a str>) -> Handoff {
+    /// `destinations`: each logger's shared pause key (cluster, endpoint) and its
+    /// instrumentation key.
+    pub fn new<'a>(token: String, destinations: impl Iterator<Item = (&'a str, &'a str)>) -> Handoff {
         Handoff {
             token,
-            indexes: pause_keys.map(index_key).collect(),
+            indexes: destinations.map(|(pause, ikey)| index_key(pause, ikey)).collect(),
             ..Handoff::default()
         }
     }
@@ -64,58 +68,85 @@ impl Handoff {
 }
 
 impl Pipeline {
+    /// At configuration: each destination's index exists, so that every later change to it
+    /// is a compare-and-swap (Envoy writes a key that does not exist yet without
+    /// comparing: two VMs creating it at once would overwrite each other's keys).
+    pub fn prepare_handoff(&mut self, host: &mut impl Host) {
+        for index in &self.handoff.indexes {
+            if host.shared_data_cas(index).is_none() {
+                host.set_shared_data_if(index, b"", 0);
+            }
+        }
+    }
+
     /// The drain begins: every logger's undelivered telemetry goes to shared data, for
     /// another VM to take after `take_after` if this one does not deliver it first.
-    pub fn hand_off(&mut self, host: &mut impl Host, take_after: u64) {
+    pub fn hand_off(&mut self, host: &mut impl Host, take_after: u64) -> Vec<Notice> {
         self.handoff.take_after = take_after;
         self.handoff.keys = vec![None; self.sinks.len()];
+        let mut notices = Vec::new();
         for i in 0..self.sinks.len() {
             let Some(sink) = self.sinks.get(i) else { continue };
-            let record = sink.outbox.record();
+            let record = sink.outbox.record(take_after);
             if record.is_empty() {
                 continue;
             }
             let index = self.handoff.index(i);
             let key = format!("{index} {}", self.handoff.token);
-            host.set_shared_data(&key, &with_time(take_after, &record));
-            update_index(host, index, |keys| keys.push(key.clone()));
+            host.set_shared_data(&key, &record);
+            if !update_index(host, index, |keys| keys.push(key.clone()), |keys| keys.contains(&key)) {
+                notices.push(Notice::Warn(format!(
+                    "logger {}: could not list its undelivered telemetry for the next VM (shared data busy)",
+                    sink.id
+                )));
+            }
+            let held = (sink.outbox.buffered_items(), sink.outbox.buffered_bytes());
             if let Some(slot) = self.handoff.keys.get_mut(i) {
-                *slot = Some(key);
+                *slot = Some((key, held));
             }
         }
+        notices
     }
 
-    /// While draining: the records say what is still undelivered.
+    /// While draining: the records say what is still undelivered (rewritten only when
+    /// that changed).
     pub fn refresh_handoff(&mut self, host: &mut impl Host) {
-        for (sink, key) in self.sinks.iter().zip(&self.handoff.keys) {
-            let Some(key) = key else { continue };
-            let record = sink.outbox.record();
-            let value = if record.is_empty() {
-                Vec::new()
-            } else {
-                with_time(self.handoff.take_after, &record)
-            };
-            host.set_shared_data(key, &value);
+        let take_after = self.handoff.take_after;
+        for (sink, slot) in self.sinks.iter().zip(self.handoff.keys.iter_mut()) {
+            let Some((key, written)) = slot else { continue };
+            let held = (sink.outbox.buffered_items(), sink.outbox.buffered_bytes());
+            if held == *written {
+                continue;
+            }
+            *written = held;
+            // Empty or not, the time header stays: the record is not taken or delisted early.
+            let mut record = sink.outbox.record(take_after);
+            if record.is_empty() {
+                record = take_after.to_le_bytes().to_vec();
+            }
+            host.set_shared_data(key, &record);
         }
     }
 
     /// The drain ended: nothing is left for another VM.
     pub fn withdraw_handoff(&mut self, host: &mut impl Host) {
         let keys = std::mem::take(&mut self.handoff.keys);
-        for (i, key) in keys.into_iter().enumerate() {
-            let Some(key) = key else { continue };
+        for (i, slot) in keys.into_iter().enumerate() {
+            let Some((key, _)) = slot else { continue };
             host.set_shared_data(&key, &[]);
-            update_index(host, self.handoff.index(i), |keys| keys.retain(|k| *k != key));
+            update_index(
+                host,
+                self.handoff.index(i),
+                |keys| keys.retain(|k| *k != key),
+                |keys| !keys.contains(&key),
+            );
         }
     }
 
-    /// In a VM's first minute, once a second: takes over what replaced VMs left for its
-    /// loggers' destinations.
+    /// Once a second: takes over what replaced VMs left for this VM's loggers'
+    /// destinations (one read per logger while nothing is listed).
     pub fn adopt_handoffs(&mut self, host: &mut impl Host, now: u64) -> Vec<Notice> {
-        if self.handoff.look_until == 0 {
-            self.handoff.look_until = now.saturating_add(LOOK_FOR_NANOS);
-        }
-        if now >= self.handoff.look_until || now < self.handoff.next_look {
+        if now < self.handoff.next_look {
             return Vec::new();
         }
         self.handoff.next_look = now.saturating_add(LOOK_EVERY_NANOS);
@@ -127,11 +158,12 @@ impl Pipeline {
             };
             let mut done = Vec::new();
             for key in String::from_utf8_lossy(&listed).lines().filter(|k| !k.is_empty()) {
-                match take(host, key, now) {
-                    Taken::Wait => continue,
+                let room = sink.outbox.room();
+                match take(host, key, now, room) {
+                    Taken::Wait | Taken::NoRoom => continue,
                     Taken::Nothing => {}
                     Taken::Batches(batches) => {
-                        let items: u32 = batches.iter().map(|b| b.items).sum();
+                        let items: u64 = batches.iter().map(|b| u64::from(b.items)).sum();
                         sink.outbox.adopt(batches);
                         notices.push(Notice::Info(format!(
                             "logger {}: took over {items} undelivered items from a replaced VM",
@@ -142,7 +174,12 @@ impl Pipeline {
                 done.push(key.to_string());
             }
             if !done.is_empty() {
-                update_index(host, index, |keys| keys.retain(|k| !done.contains(k)));
+                update_index(
+                    host,
+                    index,
+                    |keys| keys.retain(|k| !done.contains(k)),
+                    |keys| keys.iter().all(|k| !done.contains(k)),
+                );
             }
         }
         notices
@@ -152,13 +189,16 @@ impl Pipeline {
 enum Taken {
     /// Its VM may still deliver it.
     Wait,
+    /// More than this VM's buffer can hold now: another worker, or a later look, takes it.
+    NoRoom,
     /// Empty, unreadable, or another VM took it.
     Nothing,
     Batches(Vec<handoff::HandedBatch>),
 }
 
-/// Takes the record at `key` if its time has come (compare-and-swap: one taker).
-fn take(host: &mut impl Host, key: &str, now: u64) -> Taken {
+/// Takes the record at `key` if its time has come and `room` bytes hold it
+/// (compare-and-swap: one taker).
+fn take(host: &mut impl Host, key: &str, now: u64, room: usize) -> Taken {
     let Some((value, cas)) = host.shared_data_cas(key) else {
         return Taken::Nothing;
     };
@@ -167,6 +207,9 @@ fn take(host: &mut impl Host, key: &str, now: u64) -> Taken {
     };
     if now < u64::from_le_bytes(*head) {
         return Taken::Wait;
+    }
+    if record.len() > room {
+        return Taken::NoRoom;
     }
     if !host.set_shared_data_if(key, &[], cas) {
         return Taken::Nothing;
@@ -177,34 +220,41 @@ fn take(host: &mut impl Host, key: &str, now: u64) -> Taken {
     }
 }
 
-/// `appinsights.handoff <destination>` for a logger's shared pause key (cluster, authority
-/// and path: the same for every configuration sending to the same place).
-fn index_key(pause_key: &str) -> String {
+/// `appinsights.handoff <destination> <instrumentation key>`, made once per configuration:
+/// the destination from a logger's shared pause key (cluster, authority and path).
+fn index_key(pause_key: &str, ikey: &str) -> String {
     let destination = pause_key.split_once(' ').map_or(pause_key, |(_, d)| d);
-    format!("{PREFIX} {destination}")
+    format!("{PREFIX} {destination} {ikey}")
 }
 
-fn with_time(take_after: u64, record: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(8 + record.len());
-    value.extend_from_slice(&take_after.to_le_bytes());
-    value.extend_from_slice(record);
-    value
-}
-
-/// Changes the list of keys at `index` by compare-and-swap (a few tries).
-fn update_index(host: &mut impl Host, index: &str, change: impl Fn(&mut Vec<String>)) {
-    for _ in 0..CAS_TRIES {
-        let (value, cas) = host.shared_data_cas(index).unwrap_or_default();
-        let mut keys: Vec<String> = String::from_utf8_lossy(&value)
+/// Changes the list of keys at `index` by compare-and-swap until `holds` says the change
+/// is there (a key that does not exist yet is written without comparison by Envoy, so
+/// two first writers can overwrite each other: reading back catches that). `false`: it
+/// could not be made.
+fn update_index(
+    host: &mut impl Host,
+    index: &str,
+    change: impl Fn(&mut Vec<String>),
+    holds: impl Fn(&[String]) -> bool,
+) -> bool {
+    let read = |host: &mut _| -> (Vec<String>, u32) {
+        let (value, cas) = Host::shared_data_cas(host, index).unwrap_or_default();
+        let keys = String::from_utf8_lossy(&value)
             .lines()
             .filter(|k| !k.is_empty())
             .map(str::to_string)
             .collect();
-        change(&mut keys);
-        if host.set_shared_data_if(index, keys.join("\n").as_bytes(), cas) {
-            return;
+        (keys, cas)
+    };
+    for _ in 0..CAS_TRIES {
+        let (mut keys, cas) = read(host);
+        if holds(&keys) {
+            return true;
         }
+        change(&mut keys);
+        host.set_shared_data_if(index, keys.join("\n").as_bytes(), cas);
     }
+    holds(&read(host).0)
 }
 
 #[cfg(test)]
@@ -224,6 +274,7 @@ mod tests {
             "cloud_role": role, "delivery": {"gzip": false, "flush_interval_ms": 60000, "drain_timeout_ms": 2000}});
         let mut host = FakeHost::benchmark_exchange();
         host.shared = store.clone();
+        host.seed = role.bytes().fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
         let mut plugin = Plugin::new(1);
         assert!(host.configure(&mut plugin, &config.to_string()));
         (plugin, host)
@@ -339,5 +390,87 @@ mod tests {
         }
         assert!(new.done(&mut host), "nothing taken over, nothing to deliver");
         assert!(sent_roles(&host).is_empty(), "delivered by the old VM: not again");
+    }
+
+    fn settle(vms: &mut [(&mut Plugin, &mut FakeHost)], seconds: u64) {
+        for _ in 0..seconds * 10 {
+            for (p, h) in vms.iter_mut() {
+                h.now += S / 10;
+                p.tick(&mut **h);
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_left_long_after_the_new_vm_started_is_taken_all_the_same() {
+        let store = SharedStore::default();
+        let (mut new, mut host) = vm(&store, "new");
+        new.tick(&mut host);
+        let (mut old, mut old_host) = vm(&store, "old");
+        old_host.now = host.now + 70 * S; // a long-lived stream kept it 70 s longer
+        drive(&mut old.stream(), &mut old_host, FakeHost::BENCHMARK_BODIES);
+        assert!(!old.done(&mut old_host));
+        drop(old);
+        host.now = old_host.now;
+        settle(&mut [(&mut new, &mut host)], 5);
+        new.done(&mut host);
+        assert_eq!(sent_roles(&host), ["old"]);
+    }
+
+    #[test]
+    fn several_workers_handing_off_are_all_listed() {
+        let store = SharedStore::default();
+        let mut olds: Vec<(Plugin, FakeHost)> = ["w1", "w2", "w3"].iter().map(|r| vm(&store, r)).collect();
+        for (p, h) in &mut olds {
+            drive(&mut p.stream(), h, FakeHost::BENCHMARK_BODIES);
+        }
+        // Each worker lists its record by compare-and-swap on an index that exists from
+        // configuration on (so a stale read fails and is read again).
+        for (p, h) in &mut olds {
+            assert!(!p.done(h));
+        }
+        let at = olds[0].1.now;
+        drop(olds);
+        let (mut new, mut host) = vm(&store, "new");
+        host.now = at;
+        settle(&mut [(&mut new, &mut host)], 5);
+        new.done(&mut host);
+        let mut roles = sent_roles(&host);
+        roles.sort();
+        assert_eq!(roles, ["w1", "w2", "w3"]);
+    }
+
+    #[test]
+    fn a_record_emptied_while_its_batches_fly_is_not_forgotten_when_they_come_back() {
+        let store = SharedStore::default();
+        let (mut old, mut old_host) = vm(&store, "old");
+        drive(&mut old.stream(), &mut old_host, FakeHost::BENCHMARK_BODIES);
+        assert!(!old.done(&mut old_host));
+        let (mut new, mut host) = vm(&store, "new");
+        host.now = old_host.now;
+        old.tick(&mut old_host); // sent: in flight
+        settle(&mut [(&mut new, &mut host)], 1); // the new VM looks meanwhile
+        let id = old_host.callouts.last().unwrap().id;
+        old_host.callout_response_headers = vec![(":status".into(), "503".into())];
+        old.answer(&mut old_host, id, 1, 0); // back in the queue
+        drop(old); // and then Envoy destroys it
+        settle(&mut [(&mut new, &mut host)], 5);
+        new.done(&mut host);
+        assert_eq!(sent_roles(&host), ["old"]);
+    }
+
+    #[test]
+    fn a_short_drain_still_sends_before_its_deadline() {
+        let store = SharedStore::default();
+        let (mut p, mut h) = vm(&store, "old");
+        let config = json!({"loggers": {"a": {"connection_string":
+            "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/", "cluster": "ingest"}},
+            "delivery": {"gzip": false, "flush_interval_ms": 60000, "drain_timeout_ms": 50}});
+        assert!(h.configure(&mut p, &config.to_string()));
+        drive(&mut p.stream(), &mut h, FakeHost::BENCHMARK_BODIES);
+        assert!(!p.done(&mut h));
+        h.now += 100_000_000; // the next tick
+        p.tick(&mut h);
+        assert_eq!(h.callouts.len(), 1, "sent on the first tick, within the drain's time");
     }
 }

@@ -114,7 +114,13 @@ impl Pipeline {
         let mut ids = IdGenerator::from_seed(seed);
         let token = String::from_utf8_lossy(&ids.span_id().to_hex()).into_owned();
         Pipeline {
-            handoff: handoff::Handoff::new(token, sinks.iter().map(|s: &Sink| s.pause_key.as_str())),
+            handoff: handoff::Handoff::new(
+                token,
+                sinks
+                    .iter()
+                    .zip(&config.loggers)
+                    .map(|(s, l)| (s.pause_key.as_str(), l.connection.instrumentation_key.as_str())),
+            ),
             tests,
             metrics,
             metadata_used,

@@ -84,6 +84,7 @@ impl Plugin {
         let mut pipeline = Pipeline::new(config, &roles, host.random_seed());
         // Metrics of unsampled exchanges use the tick's clock: start it now.
         pipeline.flush_metrics(host.now_nanos(), false);
+        pipeline.prepare_handoff(host);
         self.stats = Publisher::define(host, &pipeline, self.context_id);
         self.shared = Some(Rc::new(Shared {
             pipeline: RefCell::new(pipeline),
@@ -168,14 +169,18 @@ impl Plugin {
             .unwrap_or(0);
         // The open metric intervals go with the rest of the telemetry.
         self.flush_metrics(host, true);
-        let deadline = host.now_nanos().saturating_add(timeout_ms * 1_000_000);
+        // The drain's time counts from its first send, on the next tick (0: no drain).
+        let wait_ms = if timeout_ms == 0 { 0 } else { timeout_ms + MAX_TICK_MS };
+        let deadline = host.now_nanos().saturating_add(wait_ms * 1_000_000);
         self.draining_until = Some(deadline);
         if let Ok(mut p) = shared.pipeline.try_borrow_mut() {
             // Envoy may destroy this VM at once (a replaced module) instead of waiting for
             // its drain: what it holds waits in shared data for the next VM, and the stats
             // so far are out.
-            p.hand_off(host, deadline.saturating_add(1_000_000_000));
+            let notices = p.hand_off(host, deadline.saturating_add(1_000_000_000));
             self.stats.publish(host, &p, shared.host_calls.get());
+            drop(p);
+            self.emit(&notices);
         }
         // Sending starts on the next tick (in 100 ms at most), if this VM still exists: a
         // request sent now could reach the service and be sent again by the VM that takes
