@@ -314,6 +314,16 @@ mod tests {
         }
         assert!(!old.done(&mut old_host), "draining: its batch waits a tick");
         assert!(old_host.callouts.is_empty());
+        assert_eq!(
+            old_host.stat("appinsights.a.items_created"),
+            Some(8),
+            "its stats are out (3 exchanges, 2 aggregates)"
+        );
+        assert_eq!(
+            old_host.stat("appinsights.a.buffered_items"),
+            Some(0),
+            "no gauge left behind by a VM Envoy destroys"
+        );
         drop(old); // Envoy destroyed it at once
 
         let (mut a, mut host_a) = vm(&store, "new");

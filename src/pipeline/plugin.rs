@@ -179,6 +179,7 @@ impl Plugin {
             // so far are out.
             let notices = p.hand_off(host, deadline.saturating_add(1_000_000_000));
             self.stats.publish(host, &p, shared.host_calls.get());
+            self.stats.withdraw_gauges(host);
             drop(p);
             self.emit(&notices);
         }

@@ -163,6 +163,25 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// A drain begins and Envoy may destroy the VM without another tick: the gauges
+    /// (buffered telemetry, series, the VM's memory) lose this configuration's share, so a
+    /// destroyed VM leaves none behind (what it held is handed over). If the VM lives on,
+    /// the next publish puts the share back.
+    pub fn withdraw_gauges(&mut self, host: &mut impl Host) {
+        for (id, kind, last) in &mut self.metrics {
+            if *kind == MetricKind::Gauge {
+                if let Some(id) = *id {
+                    move_stat(host, id, -(*last as i64));
+                }
+                *last = 0;
+            }
+        }
+        if let Some((id, last)) = self.memory.as_mut().filter(|_| reports_memory(self.context_id)) {
+            move_stat(host, *id, -(*last as i64));
+            *last = 0;
+        }
+    }
+
     /// The configuration is going: reports the last changes (the root context will not
     /// tick again) and takes this plugin's share out of the VM memory gauge, so replaced
     /// configurations do not add up.
