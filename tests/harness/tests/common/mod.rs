@@ -31,9 +31,13 @@ pub fn start_with(extra_config: Value, envoy_args: &[&str], settings: impl FnOnc
     })
     .unwrap();
     let backend = Backend::start("127.0.0.1:0").unwrap();
+    // Metric intervals of an hour: a test crosses a boundary (and sees an aggregates'
+    // request it did not ask for) once in a great while instead of once a minute. Tests
+    // about metrics set their own.
     let mut config = json!({
         "loggers": {"main": logger_for(&ingest, "appinsights")},
-        "delivery": {"flush_interval_ms": 200}
+        "delivery": {"flush_interval_ms": 200},
+        "metrics": {"interval_ms": 3_600_000}
     });
     config
         .as_object_mut()
