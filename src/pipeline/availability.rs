@@ -713,20 +713,6 @@ mod tests {
         assert_eq!(items(&host).len(), 1, "one result, written once");
     }
 
-    fn created_is_accepted_plus_dropped(host: &FakeHost) {
-        let stat = |name: &str| host.stat(&format!("appinsights.a.{name}")).unwrap_or(0);
-        let dropped: i64 = ["buffer_full", "rejected", "too_large", "expired", "shutdown"]
-            .iter()
-            .map(|r| stat(&format!("items_dropped_{r}")))
-            .sum();
-        assert_eq!(
-            stat("items_created"),
-            stat("items_accepted") + dropped,
-            "{:?}",
-            host.stats
-        );
-    }
-
     #[test]
     fn a_drain_starts_no_test_and_waits_for_the_one_in_flight() {
         let (mut plugin, mut host) = worker(&SharedStore::default(), one_test(1000));
@@ -762,6 +748,6 @@ mod tests {
         assert!(host.done_called);
         assert_eq!(host.stat("appinsights.a.items_created"), Some(1));
         assert_eq!(host.stat("appinsights.a.items_dropped_shutdown"), Some(1));
-        created_is_accepted_plus_dropped(&host);
+        crate::pipeline::testing::created_is_accepted_plus_dropped(&host);
     }
 }

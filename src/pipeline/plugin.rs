@@ -556,22 +556,6 @@ mod tests {
         assert!(host.done_called, "done once delivered");
     }
 
-    fn created_is_accepted_plus_dropped(host: &FakeHost) {
-        let stat = |name: &str| host.stat(&format!("appinsights.a.{name}")).unwrap_or(0);
-        let dropped: i64 = ["buffer_full", "rejected", "too_large", "expired", "shutdown"]
-            .iter()
-            .map(|r| stat(&format!("items_dropped_{r}")))
-            .sum();
-        assert_eq!(
-            stat("items_created"),
-            stat("items_accepted") + dropped,
-            "{:?}",
-            host.stats
-        );
-        assert_eq!(stat("buffered_items"), 0);
-        assert_eq!(stat("buffered_bytes"), 0);
-    }
-
     #[test]
     fn a_drain_respects_retry_after_and_counts_what_it_cannot_deliver() {
         let (mut plugin, mut host) = configured(json!({}));
@@ -589,7 +573,7 @@ mod tests {
             Some(4),
             "the Request and Dependency, and the two standard metric aggregates the drain flushed"
         );
-        created_is_accepted_plus_dropped(&host);
+        crate::pipeline::testing::created_is_accepted_plus_dropped(&host);
     }
 
     #[test]
@@ -625,7 +609,7 @@ mod tests {
             .map(|i| i["data"]["baseData"]["metrics"][0]["count"].as_u64().unwrap())
             .sum();
         assert_eq!(requests, 2, "both exchanges, the second after the drain began");
-        created_is_accepted_plus_dropped(&host);
+        crate::pipeline::testing::created_is_accepted_plus_dropped(&host);
     }
 
     #[test]
@@ -642,7 +626,7 @@ mod tests {
             Some(4),
             "the Request, the Dependency and their metric aggregates (flushed by the drain), without another tick"
         );
-        created_is_accepted_plus_dropped(&host);
+        crate::pipeline::testing::created_is_accepted_plus_dropped(&host);
     }
 
     #[test]

@@ -84,3 +84,19 @@ pub fn run(p: &mut Pipeline, fe: &Frontend, route: &str, oc: &Outcome) -> (Begun
 pub fn kinds(items: &[Value]) -> Vec<&str> {
     items.iter().map(|i| i["data"]["baseType"].as_str().unwrap()).collect()
 }
+
+/// Every item logger `a` created ended accepted or in one `items_dropped_*` counter (by the
+/// Envoy stats `host` was given).
+pub fn created_is_accepted_plus_dropped(host: &crate::host::fake::FakeHost) {
+    let stat = |name: &str| host.stat(&format!("appinsights.a.{name}")).unwrap_or(0);
+    let dropped: i64 = ["buffer_full", "rejected", "too_large", "expired", "shutdown"]
+        .iter()
+        .map(|r| stat(&format!("items_dropped_{r}")))
+        .sum();
+    assert_eq!(
+        stat("items_created"),
+        stat("items_accepted") + dropped,
+        "{:?}",
+        host.stats
+    );
+}
