@@ -39,6 +39,10 @@ use crate::store::{Limits, Store};
 pub use fault::{Fault, FAULT_MESSAGE};
 use payload::Outcome;
 
+/// Context tags official SDKs send that the schema does not list, and the service takes:
+/// the Python exporter's `ai.user.userAgent` (reference §2.5, "Not exposed in Swagger").
+pub const SDK_TAGS: &[&str] = &["ai.user.userAgent"];
+
 /// How to start an [`IngestServer`].
 #[derive(Debug, Clone)]
 pub struct IngestConfig {

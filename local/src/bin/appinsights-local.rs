@@ -14,14 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use appinsights_local::cli;
-use appinsights_local::ingest::{IngestConfig, IngestServer};
+use appinsights_local::ingest::{IngestConfig, IngestServer, SDK_TAGS};
 use appinsights_local::store::Limits;
 
 const USAGE: &str = "usage: appinsights-local [--listen 127.0.0.1:9001] [--ikey KEY] [--store items.ndjson] \
 [--max-items 200000] [--max-bytes 256M] [--tolerate-tag NAME]";
-
-/// Context tags official SDKs send that the schema does not list, and the service takes.
-const SDK_TAGS: &[&str] = &["ai.user.userAgent"];
 
 /// Items kept in the control API's recorded lists (`/_items`); the store holds the rest.
 const RECORDED_KEEP: usize = 1000;

@@ -75,7 +75,7 @@ fn the_backends_distro_telemetry_nests_under_the_gateways_dependency() {
     // outside the schema (ai.user.userAgent, reference §2.5 "Not exposed in Swagger").
     let ingest = IngestServer::start(IngestConfig {
         expected_ikey: Some(IKEY.into()),
-        tolerated_tags: vec!["ai.user.userAgent".into()],
+        tolerated_tags: harness::ingest::SDK_TAGS.iter().map(|t| t.to_string()).collect(),
         ..Default::default()
     })
     .unwrap();

@@ -75,7 +75,7 @@ struct Scene {
 fn scene() -> Scene {
     let ingest = IngestServer::start(IngestConfig {
         expected_ikey: Some(IKEY.into()),
-        tolerated_tags: vec!["ai.user.userAgent".into()],
+        tolerated_tags: harness::ingest::SDK_TAGS.iter().map(|t| t.to_string()).collect(),
         ..Default::default()
     })
     .unwrap();
